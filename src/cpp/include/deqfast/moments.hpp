@@ -1,0 +1,171 @@
+// Gaussian moments of an activation at scale tau (THEORY.md §2):
+//   a0 = E phi(tau xi), a1 = E phi'(tau xi), a2 = E phi'', a3 = E phi''',
+//   m2 = E phi^2, m2_dot = d m2 / d(tau^2) (at a fixed centring shift), e2 = E phi'^2,
+// and the normalised Hermite coefficients h_k = E[phi(tau xi) He_k(xi)] / sqrt(k!)
+// used by Mehler's formula for the pair kernels.
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "deqfast/activation.hpp"
+#include "deqfast/quadrature.hpp"
+
+namespace deqfast {
+
+struct Moments {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0, m2 = 0, m2_dot = 0, e2 = 0;
+};
+
+/// Apply the centring shift c to raw moments: phi_c = phi - c.
+inline Moments apply_shift(Moments m, double c) {
+  // E(phi-c)^2 = m2 - 2 c a0 + c^2 ; d/dtau^2 of it at fixed c = m2_dot - c * a2 (heat equation:
+  // d a0 / d tau^2 = a2 / 2).
+  m.m2 = m.m2 - 2.0 * c * m.a0 + c * c;
+  m.m2_dot = m.m2_dot - c * m.a2;
+  m.a0 -= c;
+  return m;
+}
+
+inline Moments raw_moments_quadrature(const Activation& phi, double tau) {
+  const Rule r = gaussian_composite_rule(scaled_kinks(phi, tau));
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q2 = 0, e = 0;
+  for (std::size_t i = 0; i < r.x.size(); ++i) {
+    const double xi = r.x[i], w = r.w[i];
+    const double f = phi.raw(tau * xi), d = phi.deriv(tau * xi);
+    const double x2 = xi * xi;
+    s0 += w * f;
+    s1 += w * xi * f;
+    s2 += w * (x2 - 1.0) * f;
+    s3 += w * (x2 - 3.0) * xi * f;
+    q0 += w * f * f;
+    q2 += w * (x2 - 1.0) * f * f;
+    e += w * d * d;
+  }
+  Moments m;
+  const double t2 = tau * tau;
+  m.a0 = s0;
+  m.a1 = s1 / tau;
+  m.a2 = s2 / t2;
+  m.a3 = s3 / (t2 * tau);
+  m.m2 = q0;
+  m.m2_dot = q2 / (2.0 * t2);
+  m.e2 = e;
+  return m;
+}
+
+inline Moments raw_moments_polynomial(const Activation& phi, double tau) {
+  const std::size_t deg = phi.coef.size();
+  // m2 integrand has degree 2*deg + 2 (with the xi^2 weight): exact with deg + 3 nodes.
+  const Rule r = gauss_hermite_prob(int(deg) + 4);
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q2 = 0, e = 0;
+  for (std::size_t i = 0; i < r.x.size(); ++i) {
+    const double xi = r.x[i], w = r.w[i];
+    const double f = phi.raw(tau * xi), d = phi.deriv(tau * xi);
+    const double x2 = xi * xi;
+    s0 += w * f;
+    s1 += w * xi * f;
+    s2 += w * (x2 - 1.0) * f;
+    s3 += w * (x2 - 3.0) * xi * f;
+    q0 += w * f * f;
+    q2 += w * (x2 - 1.0) * f * f;
+    e += w * d * d;
+  }
+  Moments m;
+  const double t2 = tau * tau;
+  m.a0 = s0;
+  m.a1 = s1 / tau;
+  m.a2 = s2 / t2;
+  m.a3 = s3 / (t2 * tau);
+  m.m2 = q0;
+  m.m2_dot = q2 / (2.0 * t2);
+  m.e2 = e;
+  return m;
+}
+
+/// Gaussian moments of phi (including its shift) at scale tau > 0.
+inline Moments gaussian_moments(const Activation& phi, double tau) {
+  if (!(tau > 0) || !std::isfinite(tau)) throw std::invalid_argument("moments: tau must be > 0");
+  Moments m;
+  const double t2 = tau * tau;
+  switch (phi.kind) {
+    case Kind::PiecewiseLinear: {
+      // phi = s_neg x + (s_pos - s_neg) relu(x)
+      const double sp = phi.p0, sn = phi.p1, dlt = sp - sn;
+      m.a0 = dlt * tau / kSqrt2Pi;
+      m.a1 = 0.5 * (sp + sn);
+      m.a2 = dlt / (tau * kSqrt2Pi);
+      m.a3 = 0.0;
+      m.m2 = 0.5 * (sp * sp + sn * sn) * t2;
+      m.m2_dot = 0.5 * (sp * sp + sn * sn);
+      m.e2 = 0.5 * (sp * sp + sn * sn);
+      break;
+    }
+    case Kind::Erf: {
+      const double u = 1.0 + 2.0 * t2, v = 1.0 + 4.0 * t2;
+      m.a0 = 0.0;
+      m.a1 = 2.0 * kInvSqrtPi / std::sqrt(u);
+      m.a2 = 0.0;
+      m.a3 = -4.0 * kInvSqrtPi / (u * std::sqrt(u));
+      m.m2 = (2.0 / kPi) * std::asin(2.0 * t2 / u);
+      m.m2_dot = 4.0 / (kPi * u * std::sqrt(v));
+      m.e2 = (4.0 / kPi) / std::sqrt(v);
+      break;
+    }
+    case Kind::Polynomial:
+    case Kind::Hermite:
+      m = raw_moments_polynomial(phi, tau);
+      break;
+    default:
+      m = raw_moments_quadrature(phi, tau);
+  }
+  return apply_shift(m, phi.shift);
+}
+
+/// Normalised Hermite coefficients h_k = E[phi(tau xi) He_k(xi)] / sqrt(k!), k = 0..K-1,
+/// of phi including its shift; also returns the Parseval remainders
+///   rem   = E phi^2 - sum_k h_k^2                (tail of the CK series)
+///   remd  = tau^2 E phi'^2 - sum_k k h_k^2      (tail of the derivative series)
+/// clamped at 0 (they are exact up to rounding).
+struct HermiteExpansion {
+  std::vector<double> h;
+  double rem = 0, remd = 0;
+};
+
+inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int K) {
+  HermiteExpansion out;
+  out.h.assign(K, 0.0);
+  Rule r;
+  if (phi.is_polynomial()) {
+    r = gauss_hermite_prob(int(phi.coef.size()) + K / 2 + 4);
+  } else {
+    // He_k(xi) e^{-xi^2/4} / sqrt(k!) lives in |xi| < 2 sqrt(k) + a few.
+    const double L = std::max(12.0, 2.0 * std::sqrt(double(K)) + 14.0);
+    r = gaussian_composite_rule(scaled_kinks(phi, tau), L, 0.5);
+  }
+  double m2 = 0, e2 = 0;
+  for (std::size_t i = 0; i < r.x.size(); ++i) {
+    const double xi = r.x[i], w = r.w[i];
+    const double f = phi(tau * xi), d = phi.deriv(tau * xi);
+    m2 += w * f * f;
+    e2 += w * d * d;
+    double hm1 = 0.0, hk = 1.0;  // normalised: h_{k+1} = (xi h_k - sqrt(k) h_{k-1}) / sqrt(k+1)
+    for (int k = 0; k < K; ++k) {
+      out.h[k] += w * f * hk;
+      const double hp1 = (xi * hk - std::sqrt(double(k)) * hm1) / std::sqrt(double(k + 1));
+      hm1 = hk;
+      hk = hp1;
+    }
+  }
+  double s = 0, sd = 0;
+  for (int k = 0; k < K; ++k) {
+    s += out.h[k] * out.h[k];
+    sd += k * out.h[k] * out.h[k];
+  }
+  out.rem = std::max(0.0, m2 - s);
+  out.remd = std::max(0.0, tau * tau * e2 - sd);
+  return out;
+}
+
+}  // namespace deqfast

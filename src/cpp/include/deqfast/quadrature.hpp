@@ -1,0 +1,101 @@
+// Gaussian quadrature rules and Gaussian expectations E g(xi), xi ~ N(0,1).
+//
+// Composite Gauss–Legendre split at breakpoints: plain Gauss–Hermite converges
+// slowly across a kink (THEORY.md §2: 200 nodes are 0.4 % off in ReLU's a2),
+// whereas panels that end on every kink keep spectral accuracy on each piece.
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "deqfast/activation.hpp"
+
+namespace deqfast {
+
+struct Rule {
+  std::vector<double> x, w;
+};
+
+/// n-point Gauss–Legendre rule on [-1, 1] (Newton on the three-term recurrence).
+inline Rule gauss_legendre(int n) {
+  Rule r;
+  r.x.resize(n);
+  r.w.resize(n);
+  for (int i = 0; i < (n + 1) / 2; ++i) {
+    double z = std::cos(kPi * (i + 0.75) / (n + 0.5));
+    double dp = 0.0;
+    for (int it = 0; it < 100; ++it) {
+      double p0 = 1.0, p1 = 0.0;
+      for (int k = 1; k <= n; ++k) {
+        const double p2 = p1;
+        p1 = p0;
+        p0 = ((2.0 * k - 1.0) * z * p1 - (k - 1.0) * p2) / k;
+      }
+      dp = n * (z * p0 - p1) / (z * z - 1.0);
+      const double dz = p0 / dp;
+      z -= dz;
+      if (std::abs(dz) < 1e-16) break;
+    }
+    r.x[i] = -z;
+    r.x[n - 1 - i] = z;
+    r.w[i] = r.w[n - 1 - i] = 2.0 / ((1.0 - z * z) * dp * dp);
+  }
+  return r;
+}
+
+/// n-point Gauss–Hermite rule for the standard normal weight (probabilists'),
+/// by Golub–Welsch; exact for polynomials of degree <= 2n - 1.
+inline Rule gauss_hermite_prob(int n) {
+  Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n, n);
+  for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = std::sqrt(double(k));
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(J);
+  Rule r;
+  r.x.resize(n);
+  r.w.resize(n);
+  for (int i = 0; i < n; ++i) {
+    r.x[i] = es.eigenvalues()(i);
+    const double v = es.eigenvectors()(0, i);
+    r.w[i] = v * v;
+  }
+  return r;
+}
+
+/// Nodes and weights (including the N(0,1) density) of a composite Gauss–Legendre
+/// rule on [-L, L], panels no wider than h, split at every breakpoint in (-L, L).
+inline Rule gaussian_composite_rule(std::vector<double> breaks, double L = 12.0, double h = 0.5,
+                                    int order = 16) {
+  static const Rule gl = gauss_legendre(16);
+  const Rule base = order == 16 ? gl : gauss_legendre(order);
+  std::vector<double> pts{-L, L};
+  for (double b : breaks)
+    if (b > -L && b < L) pts.push_back(b);
+  std::sort(pts.begin(), pts.end());
+  pts.erase(std::unique(pts.begin(), pts.end()), pts.end());
+  Rule r;
+  for (std::size_t s = 0; s + 1 < pts.size(); ++s) {
+    const double a = pts[s], b = pts[s + 1];
+    if (b - a <= 0) continue;
+    const int panels = std::max(1, int(std::ceil((b - a) / h)));
+    const double step = (b - a) / panels;
+    for (int q = 0; q < panels; ++q) {
+      const double lo = a + q * step, half = 0.5 * step, mid = lo + half;
+      for (std::size_t i = 0; i < base.x.size(); ++i) {
+        const double xi = mid + half * base.x[i];
+        r.x.push_back(xi);
+        r.w.push_back(half * base.w[i] * std::exp(-0.5 * xi * xi) / kSqrt2Pi);
+      }
+    }
+  }
+  return r;
+}
+
+/// Breakpoints in xi-space of phi(tau * xi).
+inline std::vector<double> scaled_kinks(const Activation& phi, double tau) {
+  std::vector<double> k = phi.kinks();
+  for (double& v : k) v /= tau;
+  return k;
+}
+
+}  // namespace deqfast

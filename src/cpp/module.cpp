@@ -1,0 +1,16 @@
+// deqfast._core: the compiled hot loops. Each concept binds itself.
+#include "bindings/pybind11.hpp"
+
+void bind_activations(py::module_& m);
+void bind_kernels(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "deqfast compiled core (C++17, Eigen, OpenMP)";
+#ifdef DEQFAST_HAVE_OPENMP
+  m.attr("has_openmp") = true;
+#else
+  m.attr("has_openmp") = false;
+#endif
+  bind_activations(m);
+  bind_kernels(m);
+}
