@@ -2,7 +2,9 @@
 
 Implements Ling et al., *Deep Equilibrium Models are Almost Equivalent to
 Not-so-deep Explicit Models for High-dimensional Gaussian Mixtures* (ICML 2024)
-with the conventions of THEORY.md.
+with the conventions of THEORY.md: mixture data (§1), activations and their
+Gaussian moments (§2), the DEQ's exact infinite-width kernels (§3), the
+equilibrium equations and random-matrix surrogates (§4).
 """
 
 from __future__ import annotations
@@ -16,6 +18,26 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
         "for development); a C++17 compiler is needed."
     ) from exc
 
+from deqfast import activations, coefficients
+from deqfast.coefficients import KernelCoefficients
+from deqfast.data import GaussianMixture, MixtureStats, Sample
+from deqfast.deq import DEQ
+from deqfast.equilibrium import Equilibrium
+from deqfast.kernels import KernelResult
+from deqfast.surrogate import surrogate_matrix
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "_core"]
+__all__ = [
+    "DEQ",
+    "Equilibrium",
+    "GaussianMixture",
+    "KernelCoefficients",
+    "KernelResult",
+    "MixtureStats",
+    "Sample",
+    "__version__",
+    "activations",
+    "coefficients",
+    "surrogate_matrix",
+]

@@ -3,6 +3,7 @@
 
 void bind_activations(py::module_& m);
 void bind_kernels(py::module_& m);
+void bind_forward(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "deqfast compiled core (C++17, Eigen, OpenMP)";
@@ -13,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
   bind_activations(m);
   bind_kernels(m);
+  bind_forward(m);
 }

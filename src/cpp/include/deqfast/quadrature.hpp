@@ -91,6 +91,21 @@ inline Rule gaussian_composite_rule(std::vector<double> breaks, double L = 12.0,
   return r;
 }
 
+/// Composite rule on [0, L] for the symmetrised expectation E g = sum_i w_i (g(x_i) + g(-x_i)),
+/// split at |b| for every breakpoint b (weights include the N(0,1) density).
+inline Rule gaussian_half_rule(std::vector<double> breaks, double L = 12.0, double h = 0.5) {
+  std::vector<double> pos{0.0};
+  for (double b : breaks) pos.push_back(std::abs(b));
+  Rule full = gaussian_composite_rule(pos, L, h);
+  Rule r;
+  for (std::size_t i = 0; i < full.x.size(); ++i)
+    if (full.x[i] > 0) {
+      r.x.push_back(full.x[i]);
+      r.w.push_back(full.w[i]);
+    }
+  return r;
+}
+
 /// Breakpoints in xi-space of phi(tau * xi).
 inline std::vector<double> scaled_kinks(const Activation& phi, double tau) {
   std::vector<double> k = phi.kinks();

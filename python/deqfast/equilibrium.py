@@ -1,0 +1,186 @@
+"""The equilibrium equations of the DEQ in the mixture regime (THEORY.md §4).
+
+``(E1)`` ``τ*² = σ_a² m2(τ*) + σ_b² τ0²`` is the only genuinely nonlinear
+equation (solved with a bracketed Newton method, the activation being centred at
+``τ*`` simultaneously); ``(E2)–(E4)`` and every surrogate coefficient follow
+as fixed points of the coefficient algebra of :mod:`deqfast.coefficients`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+from deqfast import coefficients as alg
+from deqfast.activations import Activation, CustomActivation, Moments
+
+__all__ = ["Equilibrium", "solve_equilibrium", "surrogate_coefficients", "KINDS"]
+
+AnyActivation = Union[Activation, CustomActivation]
+
+#: Kernels with a surrogate: pre-activation ``S*``, Implicit-CK ``G*``, default NTK ``K*``
+#: (hidden weights and read-out trained), and ``Θ*`` (input weights trained too).
+KINDS = ("pre", "ck", "ntk", "ntk_all")
+
+
+@dataclass(frozen=True)
+class Equilibrium:
+    """Solution of the equilibrium equations E1–E4 (THEORY.md §4).
+
+    The moments ``a1, a2, a3, m2, m2_dot, e2`` are those of the activation centred at
+    ``tau`` (``center`` is the subtracted constant ``E φ(τ* ξ)``); ``D = 1 − σ_a² a1²``.
+    """
+
+    tau: float
+    tau0: float
+    center: float
+    a1: float
+    a2: float
+    a3: float
+    m2: float
+    m2_dot: float
+    e2: float
+    D: float
+    alpha1: float
+    alpha2: float
+    alpha3: float
+    alpha4: float
+    sigma_a2: float
+    sigma_b2: float
+    iterations: int
+    residual: float
+
+    @property
+    def moments(self) -> Moments:
+        """The centred activation's moments at ``τ*``."""
+        return Moments(self.tau, 0.0, self.a1, self.a2, self.a3, self.m2, self.m2_dot, self.e2)
+
+    def __repr__(self) -> str:
+        keys = ("tau", "center", "alpha1", "alpha2", "alpha3", "alpha4", "D", "m2", "e2")
+        body = ", ".join(f"{k}={getattr(self, k):.10g}" for k in keys)
+        return f"Equilibrium({body}, iterations={self.iterations}, residual={self.residual:.2e})"
+
+
+def _variance_and_slope(phi: AnyActivation, u: float) -> tuple[float, float, Moments]:
+    """``Var φ(√u ξ)`` and its derivative in ``u`` (= ṁ2 of the centred φ)."""
+    m = phi.moments(math.sqrt(u))
+    return m.m2 - m.a0 * m.a0, m.m2_dot - m.a0 * m.a2, m
+
+
+def solve_equilibrium(
+    phi: AnyActivation, *, sigma_a2: float, sigma_b2: float, tau0: float, tol: float = 1e-14
+) -> Equilibrium:
+    """Solve E1–E4 of THEORY.md §4 for the raw activation ``phi``.
+
+    E1 is solved for ``u = τ²`` on the bracket ``[σ_b² τ0², u_hi]`` (the variance is
+    non-negative, so ``F(u) = u − σ_a² Var φ(√u ξ) − σ_b² τ0²`` is ``≤ 0`` at the left
+    end; ``u_hi`` is found by doubling) with Newton steps that fall back to bisection.
+
+    Raises
+    ------
+    ValueError
+        If no equilibrium exists (``F`` never becomes positive: the variance grows
+        faster than ``u / σ_a²``), or the equilibrium is not contracting
+        (``σ_a² e2 ≥ 1`` at ``τ*``), naming ``sigma_a2``.
+    """
+    phi = phi.uncentered()
+    base = sigma_b2 * tau0 * tau0
+
+    def F(u: float) -> tuple[float, float]:
+        v, dv, _ = _variance_and_slope(phi, u)
+        return u - sigma_a2 * v - base, 1.0 - sigma_a2 * dv
+
+    lo, hi = base, 2.0 * base
+    f_hi, _ = F(hi)
+    doublings = 0
+    while f_hi <= 0:
+        lo, hi = hi, 2.0 * hi
+        f_hi, _ = F(hi)
+        doublings += 1
+        if doublings > 200 or not math.isfinite(f_hi):
+            raise ValueError(
+                f"sigma_a2={sigma_a2!r} admits no equilibrium scale for {phi!r}: the variance "
+                "E phi(tau xi)^2 grows faster than tau^2 / sigma_a2 (E1 of THEORY.md §4 has no "
+                "solution); reduce sigma_a2"
+            )
+    u = 0.5 * (lo + hi)
+    it = 0
+    for it in range(1, 201):
+        f, fp = F(u)
+        if f == 0.0:
+            break
+        if f > 0:
+            hi = u
+        else:
+            lo = u
+        un = u - f / fp if fp > 0 else 0.5 * (lo + hi)
+        if not (lo <= un <= hi):
+            un = 0.5 * (lo + hi)
+        if abs(un - u) <= tol * u:
+            u = un
+            break
+        u = un
+    tau = math.sqrt(u)
+    raw = phi.moments(tau)
+    center = raw.a0
+    cen = phi.centered(center).moments(tau)
+    residual = abs(u - sigma_a2 * cen.m2 - base)
+    if sigma_a2 * cen.e2 >= 1.0:
+        raise ValueError(
+            f"sigma_a2={sigma_a2!r} is not contracting for {phi!r}: sigma_a2 * E phi'(tau* xi)^2 "
+            f"= {sigma_a2 * cen.e2:.6g} >= 1 at tau*={tau:.6g} (THEORY.md §3); reduce sigma_a2"
+        )
+    # E2–E4 as the fixed point of S -> sigma_a2 F_phi(S) + sigma_b2 XX^T in the algebra.
+    S = pre_activation_coefficients(cen, sigma_a2=sigma_a2, sigma_b2=sigma_b2, tau0=tau0)
+    D = 1.0 - sigma_a2 * cen.a1 * cen.a1
+    return Equilibrium(
+        tau=tau, tau0=tau0, center=center, a1=cen.a1, a2=cen.a2, a3=cen.a3, m2=cen.m2,
+        m2_dot=cen.m2_dot, e2=cen.e2, D=D, alpha1=S.c1, alpha2=S.c2, alpha3=S.c3, alpha4=S.c4,
+        sigma_a2=sigma_a2, sigma_b2=sigma_b2, iterations=it, residual=residual,
+    )  # fmt: skip
+
+
+def pre_activation_coefficients(
+    m: Moments, *, sigma_a2: float, sigma_b2: float, tau0: float
+) -> alg.KernelCoefficients:
+    """``S*``'s coefficients: the fixed point of ``S ↦ σ_a² F_φ(S) + σ_b² XXᵀ`` (E2–E4)."""
+    X = alg.scale(alg.input_kernel(tau0), sigma_b2)
+    rate = sigma_a2 * max(m.a1 * m.a1, abs(m.m2_dot))
+    S = alg.affine_fixed_point(
+        lambda S: alg.add(alg.scale(alg.gaussian_map(S, m), sigma_a2), X),
+        X, rate=rate, name="E2-E4",
+    )  # fmt: skip
+    # The diagonal level is tau*^2 by E1 (the map above keeps m at tau*).
+    return alg.KernelCoefficients(m.tau**2, S.c1, S.c2, S.c3, S.c4)
+
+
+def surrogate_coefficients(eq: Equilibrium, kind: str = "ck") -> alg.KernelCoefficients:
+    """Surrogate coefficients ``(d, c1, c2, c3)`` of THEORY.md §4's table.
+
+    ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K* = G* ⊘ (1 − σ_a² Ġ*)``,
+    the paper's NTK) or ``"ntk_all"`` (``Θ*``, input weights trained too). All are
+    computed in the coefficient algebra: ``G = F_φ(S*)``; ``K`` is the fixed point of
+    ``Θ ↦ G + σ_a² Ġ∘Θ``; ``Θ* = G + Ġ∘Θ_z`` with ``Θ_z`` the fixed point of
+    ``Θ ↦ S* + σ_a² Ġ∘Θ``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    m, sa2 = eq.moments, eq.sigma_a2
+    S = alg.KernelCoefficients(eq.tau**2, eq.alpha1, eq.alpha2, eq.alpha3, eq.alpha4)
+    if kind == "pre":
+        return S
+    G = alg.gaussian_map(S, m)
+    if kind == "ck":
+        return G
+    rate = sa2 * m.e2  # >= sa2 a1^2 by Jensen
+    G4 = alg.KernelCoefficients(G.d, G.c1, G.c2, G.c3)
+
+    def theta_map(source: alg.KernelCoefficients):  # type: ignore[no-untyped-def]
+        return lambda T: alg.add(source, alg.scale(alg.hadamard_derivative(m, S.c1, T), sa2))
+
+    if kind == "ntk":
+        return alg.affine_fixed_point(theta_map(G4), G4, rate=rate, name="NTK")
+    S4 = alg.KernelCoefficients(S.d, S.c1, S.c2, S.c3)
+    Tz = alg.affine_fixed_point(theta_map(S4), S4, rate=rate, name="NTK (B trained)")
+    return alg.add(G4, alg.hadamard_derivative(m, S.c1, Tz))

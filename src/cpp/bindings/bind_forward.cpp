@@ -1,0 +1,134 @@
+// Finite-width DEQ forward pass and adjoint with Anderson / Picard (THEORY.md §3, "finite width").
+#include <string>
+
+#include "bindings/pybind11.hpp"
+#include "deqfast/deq_forward.hpp"
+
+namespace dq = deqfast;
+
+namespace {
+
+dq::ForwardOptions make_options(const std::string& solver, double tol, int max_iter, int memory, double damping,
+                                double drop_tol, int restart, double divergence, int num_threads) {
+  dq::ForwardOptions o;
+  if (solver == "anderson")
+    o.method = dq::FixedPointMethod::Anderson;
+  else if (solver == "picard")
+    o.method = dq::FixedPointMethod::Picard;
+  else
+    throw py::value_error("solver must be 'anderson' or 'picard'; got '" + solver + "'");
+  if (!(tol > 0)) throw py::value_error("tol must be > 0");
+  if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
+  if (memory < 0) throw py::value_error("memory must be >= 0");
+  if (!(damping > 0 && damping <= 1)) throw py::value_error("damping must be in (0, 1]");
+  if (!(drop_tol > 1)) throw py::value_error("drop_tol must be > 1");
+  if (restart < 0) throw py::value_error("restart must be >= 0");
+  if (!(divergence > 1)) throw py::value_error("divergence must be > 1");
+  o.solver.tol = tol;
+  o.solver.max_iter = max_iter;
+  o.solver.memory = memory;
+  o.solver.damping = damping;
+  o.solver.drop_tol = drop_tol;
+  o.solver.restart = restart;
+  o.solver.divergence = divergence;
+  o.num_threads = num_threads;
+  return o;
+}
+
+template <class Scalar>
+py::tuple forward(const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
+                  const Eigen::Ref<const dq::RowMat<Scalar>>& B, const Eigen::Ref<const dq::RowMat<Scalar>>& X,
+                  double sigma_a, double sigma_b, const dq::ForwardOptions& o) {
+  const Eigen::Index m = A.rows(), n = X.rows();
+  if (A.cols() != m) throw py::value_error("A must be square (m, m)");
+  if (B.rows() != m || B.cols() != X.cols()) throw py::value_error("B must have shape (m, p) with p = X.shape[1]");
+  dq::ColMat<Scalar> Z = dq::ColMat<Scalar>::Zero(m, n), Phi;
+  dq::SolverReport rep;
+  {
+    py::gil_scoped_release release;
+    rep = dq::deq_forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, Z, Phi, o);
+  }
+  // Column-major m x n = row-major (n, m): Python transposes the (m, n) F-ordered arrays without a copy.
+  return py::make_tuple(py::cast(std::move(Z)), py::cast(std::move(Phi)), rep);
+}
+
+template <class Scalar>
+py::tuple adjoint(const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
+                  const Eigen::Ref<const dq::RowMat<Scalar>>& Zt,
+                  const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v, double sigma_a,
+                  const dq::ForwardOptions& o) {
+  const Eigen::Index m = A.rows();
+  if (A.cols() != m) throw py::value_error("A must be square (m, m)");
+  if (Zt.cols() != m) throw py::value_error("Z must have shape (n, m)");
+  if (v.size() != m) throw py::value_error("v must have length m");
+  dq::ColMat<Scalar> W;
+  dq::SolverReport rep;
+  {
+    py::gil_scoped_release release;
+    const dq::ColMat<Scalar> Z = Zt.transpose();  // (n, m) row-major -> m x n column-major: same memory order
+    W = dq::ColMat<Scalar>::Zero(m, Z.cols());
+    rep = dq::deq_adjoint<Scalar>(phi, A, Z, v, sigma_a, W, o);
+  }
+  return py::make_tuple(py::cast(std::move(W)), rep);
+}
+
+template <class Scalar>
+void def_typed(py::module_& m) {
+  m.def(
+      "deq_forward",
+      [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
+         const Eigen::Ref<const dq::RowMat<Scalar>>& B, const Eigen::Ref<const dq::RowMat<Scalar>>& X,
+         double sigma_a, double sigma_b, const std::string& solver, double tol, int max_iter, int memory,
+         double damping, double drop_tol, int restart, double divergence, int num_threads) {
+        const auto o = make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence,
+                                    num_threads);
+        return forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, o);
+      },
+      py::arg("phi"), py::arg("A").noconvert(), py::arg("B").noconvert(), py::arg("X").noconvert(),
+      py::arg("sigma_a"), py::arg("sigma_b"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8,
+      py::arg("max_iter") = 500, py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10,
+      py::arg("restart") = 0, py::arg("divergence") = 1e6, py::arg("num_threads") = 0,
+      "Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).\n"
+      "A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with\n"
+      "Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).");
+  m.def(
+      "deq_adjoint",
+      [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
+         const Eigen::Ref<const dq::RowMat<Scalar>>& Z, const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v,
+         double sigma_a, const std::string& solver, double tol, int max_iter, int memory, double damping,
+         double drop_tol, int restart, double divergence, int num_threads) {
+        const auto o = make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence,
+                                    num_threads);
+        return adjoint<Scalar>(phi, A, Z, v, sigma_a, o);
+      },
+      py::arg("phi"), py::arg("A").noconvert(), py::arg("Z").noconvert(), py::arg("v").noconvert(),
+      py::arg("sigma_a"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500,
+      py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0,
+      py::arg("divergence") = 1e6, py::arg("num_threads") = 0,
+      "Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (THEORY.md §3).\n"
+      "Z is the (n, m) equilibrium. Returns (W, report) with W an F-ordered (m, n) array.");
+}
+
+}  // namespace
+
+void bind_forward(py::module_& m) {
+  py::class_<dq::SolverReport>(m, "SolverReport", "Outcome of a fixed-point solve.")
+      .def_property_readonly("status", [](const dq::SolverReport& r) { return std::string(dq::status_name(r.status)); })
+      .def_property_readonly("converged", &dq::SolverReport::converged)
+      .def_readonly("iterations", &dq::SolverReport::iterations)
+      .def_readonly("evaluations", &dq::SolverReport::evaluations)
+      .def_readonly("residual", &dq::SolverReport::residual)
+      .def_property_readonly("residuals",
+                             [](const dq::SolverReport& r) {
+                               return py::array_t<double>(py::ssize_t(r.residuals.size()), r.residuals.data());
+                             })
+      .def_readonly("dropped", &dq::SolverReport::dropped)
+      .def_readonly("restarts", &dq::SolverReport::restarts)
+      .def("__repr__", [](const dq::SolverReport& r) {
+        return "SolverReport(status='" + std::string(dq::status_name(r.status)) +
+               "', evaluations=" + std::to_string(r.evaluations) + ", residual=" + std::to_string(r.residual) + ")";
+      });
+  // float64 first: overload resolution tries it first; noconvert() keeps float32 arrays on the float32 path.
+  def_typed<double>(m);
+  def_typed<float>(m);
+}

@@ -1,0 +1,173 @@
+// Finite-width deep equilibrium model, batched (THEORY.md §3, "finite width").
+//
+//   Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T          Z: m x n (one column per sample)
+//
+// with A (m x m), B (m x p) and X (n x p) given. One GEMM per evaluation of the
+// map; the constant sigma_b B X^T is formed once. The adjoint of the read-out
+// f(x) = v^T phi(z*) / sqrt m solves the linear fixed point
+//
+//   W = Gv + (sigma_a/sqrt m) D o (A^T W),   D = phi'(Z*),   Gv = D o v / sqrt m
+//
+// (o: elementwise, v broadcast along the columns), with the same solvers. The
+// n x n Gram matrices are formed by the caller once the loop is over.
+//
+// States are column-major m x n Eigen matrices, i.e. the memory of a row-major
+// (n, m) array: the caller can hand in NumPy (n, m) buffers without a copy.
+// Threads split the n columns (GEMM and elementwise work); Eigen itself runs
+// single-threaded inside each block.
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#ifdef DEQFAST_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#include "deqfast/activation.hpp"
+#include "deqfast/anderson.hpp"
+
+namespace deqfast {
+
+template <class Scalar>
+using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class Scalar>
+using ColMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+struct ForwardOptions {
+  FixedPointMethod method = FixedPointMethod::Anderson;
+  SolverOptions solver;
+  int num_threads = 0;  // 0: OpenMP default
+};
+
+namespace detail {
+
+inline int resolve_threads(int requested) {
+#ifdef DEQFAST_HAVE_OPENMP
+  return requested > 0 ? requested : omp_get_max_threads();
+#else
+  (void)requested;
+  return 1;
+#endif
+}
+
+/// Run body(j0, j1) over `nb` contiguous column blocks of [0, n) in parallel.
+template <class Body>
+void for_column_blocks(Eigen::Index n, int threads, Body&& body) {
+  const int nb = int(std::max<Eigen::Index>(1, std::min<Eigen::Index>(threads, n)));
+#ifdef DEQFAST_HAVE_OPENMP
+#pragma omp parallel for num_threads(nb) schedule(static, 1) if (nb > 1)
+#endif
+  for (int b = 0; b < nb; ++b) {
+    const Eigen::Index j0 = n * b / nb, j1 = n * (b + 1) / nb;
+    if (j1 > j0) body(j0, j1);
+  }
+}
+
+template <class Scalar>
+void apply_activation(const Activation& phi, const Scalar* in, Scalar* out, Eigen::Index len, bool deriv) {
+  if (phi.kind == Kind::PiecewiseLinear) {  // the common case, branch-light
+    const Scalar sp = Scalar(phi.p0), sn = Scalar(phi.p1);
+    if (deriv) {
+      for (Eigen::Index i = 0; i < len; ++i) out[i] = in[i] > Scalar(0) ? sp : sn;
+    } else {
+      const Scalar sh = Scalar(phi.shift);
+      for (Eigen::Index i = 0; i < len; ++i) out[i] = (in[i] > Scalar(0) ? sp : sn) * in[i] - sh;
+    }
+    return;
+  }
+  if (deriv) {
+    for (Eigen::Index i = 0; i < len; ++i) out[i] = Scalar(phi.deriv(double(in[i])));
+  } else {
+    for (Eigen::Index i = 0; i < len; ++i) out[i] = Scalar(phi(double(in[i])));
+  }
+}
+
+}  // namespace detail
+
+/// Elementwise phi (or phi') of an m x n state, threaded over columns.
+template <class Scalar>
+void activation_map(const Activation& phi, const ColMat<Scalar>& Z, ColMat<Scalar>& out, bool deriv,
+                    int threads) {
+  out.resize(Z.rows(), Z.cols());
+  const Eigen::Index m = Z.rows();
+  detail::for_column_blocks(Z.cols(), detail::resolve_threads(threads), [&](Eigen::Index j0, Eigen::Index j1) {
+    detail::apply_activation<Scalar>(phi, Z.data() + j0 * m, out.data() + j0 * m, (j1 - j0) * m, deriv);
+  });
+}
+
+/// Solve the batched DEQ forward pass.
+///
+/// A: m x m, B: m x p, X: n x p (rows are samples). On entry Z (m x n) holds the
+/// initial guess (zeros for a cold start); on exit it holds the equilibrium (the
+/// last evaluation of the map) and Phi = phi(Z).
+template <class Scalar>
+SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Scalar>>& A,
+                         const Eigen::Ref<const RowMat<Scalar>>& B, const Eigen::Ref<const RowMat<Scalar>>& X,
+                         double sigma_a, double sigma_b, ColMat<Scalar>& Z, ColMat<Scalar>& Phi,
+                         const ForwardOptions& opt) {
+  const Eigen::Index m = A.rows(), n = X.rows();
+  if (A.cols() != m) throw std::invalid_argument("A must be square (m x m)");
+  if (B.rows() != m) throw std::invalid_argument("B must have m = A.rows() rows");
+  if (B.cols() != X.cols()) throw std::invalid_argument("B must have p = X.cols() columns");
+  if (Z.rows() != m || Z.cols() != n) throw std::invalid_argument("Z must be m x n");
+  const int threads = detail::resolve_threads(opt.num_threads);
+  const Scalar c = Scalar(sigma_a / std::sqrt(double(m)));
+
+  // U = sigma_b B X^T, once.
+  ColMat<Scalar> U(m, n);
+  detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
+    U.middleCols(j0, j1 - j0).noalias() = Scalar(sigma_b) * B * X.middleRows(j0, j1 - j0).transpose();
+  });
+  Phi.resize(m, n);
+
+  auto G = [&](const ColMat<Scalar>& z, ColMat<Scalar>& out) {
+    detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
+      const Eigen::Index w = j1 - j0;
+      detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
+      auto o = out.middleCols(j0, w);
+      o = U.middleCols(j0, w);
+      o.noalias() += c * A * Phi.middleCols(j0, w);
+    });
+  };
+  SolverReport rep = solve_fixed_point<Scalar>(opt.method, G, Z, opt.solver);
+  activation_map<Scalar>(phi, Z, Phi, false, threads);
+  return rep;
+}
+
+/// Solve the adjoint fixed point W = D o v / sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z).
+///
+/// On entry W (m x n) holds the initial guess; on exit the solution.
+template <class Scalar>
+SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Scalar>>& A,
+                         const ColMat<Scalar>& Z, const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v,
+                         double sigma_a, ColMat<Scalar>& W, const ForwardOptions& opt) {
+  const Eigen::Index m = A.rows(), n = Z.cols();
+  if (A.cols() != m) throw std::invalid_argument("A must be square (m x m)");
+  if (Z.rows() != m) throw std::invalid_argument("Z must have m rows");
+  if (v.size() != m) throw std::invalid_argument("v must have length m");
+  if (W.rows() != m || W.cols() != n) throw std::invalid_argument("W must be m x n");
+  const int threads = detail::resolve_threads(opt.num_threads);
+  const double inv_sqrt_m = 1.0 / std::sqrt(double(m));
+  const Scalar c = Scalar(sigma_a * inv_sqrt_m);
+
+  ColMat<Scalar> D;
+  activation_map<Scalar>(phi, Z, D, true, threads);
+  ColMat<Scalar> Gv = D.array().colwise() * (v.array() * Scalar(inv_sqrt_m));
+  ColMat<Scalar> T(m, n);
+
+  auto G = [&](const ColMat<Scalar>& w, ColMat<Scalar>& out) {
+    detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
+      const Eigen::Index k = j1 - j0;
+      auto t = T.middleCols(j0, k);
+      t.noalias() = A.transpose() * w.middleCols(j0, k);
+      out.middleCols(j0, k) = Gv.middleCols(j0, k) + c * D.middleCols(j0, k).cwiseProduct(t);
+    });
+  };
+  return solve_fixed_point<Scalar>(opt.method, G, W, opt.solver);
+}
+
+}  // namespace deqfast
