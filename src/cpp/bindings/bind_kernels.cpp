@@ -99,4 +99,41 @@ void bind_kernels(py::module_& m) {
       py::arg("max_iter") = 100, py::arg("block") = 64, py::arg("num_threads") = 0,
       "Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels "
       "(THEORY.md §3). With symmetric=True only the upper triangle is solved and mirrored.");
+
+  m.def(
+      "samples_at",
+      [](const dq::Activation& phi, const Eigen::Ref<const Eigen::VectorXd>& d, int hermite_terms) {
+        py::gil_scoped_release release;
+        try {
+          return dq::samples_at(phi, d, hermite_terms);
+        } catch (const std::domain_error& e) {
+          throw std::invalid_argument(e.what());
+        }
+      },
+      py::arg("phi"), py::arg("d"), py::arg("hermite_terms") = 64,
+      "Per-sample data (m2, e2, Hermite expansion) at given variances d_i (no fixed point).");
+
+  m.def(
+      "gaussian_map",
+      [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMatrix>& S, const dq::SampleData& A,
+         const dq::SampleData& B, bool symmetric, OutArray G, OutArray Gdot, int num_threads) {
+        if (A.d.size() != S.rows() || B.d.size() != S.cols())
+          throw py::value_error("sample data do not match the shape of S");
+        if (symmetric && S.rows() != S.cols()) throw py::value_error("symmetric map needs a square S");
+        auto take = [&](OutArray& a, const char* name) -> double* {
+          if (!a) return nullptr;
+          if (a->ndim() != 2 || a->shape(0) != S.rows() || a->shape(1) != S.cols())
+            throw py::value_error(std::string(name) + " must have the shape of S");
+          return a->mutable_data();
+        };
+        double* g = take(G, "G");
+        double* gd = take(Gdot, "Gdot");
+        dq::KernelOptions o;
+        o.num_threads = num_threads;
+        py::gil_scoped_release release;
+        return dq::gaussian_map(phi, S, A, B, symmetric, g, gd, o);
+      },
+      py::arg("phi"), py::arg("S"), py::arg("A"), py::arg("B"), py::arg("symmetric"), py::arg("G") = py::none(),
+      py::arg("Gdot") = py::none(), py::arg("num_threads") = 0,
+      "G = F_phi(S) and Gdot = F_phi'(S) elementwise (THEORY.md §5): one explicit layer's kernel map.");
 }

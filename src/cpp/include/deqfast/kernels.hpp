@@ -59,21 +59,61 @@ struct SampleData {
   double residual = 0;        // max |d - sigma_a2 m2(sqrt d) - sigma_b2 |x|^2|
 };
 
-/// Solve d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 for every sample (safeguarded Newton).
-inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const Eigen::VectorXd>& sqnorm,
-                                 const KernelOptions& o) {
-  const Eigen::Index n = sqnorm.size();
+/// Fill sample i's per-sample data (m2, e2 and, for Mehler, the Hermite expansion and its
+/// Parseval tails) at the variance sd.d[i].
+inline void fill_sample(const Activation& phi, SampleData& sd, Eigen::Index i, const Moments& m, int K) {
+  sd.m2[i] = m.m2;
+  sd.e2[i] = m.e2;
+  if (pair_method(phi) != PairMethod::Mehler) return;
+  const HermiteExpansion he = hermite_expansion(phi, std::sqrt(sd.d[i]), K);
+  // Polynomials of degree < K have no remainder: the series is exact.
+  double t = phi.is_polynomial() ? 0.0 : he.rem, td = phi.is_polynomial() ? 0.0 : he.remd;
+  sd.tail(i, K) = t;
+  sd.dtail(i, K) = td;
+  for (int k = K - 1; k >= 0; --k) {
+    sd.herm(i, k) = he.h[k];
+    t += he.h[k] * he.h[k];
+    td += k * he.h[k] * he.h[k];
+    sd.tail(i, k) = t;
+    sd.dtail(i, k) = td;
+  }
+}
+
+inline SampleData allocate_samples(const Activation& phi, Eigen::Index n, int hermite_terms) {
   SampleData sd;
   sd.d.resize(n);
   sd.m2.resize(n);
   sd.e2.resize(n);
-  const PairMethod method = pair_method(phi);
-  const int K = phi.is_polynomial() ? int(phi.coef.size()) : o.hermite_terms;
-  if (method == PairMethod::Mehler) {
+  if (pair_method(phi) == PairMethod::Mehler) {
+    const int K = phi.is_polynomial() ? int(phi.coef.size()) : hermite_terms;
     sd.herm.resize(n, K);
     sd.tail.resize(n, K + 1);
     sd.dtail.resize(n, K + 1);
   }
+  return sd;
+}
+
+/// Per-sample data at given variances d_i > 0 (no fixed point): the Gaussian map of one
+/// explicit layer, K = F_phi(S), needs exactly this (THEORY.md §5).
+inline SampleData samples_at(const Activation& phi, const Eigen::Ref<const Eigen::VectorXd>& d, int hermite_terms) {
+  const Eigen::Index n = d.size();
+  SampleData sd = allocate_samples(phi, n, hermite_terms);
+  for (Eigen::Index i = 0; i < n; ++i)
+    if (!(d[i] > 0) || !std::isfinite(d[i]))
+      throw std::domain_error("variance of sample " + std::to_string(i) + " must be finite and > 0");
+  sd.d = d;
+  const int K = int(sd.herm.cols());
+#pragma omp parallel for schedule(dynamic, 16) if (n > 64)
+  for (Eigen::Index i = 0; i < n; ++i) fill_sample(phi, sd, i, gaussian_moments(phi, std::sqrt(d[i])), K);
+  return sd;
+}
+
+/// Solve d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 for every sample (safeguarded Newton).
+inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const Eigen::VectorXd>& sqnorm,
+                                 const KernelOptions& o) {
+  const Eigen::Index n = sqnorm.size();
+  SampleData sd = allocate_samples(phi, n, o.hermite_terms);
+  const int K = int(sd.herm.cols());
   std::vector<std::string> errors;
   int max_it = 0;
   double max_res = 0;
@@ -116,24 +156,9 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
       continue;
     }
     sd.d[i] = d;
-    sd.m2[i] = m.m2;
-    sd.e2[i] = m.e2;
+    fill_sample(phi, sd, i, m, K);
     max_it = std::max(max_it, it + 1);
     max_res = std::max(max_res, res);
-    if (method == PairMethod::Mehler) {
-      const HermiteExpansion he = hermite_expansion(phi, std::sqrt(d), K);
-      // Polynomials of degree < K have no remainder: the series is exact.
-      double t = phi.is_polynomial() ? 0.0 : he.rem, td = phi.is_polynomial() ? 0.0 : he.remd;
-      sd.tail(i, K) = t;
-      sd.dtail(i, K) = td;
-      for (int k = K - 1; k >= 0; --k) {
-        sd.herm(i, k) = he.h[k];
-        t += he.h[k] * he.h[k];
-        td += k * he.h[k] * he.h[k];
-        sd.tail(i, k) = t;
-        sd.dtail(i, k) = td;
-      }
-    }
   }
   if (!errors.empty()) throw std::domain_error(errors.front());
   sd.iterations = max_it;
@@ -386,6 +411,44 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
   st.unconverged = unconv;
   st.max_iterations = max_it;
   st.max_step = max_step;
+  return st;
+}
+
+/// The Gaussian map of an explicit layer, elementwise: G = F_phi(S), Gdot = F_phi'(S) for the
+/// block S (rows of set A, columns of set B; THEORY.md §5). No fixed point: one evaluation per
+/// pair (2-D quadrature where the Mehler series cannot meet its bound). With `symmetric`, S is
+/// square, only its upper triangle is read and the outputs are mirrored.
+inline AssemblyStats gaussian_map(const Activation& phi, const Eigen::Ref<const RowMatrix>& S, const SampleData& A,
+                                  const SampleData& B, bool symmetric, double* G, double* Gdot,
+                                  const KernelOptions& o) {
+  const PairEvaluator ev(phi, A, B, o);
+  const Eigen::Index n1 = S.rows(), n2 = S.cols(), ld = n2;
+  long long quad = 0;
+#ifdef DEQFAST_HAVE_OPENMP
+  const int nt = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
+#endif
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nt) reduction(+ : quad)
+  for (Eigen::Index i = 0; i < n1; ++i) {
+    for (Eigen::Index j = symmetric ? i : 0; j < n2; ++j) {
+      double g, gd;
+      if (symmetric && i == j) {
+        g = A.m2[i];
+        gd = A.e2[i];
+      } else if (!ev.eval(i, j, S(i, j), g, gd)) {
+        ev.eval_quadrature(i, j, S(i, j), g, gd);
+        ++quad;
+      }
+      if (G) G[i * ld + j] = g;
+      if (Gdot) Gdot[i * ld + j] = gd;
+      if (symmetric) {
+        if (G) G[j * ld + i] = g;
+        if (Gdot) Gdot[j * ld + i] = gd;
+      }
+    }
+  }
+  AssemblyStats st;
+  st.pairs = symmetric ? n1 * (n1 + 1) / 2 : n1 * n2;
+  st.quadrature_pairs = quad;
   return st;
 }
 
