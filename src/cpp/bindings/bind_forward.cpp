@@ -8,9 +8,37 @@ namespace dq = deqfast;
 
 namespace {
 
+/// Fortran ?gemm from SciPy's BLAS (scipy.linalg.cython_blas), looked up once with the GIL held.
+template <class Fn>
+Fn scipy_gemm(const char* name) {
+  try {
+    py::dict capi = py::module_::import("scipy.linalg.cython_blas").attr("__pyx_capi__");
+    py::object cap = capi[name];
+    void* ptr = PyCapsule_GetPointer(cap.ptr(), PyCapsule_GetName(cap.ptr()));
+    if (!ptr) {
+      PyErr_Clear();
+      return nullptr;
+    }
+    return reinterpret_cast<Fn>(ptr);
+  } catch (const py::error_already_set&) {
+    return nullptr;
+  }
+}
+
+void set_gemm(dq::ForwardOptions& o, const std::string& gemm) {
+  if (gemm == "eigen") return;
+  if (gemm != "blas") throw py::value_error("gemm must be 'blas' or 'eigen'; got '" + gemm + "'");
+  static const auto d = scipy_gemm<dq::GemmFn<double>>("dgemm");
+  static const auto s = scipy_gemm<dq::GemmFn<float>>("sgemm");
+  o.dgemm = d;  // nullptr (SciPy BLAS unavailable): Eigen fallback
+  o.sgemm = s;
+}
+
 dq::ForwardOptions make_options(const std::string& solver, double tol, int max_iter, int memory, double damping,
-                                double drop_tol, int restart, double divergence, int num_threads) {
+                                double drop_tol, int restart, double divergence, int num_threads,
+                                const std::string& gemm) {
   dq::ForwardOptions o;
+  set_gemm(o, gemm);
   if (solver == "anderson")
     o.method = dq::FixedPointMethod::Anderson;
   else if (solver == "picard")
@@ -79,15 +107,16 @@ void def_typed(py::module_& m) {
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
          const Eigen::Ref<const dq::RowMat<Scalar>>& B, const Eigen::Ref<const dq::RowMat<Scalar>>& X,
          double sigma_a, double sigma_b, const std::string& solver, double tol, int max_iter, int memory,
-         double damping, double drop_tol, int restart, double divergence, int num_threads) {
+         double damping, double drop_tol, int restart, double divergence, int num_threads,
+         const std::string& gemm) {
         const auto o = make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence,
-                                    num_threads);
+                                    num_threads, gemm);
         return forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, o);
       },
       py::arg("phi"), py::arg("A").noconvert(), py::arg("B").noconvert(), py::arg("X").noconvert(),
       py::arg("sigma_a"), py::arg("sigma_b"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8,
       py::arg("max_iter") = 500, py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10,
-      py::arg("restart") = 0, py::arg("divergence") = 1e6, py::arg("num_threads") = 0,
+      py::arg("restart") = 0, py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
       "Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).\n"
       "A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with\n"
       "Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).");
@@ -96,15 +125,15 @@ void def_typed(py::module_& m) {
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
          const Eigen::Ref<const dq::RowMat<Scalar>>& Z, const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v,
          double sigma_a, const std::string& solver, double tol, int max_iter, int memory, double damping,
-         double drop_tol, int restart, double divergence, int num_threads) {
+         double drop_tol, int restart, double divergence, int num_threads, const std::string& gemm) {
         const auto o = make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence,
-                                    num_threads);
+                                    num_threads, gemm);
         return adjoint<Scalar>(phi, A, Z, v, sigma_a, o);
       },
       py::arg("phi"), py::arg("A").noconvert(), py::arg("Z").noconvert(), py::arg("v").noconvert(),
       py::arg("sigma_a"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500,
       py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0,
-      py::arg("divergence") = 1e6, py::arg("num_threads") = 0,
+      py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
       "Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (THEORY.md §3).\n"
       "Z is the (n, m) equilibrium. Returns (W, report) with W an F-ordered (m, n) array.");
 }

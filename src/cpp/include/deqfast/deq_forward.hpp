@@ -22,6 +22,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #ifdef DEQFAST_HAVE_OPENMP
 #include <omp.h>
@@ -37,10 +38,19 @@ using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowM
 template <class Scalar>
 using ColMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
+/// Optional Fortran-BLAS ?gemm (column-major) used for the products instead of Eigen's
+/// own kernel; the bindings hand in the one SciPy ships (scipy.linalg.cython_blas),
+/// which is threaded and dispatched at run time to the CPU's widest vector unit.
+template <class Scalar>
+using GemmFn = void (*)(char* transa, char* transb, int* m, int* n, int* k, Scalar* alpha, Scalar* a, int* lda,
+                        Scalar* b, int* ldb, Scalar* beta, Scalar* c, int* ldc);
+
 struct ForwardOptions {
   FixedPointMethod method = FixedPointMethod::Anderson;
   SolverOptions solver;
   int num_threads = 0;  // 0: OpenMP default
+  GemmFn<double> dgemm = nullptr;  // nullptr: Eigen products, threaded over column blocks
+  GemmFn<float> sgemm = nullptr;
 };
 
 namespace detail {
@@ -86,6 +96,27 @@ void apply_activation(const Activation& phi, const Scalar* in, Scalar* out, Eige
   }
 }
 
+template <class Scalar>
+GemmFn<Scalar> gemm_of(const ForwardOptions& o) {
+  if constexpr (std::is_same_v<Scalar, double>)
+    return o.dgemm;
+  else
+    return o.sgemm;
+}
+
+/// C (m x n, col-major, ld m) = alpha op(M) Y + beta C with M given row-major (rows x cols, outer
+/// stride ld_m) and Y column-major (k x n, ld k). op(M) = M when `transpose` is false, else M^T.
+template <class Scalar>
+void blas_product(GemmFn<Scalar> gemm, bool transpose, const Scalar* M, Eigen::Index rows, Eigen::Index cols,
+                  Eigen::Index ld_m, const Scalar* Y, Eigen::Index n, Eigen::Index ld_y, Scalar alpha, Scalar beta,
+                  Scalar* C) {
+  // Row-major M is column-major M^T: op(M) = M needs 'T', op(M) = M^T needs 'N'.
+  char ta = transpose ? 'N' : 'T', tb = 'N';
+  int mm = int(transpose ? cols : rows), nn = int(n), kk = int(transpose ? rows : cols);
+  int lda = int(ld_m), ldb = int(ld_y), ldc = mm;
+  gemm(&ta, &tb, &mm, &nn, &kk, &alpha, const_cast<Scalar*>(M), &lda, const_cast<Scalar*>(Y), &ldb, &beta, C, &ldc);
+}
+
 }  // namespace detail
 
 /// Elementwise phi (or phi') of an m x n state, threaded over columns.
@@ -117,14 +148,33 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   const int threads = detail::resolve_threads(opt.num_threads);
   const Scalar c = Scalar(sigma_a / std::sqrt(double(m)));
 
+  const auto gemm = detail::gemm_of<Scalar>(opt);
+  const Eigen::Index p = X.cols();
+
   // U = sigma_b B X^T, once.
   ColMat<Scalar> U(m, n);
-  detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
-    U.middleCols(j0, j1 - j0).noalias() = Scalar(sigma_b) * B * X.middleRows(j0, j1 - j0).transpose();
-  });
+  if (gemm && p > 0) {
+    // X row-major (n x p) is column-major X^T (p x n, ld = outer stride).
+    detail::blas_product<Scalar>(gemm, false, B.data(), m, p, B.outerStride(), X.data(), n, X.outerStride(),
+                                 Scalar(sigma_b), Scalar(0), U.data());
+  } else {
+    detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
+      U.middleCols(j0, j1 - j0).noalias() = Scalar(sigma_b) * B * X.middleRows(j0, j1 - j0).transpose();
+    });
+  }
   Phi.resize(m, n);
 
   auto G = [&](const ColMat<Scalar>& z, ColMat<Scalar>& out) {
+    if (gemm) {
+      detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
+        const Eigen::Index w = j1 - j0;
+        detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
+        out.middleCols(j0, w) = U.middleCols(j0, w);
+      });
+      detail::blas_product<Scalar>(gemm, false, A.data(), m, m, A.outerStride(), Phi.data(), n, m, c, Scalar(1),
+                                   out.data());
+      return;
+    }
     detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
       const Eigen::Index w = j1 - j0;
       detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
@@ -159,11 +209,16 @@ SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   ColMat<Scalar> Gv = D.array().colwise() * (v.array() * Scalar(inv_sqrt_m));
   ColMat<Scalar> T(m, n);
 
+  const auto gemm = detail::gemm_of<Scalar>(opt);
+
   auto G = [&](const ColMat<Scalar>& w, ColMat<Scalar>& out) {
+    if (gemm)
+      detail::blas_product<Scalar>(gemm, true, A.data(), m, m, A.outerStride(), w.data(), n, m, Scalar(1),
+                                   Scalar(0), T.data());
     detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
       const Eigen::Index k = j1 - j0;
       auto t = T.middleCols(j0, k);
-      t.noalias() = A.transpose() * w.middleCols(j0, k);
+      if (!gemm) t.noalias() = A.transpose() * w.middleCols(j0, k);
       out.middleCols(j0, k) = Gv.middleCols(j0, k) + c * D.middleCols(j0, k).cwiseProduct(t);
     });
   };
