@@ -217,7 +217,11 @@ def test_bad_trained_option_raises(small):
         deq.ntk_surrogate(sample.X, sample.stats, trained="nonsense")
 
 
-def test_surrogate_without_tau0_raises():
+def test_surrogate_without_tau0_raises(small):
+    sample, _ = small
     deq = df.DEQ("relu", sigma_a2=SA, sigma_b2=SB, tau0=None)
     with pytest.raises(ValueError, match="tau0"):
         deq.equilibrium()
+    for method in ("pre_surrogate", "ck_surrogate", "ntk_surrogate"):
+        with pytest.raises(ValueError, match="tau0"):
+            getattr(deq, method)(sample.X, sample.stats)
