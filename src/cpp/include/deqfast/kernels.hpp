@@ -114,7 +114,7 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
   const Eigen::Index n = sqnorm.size();
   SampleData sd = allocate_samples(phi, n, o.hermite_terms);
   const int K = int(sd.herm.cols());
-  std::vector<std::string> errors;
+  std::vector<std::string> errors, failures;  // bad input / non-convergence
   int max_it = 0;
   double max_res = 0;
 #pragma omp parallel for schedule(dynamic, 16) reduction(max : max_it, max_res) if (n > 64)
@@ -143,10 +143,17 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
         break;
       }
     }
+    if ((it >= o.max_iter || !std::isfinite(d)) && o.sigma_a2 * m.m2_dot >= 1.0) {
+#pragma omp critical
+      errors.push_back("no diagonal fixed point for sample " + std::to_string(i) +
+                       ": sigma_a2 * d E[phi^2]/d(tau^2) = " + std::to_string(o.sigma_a2 * m.m2_dot) +
+                       " >= 1, the variance map is not a contraction; reduce sigma_a2");
+      continue;
+    }
     if (it >= o.max_iter || !std::isfinite(d)) {
 #pragma omp critical
-      errors.push_back("diagonal fixed point of sample " + std::to_string(i) + " did not converge (residual " +
-                       std::to_string(res) + ")");
+      failures.push_back("diagonal fixed point of sample " + std::to_string(i) + " did not converge within " +
+                         std::to_string(o.max_iter) + " iterations (residual " + std::to_string(res) + ")");
       continue;
     }
     if (o.sigma_a2 * m.e2 >= 1.0) {
@@ -161,6 +168,7 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
     max_res = std::max(max_res, res);
   }
   if (!errors.empty()) throw std::domain_error(errors.front());
+  if (!failures.empty()) throw std::runtime_error(failures.front());
   sd.iterations = max_it;
   sd.residual = max_res;
   return sd;

@@ -1,0 +1,218 @@
+"""Exact infinite-width kernels (THEORY.md §3) against independent NumPy references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import reference as ref
+
+import deqfast as df
+
+
+def _rel(A: np.ndarray, B: np.ndarray) -> float:
+    return float(np.abs(A - B).max() / np.abs(B).max())
+
+
+@pytest.fixture
+def mixture():
+    return df.GaussianMixture.paper(128).sample(96, seed=3)
+
+
+@pytest.mark.parametrize("sigma_a2", [0.2, 0.5])
+def test_relu_matches_arccos_picard(mixture, sigma_a2):
+    deq = df.DEQ("relu", sigma_a2=sigma_a2, tau0=mixture.stats.tau0)
+    center = deq.equilibrium().center
+    want = ref.relu_deq_kernels(mixture.X, sigma_a2, 1 - sigma_a2, center)
+    got = deq.kernels(mixture.X)
+    theta = deq.ntk(mixture.X, trained="all")
+    assert _rel(got.S, want["S"]) < 1e-10
+    assert _rel(got.G, want["G"]) < 1e-10
+    assert _rel(got.K, want["K"]) < 1e-10
+    assert _rel(theta, want["Theta"]) < 1e-10
+    # The reference's arccos(clip(rho)) loses ~1e-8 on the diagonal (rho = 1 - eps);
+    # off the diagonal both are exact.
+    off = ~np.eye(len(mixture.X), dtype=bool)
+    assert _rel(got.Gdot[off], want["Gdot"][off]) < 1e-10
+    np.testing.assert_allclose(np.diag(got.Gdot), 0.5, rtol=0, atol=1e-15)
+
+
+def test_erf_matches_arcsine_picard(mixture):
+    deq = df.DEQ("erf", sigma_a2=0.3, tau0=mixture.stats.tau0)
+    want = ref.erf_deq_kernels(mixture.X, 0.3, 0.7, center=deq.equilibrium().center)
+    got = deq.kernels(mixture.X)
+    for key in ("S", "G", "Gdot", "K"):
+        assert _rel(getattr(got, key), want[key]) < 1e-10, key
+
+
+def test_uncentred_leaky_relu_without_tau0(rng):
+    X = rng.standard_normal((40, 30)) / math.sqrt(30)
+    deq = df.DEQ("leaky_relu", slope=0.2, sigma_a2=0.4, sigma_b2=1.0)
+    got = deq.ck(X)
+    # leaky = 0.2 x + 0.8 relu(x); independent Picard with the arc-cosine pieces.
+    XX = X @ X.T
+    S = XX.copy()
+    for _ in range(400):
+        EE, _, _ = ref.relu_pair(S)
+        G = 0.04 * S + 2 * 0.2 * 0.8 * S / 2 + 0.64 * EE
+        S_new = 0.4 * G + XX
+        if np.abs(S_new - S).max() < 1e-15:
+            break
+        S = S_new
+    EE, _, _ = ref.relu_pair(S_new)
+    G = 0.04 * S_new + 0.16 * S_new + 0.64 * EE
+    assert _rel(got, G) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["tanh", "swish", "gelu", "softplus", "elu", "sigmoid"])
+def test_generic_activations_match_adaptive_quadrature(rng, name):
+    """The Mehler-series path against nested adaptive quadrature with brentq per pair."""
+    n, p = 4, 12  # the reference solves each pair by brentq over nested quad: keep n small
+    X = rng.standard_normal((n, p)) / math.sqrt(p)
+    X[1] = 0.95 * X[0] + 0.05 * X[1]  # a strongly correlated pair (rho near 1)
+    deq = df.DEQ(name, sigma_a2=0.4, tau0=1.0)
+    eq = deq.equilibrium()
+    r = ref.get(name)
+    want = ref.generic_deq_kernels(X, r.phi, r.dphi, r.kinks, 0.4, 0.6, center=eq.center)
+    got = deq.kernels(X)
+    for key in ("S", "G", "Gdot", "K"):
+        assert _rel(getattr(got, key), want[key]) < 1e-7, key
+
+
+def test_polynomial_kernel_closed_form(rng):
+    """phi(x) = x + 0.3 x^2: E[phi(u)phi(v)] = s + 0.09 (d_i d_j + 2 s^2) (exact Mehler)."""
+    X = rng.standard_normal((30, 20)) / math.sqrt(20)
+    deq = df.DEQ("polynomial", coef=[0.0, 1.0, 0.3], sigma_a2=0.2, sigma_b2=0.8)
+    res = deq.kernels(X)
+    S = res.S
+    d = np.diag(S)
+    G = S + 0.09 * (np.outer(d, d) + 2 * S**2)
+    Gdot = 1.0 + 0.36 * S  # E[(1 + 0.6u)(1 + 0.6v)]
+    assert _rel(res.G, G) < 1e-12
+    assert _rel(res.Gdot, Gdot) < 1e-12
+    # and S is the fixed point
+    assert _rel(S, 0.2 * G + 0.8 * X @ X.T) < 1e-12
+
+
+def test_duplicate_samples_use_quadrature_fallback(rng):
+    """rho = 1 between distinct rows: the Mehler bound fails, 2-D quadrature takes over."""
+    X = rng.standard_normal((6, 10)) / math.sqrt(10)
+    deq = df.DEQ("tanh", sigma_a2=0.3, tau0=1.0)
+    res = deq.kernels(X[:3], X[:3].copy())
+    assert res.quadrature_pairs >= 3  # the three (i, i) pairs of the cross kernel
+    sym = deq.kernels(X[:3])
+    for key in ("S", "G", "Gdot", "K"):
+        assert _rel(getattr(res, key), getattr(sym, key)) < 1e-9, key
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh"])
+def test_symmetric_psd_and_cross_consistency(mixture, name):
+    deq = df.DEQ(name, sigma_a2=0.2, tau0=mixture.stats.tau0)
+    X = mixture.X
+    res = deq.kernels(X)
+    for key in ("S", "G", "K"):
+        M = getattr(res, key)
+        np.testing.assert_array_equal(M, M.T)
+        assert np.linalg.eigvalsh(M).min() > -1e-12 * np.abs(M).max()
+    # cross kernels on a split of the same data equal the blocks of the full kernel
+    cross = deq.kernels(X[:30], X[30:70])
+    assert _rel(cross.G, res.G[:30, 30:70]) < 1e-12
+    assert _rel(cross.K, res.K[:30, 30:70]) < 1e-12
+    assert _rel(deq.ck(X, X), deq.ck(X)) < 1e-12
+
+
+def test_threads_and_tiles_do_not_change_results(mixture):
+    deq = df.DEQ("swish", sigma_a2=0.2, tau0=mixture.stats.tau0)
+    a = deq.ck(mixture.X, num_threads=1, block=8)
+    b = deq.ck(mixture.X, num_threads=2, block=64, progress=True)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_result_repr_and_statistics(mixture):
+    res = df.DEQ("relu", sigma_a2=0.2, tau0=mixture.stats.tau0).kernels(mixture.X)
+    n = len(mixture.X)
+    assert res.pairs == n * (n - 1) // 2
+    assert 2 <= res.newton_steps / res.pairs <= 6
+    assert res.max_step <= 1e-12
+    assert "pairs=" in repr(res)
+
+
+# -- THEORY.md §4 checked figures, with the C++ kernels ------------------------------------
+def _errors(deq, sample, kinds=("pre", "ck", "ntk")):
+    res = deq.kernels(sample.X)
+    out = {}
+    if "pre" in kinds:
+        out["S"] = ref.rel_op_err(res.S, deq.pre_surrogate(sample.X, sample.stats))
+    if "ck" in kinds:
+        out["G"] = ref.rel_op_err(res.G, deq.ck_surrogate(sample.X, sample.stats))
+    if "ntk" in kinds:
+        out["K"] = ref.rel_op_err(res.K, deq.ntk_surrogate(sample.X, sample.stats))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [
+        (512, {"S": 0.0047, "G": 0.083, "K": 0.086}),
+        (1024, {"S": 0.0030, "G": 0.054, "K": 0.055}),
+    ],
+)
+def test_theory_table_authors_mixture(p, expected):
+    """THEORY §4: ReLU, sigma_a2 = 0.2, n = 0.8 p, within 15 % of the quoted errors."""
+    sample = df.GaussianMixture.paper(p).sample(int(0.8 * p), seed=0)
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=sample.stats.tau0)
+    got = _errors(deq, sample)
+    for key, want in expected.items():
+        assert abs(got[key] - want) <= 0.15 * want, (key, got[key], want)
+
+
+def test_theory_n_equals_p_check():
+    """THEORY §4 n = p two-class check at p = 512 (sigma_a2 = 0.36, sigma_b2 = 1)."""
+    p = 512
+    means = np.zeros((2, p))
+    means[0, :2] = (1.0, -1.0)
+    means[1, :2] = (-1.0, 1.0)
+    gm = df.GaussianMixture(means, np.array([1.0, 1.0 + 2.0 / math.sqrt(p)]))
+    sample = gm.sample(p, seed=0)
+    deq = df.DEQ("relu", sigma_a2=0.36, sigma_b2=1.0, tau0=sample.stats.tau0)
+    res = deq.kernels(sample.X, trained="all")
+    e_s = ref.rel_op_err(res.S, deq.pre_surrogate(sample.X, sample.stats))
+    e_theta = ref.rel_op_err(res.Theta, deq.ntk_surrogate(sample.X, sample.stats, trained="all"))
+    e_k = ref.rel_op_err(deq.ntk(sample.X), deq.ntk_surrogate(sample.X, sample.stats))
+    for got, want in ((e_s, 0.0021), (e_theta, 0.040), (e_k, 0.028)):
+        assert abs(got - want) <= 0.15 * want, (got, want)
+
+
+# -- validation ----------------------------------------------------------------------------
+def test_bad_inputs_raise_clear_errors(rng):
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=1.0)
+    X = rng.standard_normal((5, 4))
+    with pytest.raises(ValueError, match="X2"):
+        deq.ck(X, rng.standard_normal((3, 5)))
+    bad = X.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="X"):
+        deq.ck(bad)
+    zero = X.copy()
+    zero[2] = 0.0
+    with pytest.raises(ValueError, match="zero rows"):
+        deq.ck(zero)
+    with pytest.raises(ValueError, match="outputs"):
+        df.kernels.compute_kernels(deq, X, outputs=("Q",))
+    with pytest.raises(ValueError, match="tol"):
+        deq.ck(X, tol=0.0)
+    with pytest.raises(TypeError, match="callable"):
+        df.DEQ(np.tanh, sigma_a2=0.2).ck(X)
+
+
+def test_non_contracting_sigma_is_refused(rng):
+    X = rng.standard_normal((5, 4))
+    with pytest.raises(ValueError, match="sigma_a2"):
+        df.DEQ("linear", sigma_a2=1.2, sigma_b2=1.0).ck(X)
+
+
+def test_max_iter_exhaustion_raises(mixture):
+    deq = df.DEQ("tanh", sigma_a2=0.2, tau0=mixture.stats.tau0)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        deq.ck(mixture.X[:10], max_iter=2)
