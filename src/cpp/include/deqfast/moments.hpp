@@ -31,7 +31,9 @@ inline Moments apply_shift(Moments m, double c) {
 /// Raw moments by the symmetric composite rule: every node xi > 0 is paired with -xi, so
 /// odd activations give a0 = a2 = 0 exactly rather than rounding noise.
 inline Moments raw_moments_quadrature(const Activation& phi, double tau) {
-  const Rule r = gaussian_half_rule(scaled_kinks(phi, tau));
+  static const Rule smooth = gaussian_half_rule({});  // no kinks: the rule does not depend on tau
+  const std::vector<double> kinks = scaled_kinks(phi, tau);
+  const Rule r = kinks.empty() ? smooth : gaussian_half_rule(kinks);
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q2 = 0, e = 0;
   for (std::size_t i = 0; i < r.x.size(); ++i) {
     const double xi = r.x[i], w = r.w[i];
@@ -143,20 +145,27 @@ inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int
   if (phi.is_polynomial()) {
     r = gauss_hermite_prob(int(phi.coef.size()) + K / 2 + 4);
   } else {
-    // He_k(xi) e^{-xi^2/4} / sqrt(k!) lives in |xi| < 2 sqrt(k) + a few.
-    const double L = std::max(12.0, 2.0 * std::sqrt(double(K)) + 14.0);
+    // He_k(xi) e^{-xi^2/4} / sqrt(k!) lives in |xi| < 2 sqrt(k); beyond that the Gaussian wins.
+    const double L = std::max(12.0, 2.0 * std::sqrt(double(K)) + 8.0);
     r = gaussian_composite_rule(scaled_kinks(phi, tau), L, 0.5);
+  }
+  // normalised recurrence h_{k+1} = xi h_k / sqrt(k+1) - sqrt(k / (k+1)) h_{k-1}
+  std::vector<double> a(K + 1), b(K + 1);
+  for (int k = 0; k <= K; ++k) {
+    a[k] = 1.0 / std::sqrt(double(k + 1));
+    b[k] = std::sqrt(double(k) / double(k + 1));
   }
   double m2 = 0, e2 = 0;
   for (std::size_t i = 0; i < r.x.size(); ++i) {
     const double xi = r.x[i], w = r.w[i];
     const double f = phi(tau * xi), d = phi.deriv(tau * xi);
-    m2 += w * f * f;
+    const double wf = w * f;
+    m2 += wf * f;
     e2 += w * d * d;
-    double hm1 = 0.0, hk = 1.0;  // normalised: h_{k+1} = (xi h_k - sqrt(k) h_{k-1}) / sqrt(k+1)
+    double hm1 = 0.0, hk = 1.0;
     for (int k = 0; k < K; ++k) {
-      out.h[k] += w * f * hk;
-      const double hp1 = (xi * hk - std::sqrt(double(k)) * hm1) / std::sqrt(double(k + 1));
+      out.h[k] += wf * hk;
+      const double hp1 = xi * hk * a[k] - b[k] * hm1;
       hm1 = hk;
       hk = hp1;
     }

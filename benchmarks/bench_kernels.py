@@ -1,0 +1,182 @@
+"""Benchmark of the exact infinite-width kernels (issue: C++ hot loop 1).
+
+Times ``DEQ.kernels`` (C++, per-pair Newton, OpenMP tiles) against a vectorised
+NumPy full-matrix Picard iteration of the same kernels (the way the published
+scripts would compute them: closed-form arc-cosine map applied to the whole
+``n x n`` matrix until the largest change is below the same tolerance), checks
+that both agree, measures the 1 -> 2 thread speed-up, the peak memory relative
+to the returned matrices, pairs solved per second for relu, tanh and swish, and
+one run at n = 16384.
+
+Every measurement runs in a fresh subprocess so that peak RSS is its own.
+
+    python benchmarks/bench_kernels.py              # full run, writes results/kernels.json
+    python benchmarks/bench_kernels.py --quick      # n in {512, 1024}, no n = 16384
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+P = 1024  # data dimension for every size (the GMM regime needs n/p = O(1))
+SIGMA_A2 = 0.2
+TOL = 1e-12
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _data(n: int):
+    import deqfast as df
+
+    sample = df.GaussianMixture.paper(P).sample(n, seed=0)
+    return df, sample
+
+
+def numpy_picard_relu(X: np.ndarray, sigma_a2: float, sigma_b2: float, center: float, tol: float):
+    """Full-matrix Picard for the centred-ReLU DEQ, vectorised NumPy (the baseline)."""
+    B = X @ X.T
+    B *= sigma_b2
+    S = B.copy()
+    it = 0
+    while True:
+        it += 1
+        d = np.sqrt(np.diag(S))
+        sq = np.outer(d, d)
+        rho = S / sq
+        np.clip(rho, -1.0, 1.0, out=rho)
+        th = np.arccos(rho)
+        G = np.sqrt(1.0 - rho * rho)
+        G += (np.pi - th) * rho
+        G *= sq / (2 * np.pi)
+        Eu = d / np.sqrt(2 * np.pi)
+        G -= center * (Eu[:, None] + Eu[None, :])
+        G += center * center
+        S_new = sigma_a2 * G + B
+        delta = np.abs(S_new - S).max()
+        S = S_new
+        if delta < tol or it > 500:
+            break
+    Gdot = (np.pi - th) / (2 * np.pi)
+    K = G / (1.0 - sigma_a2 * Gdot)
+    return S, G, Gdot, K, it
+
+
+def child(args: argparse.Namespace) -> None:
+    df, sample = _data(args.n)
+    deq = df.DEQ(args.act, sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
+    deq.equilibrium()
+    base = _rss_mib()
+    t0 = time.perf_counter()
+    if args.impl == "numpy":
+        S, G, Gdot, K, it = numpy_picard_relu(
+            sample.X, deq.sigma_a2, deq.sigma_b2, deq.equilibrium().center, TOL
+        )
+        extra = {"picard_iterations": it}
+        out = (S, G, Gdot, K)
+    else:
+        res = deq.kernels(sample.X, num_threads=args.threads, tol=TOL)
+        out = (res.S, res.G, res.Gdot, res.K)
+        extra = {
+            "pairs": res.pairs,
+            "mean_newton_steps": res.newton_steps / res.pairs,
+            "quadrature_pairs": res.quadrature_pairs,
+        }
+    elapsed = time.perf_counter() - t0
+    peak = _rss_mib()
+    returned = sum(a.nbytes for a in out) / 2**20
+    result = {
+        "impl": args.impl, "act": args.act, "n": args.n, "p": P, "threads": args.threads,
+        "seconds": elapsed, "pairs_per_second": args.n * (args.n - 1) / 2 / elapsed,
+        "peak_rss_increase_mib": peak - base, "returned_mib": returned,
+        "memory_ratio": (peak - base) / returned, **extra,
+    }  # fmt: skip
+    if args.check is not None:
+        ref = np.load(args.check)
+        result["max_rel_diff_G_vs_numpy"] = float(np.abs(out[1] - ref).max() / np.abs(ref).max())
+    if args.save is not None:
+        np.save(args.save, out[1])
+    print(json.dumps(result))
+
+
+def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None) -> dict:
+    cmd = [sys.executable, __file__, "--child", impl, act, str(n), str(threads)]
+    if save:
+        cmd += ["--save", save]
+    if check:
+        cmd += ["--check", check]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    print(
+        f"{impl:6s} {act:6s} n={n:6d} threads={threads}  {res['seconds']:8.2f} s  "
+        f"{res['pairs_per_second'] / 1e6:7.2f} Mpairs/s  mem x{res['memory_ratio']:.2f}"
+        + (f"  diff {res['max_rel_diff_G_vs_numpy']:.1e}" if "max_rel_diff_G_vs_numpy" in res else ""),
+        flush=True,
+    )
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--child", nargs=4, metavar=("IMPL", "ACT", "N", "THREADS"))
+    ap.add_argument("--save")
+    ap.add_argument("--check")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "kernels.json"))
+    args = ap.parse_args()
+    if args.child:
+        impl, act, n, threads = args.child
+        child(argparse.Namespace(impl=impl, act=act, n=int(n), threads=int(threads),
+                                 save=args.save, check=args.check))  # fmt: skip
+        return
+
+    import deqfast
+
+    sizes = [512, 1024] if args.quick else [1024, 2048, 4096]
+    runs, summary = [], {}
+    tmp = os.path.join(HERE, "results", "_G_numpy.npy")
+    for n in sizes:
+        ref = run("numpy", "relu", n, save=tmp)
+        ours = run("cpp", "relu", n, threads=2, check=tmp)
+        runs += [ref, ours]
+        summary[f"relu_speedup_vs_numpy_n{n}"] = ref["seconds"] / ours["seconds"]
+    os.remove(tmp)
+    n_thr = sizes[-1]
+    for act in ("relu", "tanh", "swish"):
+        one = run("cpp", act, n_thr, threads=1)
+        two = run("cpp", act, n_thr, threads=2)
+        runs += [one, two]
+        summary[f"{act}_thread_speedup_n{n_thr}"] = one["seconds"] / two["seconds"]
+        summary[f"{act}_pairs_per_second_2threads_n{n_thr}"] = two["pairs_per_second"]
+        summary[f"{act}_memory_ratio_n{n_thr}"] = two["memory_ratio"]
+    if not args.quick:
+        big = run("cpp", "relu", 16384, threads=2)
+        runs.append(big)
+        summary["relu_n16384_seconds"] = big["seconds"]
+        summary["relu_n16384_memory_ratio"] = big["memory_ratio"]
+    doc = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "has_openmp": deqfast._core.has_openmp},
+        "config": {"p": P, "sigma_a2": SIGMA_A2, "tol": TOL, "data": "GaussianMixture.paper(p)"},
+        "summary": summary,
+        "runs": runs,
+    }  # fmt: skip
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(doc, fh, indent=1)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
