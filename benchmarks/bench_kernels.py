@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -33,8 +32,19 @@ SIGMA_A2 = 0.2
 TOL = 1e-12
 
 
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _reset_peak() -> float:
+    """Reset the RSS high-water mark (Linux: write 5 to clear_refs); return the current RSS."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return _status_mib("VmRSS")
 
 
 def _data(n: int):
@@ -77,7 +87,7 @@ def child(args: argparse.Namespace) -> None:
     df, sample = _data(args.n)
     deq = df.DEQ(args.act, sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
     deq.equilibrium()
-    base = _rss_mib()
+    base = _reset_peak()
     t0 = time.perf_counter()
     if args.impl == "numpy":
         S, G, Gdot, K, it = numpy_picard_relu(
@@ -94,7 +104,7 @@ def child(args: argparse.Namespace) -> None:
             "quadrature_pairs": res.quadrature_pairs,
         }
     elapsed = time.perf_counter() - t0
-    peak = _rss_mib()
+    peak = _status_mib("VmHWM")
     returned = sum(a.nbytes for a in out) / 2**20
     result = {
         "impl": args.impl, "act": args.act, "n": args.n, "p": P, "threads": args.threads,

@@ -39,8 +39,9 @@ class KernelResult:
 
     Kernels that were not requested are ``None``. ``pairs`` counts the pair fixed
     points solved, ``newton_steps`` their total iterations, ``quadrature_pairs`` those
-    evaluated by 2-D quadrature, ``max_step`` the largest final Newton step (an upper
-    estimate of the absolute error of ``S``).
+    evaluated by 2-D quadrature, ``max_error`` the largest estimated absolute error of an
+    entry of ``S`` (the last Newton step, or the quadratic-convergence prediction when the
+    solver stopped on it).
     """
 
     S: np.ndarray | None
@@ -54,7 +55,7 @@ class KernelResult:
     picard_steps: int = 0
     quadrature_pairs: int = 0
     max_iterations: int = 0
-    max_step: float = 0.0
+    max_error: float = 0.0
 
     def __repr__(self) -> str:
         shape = next(a.shape for a in (self.S, self.G, self.Gdot, self.K, self.Theta) if a is not None)
@@ -63,7 +64,7 @@ class KernelResult:
         return (
             f"KernelResult(shape={shape}, kernels={have}, pairs={self.pairs}, "
             f"mean Newton steps={mean_it:.2f}, max steps={self.max_iterations}, "
-            f"quadrature pairs={self.quadrature_pairs}, max final step={self.max_step:.1e})"
+            f"quadrature pairs={self.quadrature_pairs}, max error={self.max_error:.1e})"
         )
 
 
@@ -148,7 +149,7 @@ def compute_kernels(
     strip = n if not show else strip
     bar = _progress(total_pairs, show)
     stats = dict(pairs=0, newton_steps=0, picard_steps=0, quadrature_pairs=0)
-    max_it, max_step = 0, 0.0
+    max_it, max_error = 0, 0.0
     try:
         for r0 in range(0, n, strip):
             r1 = min(n, r0 + strip)
@@ -161,11 +162,11 @@ def compute_kernels(
             )  # fmt: skip
             for k in stats:
                 stats[k] += getattr(st, k)
-            max_it, max_step = max(max_it, st.max_iterations), max(max_step, st.max_step)
+            max_it, max_error = max(max_it, st.max_iterations), max(max_error, st.max_error)
             if st.unconverged:
                 raise RuntimeError(
                     f"{st.unconverged} pair fixed points did not converge within max_iter="
-                    f"{max_iter} (largest final step {st.max_step:.3e} > tol={tol:g}); "
+                    f"{max_iter} (largest last step {st.max_error:.3e} > tol={tol:g}); "
                     "increase max_iter or tol"
                 )
             bar.update(st.pairs)
@@ -174,7 +175,7 @@ def compute_kernels(
     return KernelResult(
         S=mats.get("S"), G=mats.get("G"), Gdot=mats.get("Gdot"), K=mats.get("K"),
         Theta=mats.get("Theta"), diagonal=(np.array(A.d), np.array(B.d)),
-        max_iterations=max_it, max_step=max_step, **stats,
+        max_iterations=max_it, max_error=max_error, **stats,
     )  # fmt: skip
 
 

@@ -14,6 +14,9 @@ Fn scipy_gemm(const char* name) {
   try {
     py::dict capi = py::module_::import("scipy.linalg.cython_blas").attr("__pyx_capi__");
     py::object cap = capi[name];
+    // LP64 Fortran interface expected: "void (char *, char *, int *, int *, int *, ..."
+    const char* sig = PyCapsule_GetName(cap.ptr());
+    if (!sig || std::string(sig).rfind("void (char *, char *, int *, int *, int *,", 0) != 0) return nullptr;
     void* ptr = PyCapsule_GetPointer(cap.ptr(), PyCapsule_GetName(cap.ptr()));
     if (!ptr) {
       PyErr_Clear();
@@ -47,7 +50,8 @@ dq::ForwardOptions make_options(const std::string& solver, double tol, int max_i
     throw py::value_error("solver must be 'anderson' or 'picard'; got '" + solver + "'");
   if (!(tol > 0)) throw py::value_error("tol must be > 0");
   if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
-  if (memory < 0) throw py::value_error("memory must be >= 0");
+  if (memory < 0 || memory > dq::kMaxMemory)
+    throw py::value_error("memory must be in [0, " + std::to_string(dq::kMaxMemory) + "]");
   if (!(damping > 0 && damping <= 1)) throw py::value_error("damping must be in (0, 1]");
   if (!(drop_tol > 1)) throw py::value_error("drop_tol must be > 1");
   if (restart < 0) throw py::value_error("restart must be >= 0");
@@ -60,6 +64,7 @@ dq::ForwardOptions make_options(const std::string& solver, double tol, int max_i
   o.solver.restart = restart;
   o.solver.divergence = divergence;
   o.num_threads = num_threads;
+  o.solver.num_threads = num_threads;
   return o;
 }
 
@@ -105,35 +110,35 @@ void def_typed(py::module_& m) {
   m.def(
       "deq_forward",
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
-         const Eigen::Ref<const dq::RowMat<Scalar>>& B, const Eigen::Ref<const dq::RowMat<Scalar>>& X,
-         double sigma_a, double sigma_b, const std::string& solver, double tol, int max_iter, int memory,
-         double damping, double drop_tol, int restart, double divergence, int num_threads,
-         const std::string& gemm) {
-        const auto o = make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence,
-                                    num_threads, gemm);
+         const Eigen::Ref<const dq::RowMat<Scalar>>& B, const Eigen::Ref<const dq::RowMat<Scalar>>& X, double sigma_a,
+         double sigma_b, const std::string& solver, double tol, int max_iter, int memory, double damping,
+         double drop_tol, int restart, double divergence, int num_threads, const std::string& gemm) {
+        const auto o =
+            make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence, num_threads, gemm);
         return forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, o);
       },
-      py::arg("phi"), py::arg("A").noconvert(), py::arg("B").noconvert(), py::arg("X").noconvert(),
-      py::arg("sigma_a"), py::arg("sigma_b"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8,
-      py::arg("max_iter") = 500, py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10,
-      py::arg("restart") = 0, py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
+      py::arg("phi"), py::arg("A").noconvert(), py::arg("B").noconvert(), py::arg("X").noconvert(), py::arg("sigma_a"),
+      py::arg("sigma_b"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500,
+      py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0,
+      py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
       "Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).\n"
       "A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with\n"
       "Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).");
   m.def(
       "deq_adjoint",
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
-         const Eigen::Ref<const dq::RowMat<Scalar>>& Z, const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v,
-         double sigma_a, const std::string& solver, double tol, int max_iter, int memory, double damping,
-         double drop_tol, int restart, double divergence, int num_threads, const std::string& gemm) {
-        const auto o = make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence,
-                                    num_threads, gemm);
+         const Eigen::Ref<const dq::RowMat<Scalar>>& Z,
+         const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v, double sigma_a, const std::string& solver,
+         double tol, int max_iter, int memory, double damping, double drop_tol, int restart, double divergence,
+         int num_threads, const std::string& gemm) {
+        const auto o =
+            make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence, num_threads, gemm);
         return adjoint<Scalar>(phi, A, Z, v, sigma_a, o);
       },
-      py::arg("phi"), py::arg("A").noconvert(), py::arg("Z").noconvert(), py::arg("v").noconvert(),
-      py::arg("sigma_a"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500,
-      py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0,
-      py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
+      py::arg("phi"), py::arg("A").noconvert(), py::arg("Z").noconvert(), py::arg("v").noconvert(), py::arg("sigma_a"),
+      py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500, py::arg("memory") = 5,
+      py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0, py::arg("divergence") = 1e6,
+      py::arg("num_threads") = 0, py::arg("gemm") = "blas",
       "Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (THEORY.md §3).\n"
       "Z is the (n, m) equilibrium. Returns (W, report) with W an F-ordered (m, n) array.");
 }

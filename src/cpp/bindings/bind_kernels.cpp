@@ -43,7 +43,7 @@ void bind_kernels(py::module_& m) {
       .def_readonly("quadrature_pairs", &dq::AssemblyStats::quadrature_pairs)
       .def_readonly("unconverged", &dq::AssemblyStats::unconverged)
       .def_readonly("max_iterations", &dq::AssemblyStats::max_iterations)
-      .def_readonly("max_step", &dq::AssemblyStats::max_step);
+      .def_readonly("max_error", &dq::AssemblyStats::max_error);
 
   m.def(
       "solve_diagonal",

@@ -48,7 +48,7 @@ using GemmFn = void (*)(char* transa, char* transb, int* m, int* n, int* k, Scal
 struct ForwardOptions {
   FixedPointMethod method = FixedPointMethod::Anderson;
   SolverOptions solver;
-  int num_threads = 0;  // 0: OpenMP default
+  int num_threads = 0;             // 0: OpenMP default
   GemmFn<double> dgemm = nullptr;  // nullptr: Eigen products, threaded over column blocks
   GemmFn<float> sgemm = nullptr;
 };
@@ -64,10 +64,14 @@ inline int resolve_threads(int requested) {
 #endif
 }
 
-/// Run body(j0, j1) over `nb` contiguous column blocks of [0, n) in parallel.
+/// Run body(j0, j1) over contiguous column blocks of [0, n) in parallel, one per thread, but
+/// only as many threads as there are ~2^17 units of `work_per_col` work (a thread team costs
+/// more than it saves on small problems).
 template <class Body>
-void for_column_blocks(Eigen::Index n, int threads, Body&& body) {
-  const int nb = int(std::max<Eigen::Index>(1, std::min<Eigen::Index>(threads, n)));
+void for_column_blocks(Eigen::Index n, int threads, Body&& body, double work_per_col = 1.0) {
+  const double chunks = std::max(1.0, std::floor(double(n) * work_per_col / 131072.0));
+  const int nb = int(std::max<Eigen::Index>(
+      1, std::min<Eigen::Index>(std::min<Eigen::Index>(threads, n), Eigen::Index(std::min(chunks, 1e6)))));
 #ifdef DEQFAST_HAVE_OPENMP
 #pragma omp parallel for num_threads(nb) schedule(static, 1) if (nb > 1)
 #endif
@@ -121,13 +125,15 @@ void blas_product(GemmFn<Scalar> gemm, bool transpose, const Scalar* M, Eigen::I
 
 /// Elementwise phi (or phi') of an m x n state, threaded over columns.
 template <class Scalar>
-void activation_map(const Activation& phi, const ColMat<Scalar>& Z, ColMat<Scalar>& out, bool deriv,
-                    int threads) {
+void activation_map(const Activation& phi, const ColMat<Scalar>& Z, ColMat<Scalar>& out, bool deriv, int threads) {
   out.resize(Z.rows(), Z.cols());
   const Eigen::Index m = Z.rows();
-  detail::for_column_blocks(Z.cols(), detail::resolve_threads(threads), [&](Eigen::Index j0, Eigen::Index j1) {
-    detail::apply_activation<Scalar>(phi, Z.data() + j0 * m, out.data() + j0 * m, (j1 - j0) * m, deriv);
-  });
+  detail::for_column_blocks(
+      Z.cols(), detail::resolve_threads(threads),
+      [&](Eigen::Index j0, Eigen::Index j1) {
+        detail::apply_activation<Scalar>(phi, Z.data() + j0 * m, out.data() + j0 * m, (j1 - j0) * m, deriv);
+      },
+      double(m));
 }
 
 /// Solve the batched DEQ forward pass.
@@ -158,30 +164,39 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
     detail::blas_product<Scalar>(gemm, false, B.data(), m, p, B.outerStride(), X.data(), n, X.outerStride(),
                                  Scalar(sigma_b), Scalar(0), U.data());
   } else {
-    detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
-      U.middleCols(j0, j1 - j0).noalias() = Scalar(sigma_b) * B * X.middleRows(j0, j1 - j0).transpose();
-    });
+    detail::for_column_blocks(
+        n, threads,
+        [&](Eigen::Index j0, Eigen::Index j1) {
+          U.middleCols(j0, j1 - j0).noalias() = Scalar(sigma_b) * B * X.middleRows(j0, j1 - j0).transpose();
+        },
+        double(m) * double(p));
   }
   Phi.resize(m, n);
 
   auto G = [&](const ColMat<Scalar>& z, ColMat<Scalar>& out) {
     if (gemm) {
-      detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
-        const Eigen::Index w = j1 - j0;
-        detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
-        out.middleCols(j0, w) = U.middleCols(j0, w);
-      });
+      detail::for_column_blocks(
+          n, threads,
+          [&](Eigen::Index j0, Eigen::Index j1) {
+            const Eigen::Index w = j1 - j0;
+            detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
+            out.middleCols(j0, w) = U.middleCols(j0, w);
+          },
+          double(m));
       detail::blas_product<Scalar>(gemm, false, A.data(), m, m, A.outerStride(), Phi.data(), n, m, c, Scalar(1),
                                    out.data());
       return;
     }
-    detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
-      const Eigen::Index w = j1 - j0;
-      detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
-      auto o = out.middleCols(j0, w);
-      o = U.middleCols(j0, w);
-      o.noalias() += c * A * Phi.middleCols(j0, w);
-    });
+    detail::for_column_blocks(
+        n, threads,
+        [&](Eigen::Index j0, Eigen::Index j1) {
+          const Eigen::Index w = j1 - j0;
+          detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
+          auto o = out.middleCols(j0, w);
+          o = U.middleCols(j0, w);
+          o.noalias() += c * A * Phi.middleCols(j0, w);
+        },
+        double(m) * double(m));
   };
   SolverReport rep = solve_fixed_point<Scalar>(opt.method, G, Z, opt.solver);
   activation_map<Scalar>(phi, Z, Phi, false, threads);
@@ -192,9 +207,9 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
 ///
 /// On entry W (m x n) holds the initial guess; on exit the solution.
 template <class Scalar>
-SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Scalar>>& A,
-                         const ColMat<Scalar>& Z, const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v,
-                         double sigma_a, ColMat<Scalar>& W, const ForwardOptions& opt) {
+SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Scalar>>& A, const ColMat<Scalar>& Z,
+                         const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v, double sigma_a,
+                         ColMat<Scalar>& W, const ForwardOptions& opt) {
   const Eigen::Index m = A.rows(), n = Z.cols();
   if (A.cols() != m) throw std::invalid_argument("A must be square (m x m)");
   if (Z.rows() != m) throw std::invalid_argument("Z must have m rows");
@@ -213,14 +228,17 @@ SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Sc
 
   auto G = [&](const ColMat<Scalar>& w, ColMat<Scalar>& out) {
     if (gemm)
-      detail::blas_product<Scalar>(gemm, true, A.data(), m, m, A.outerStride(), w.data(), n, m, Scalar(1),
-                                   Scalar(0), T.data());
-    detail::for_column_blocks(n, threads, [&](Eigen::Index j0, Eigen::Index j1) {
-      const Eigen::Index k = j1 - j0;
-      auto t = T.middleCols(j0, k);
-      if (!gemm) t.noalias() = A.transpose() * w.middleCols(j0, k);
-      out.middleCols(j0, k) = Gv.middleCols(j0, k) + c * D.middleCols(j0, k).cwiseProduct(t);
-    });
+      detail::blas_product<Scalar>(gemm, true, A.data(), m, m, A.outerStride(), w.data(), n, m, Scalar(1), Scalar(0),
+                                   T.data());
+    detail::for_column_blocks(
+        n, threads,
+        [&](Eigen::Index j0, Eigen::Index j1) {
+          const Eigen::Index k = j1 - j0;
+          auto t = T.middleCols(j0, k);
+          if (!gemm) t.noalias() = A.transpose() * w.middleCols(j0, k);
+          out.middleCols(j0, k) = Gv.middleCols(j0, k) + c * D.middleCols(j0, k).cwiseProduct(t);
+        },
+        gemm ? double(m) : double(m) * double(m));
   };
   return solve_fixed_point<Scalar>(opt.method, G, W, opt.solver);
 }
