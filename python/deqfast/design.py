@@ -1,0 +1,575 @@
+"""Design a not-so-deep explicit net with a DEQ's kernel (THEORY.md §5).
+
+Given a :class:`~deqfast.DEQ`, find activations so that an :class:`ExplicitNet`'s CK
+(or NTK) surrogate coefficients ``(d, c1, c2, c3)`` equal the DEQ's, then judge the
+design by the **exact** kernels on a probe sample — matching the four coefficients is
+necessary, not sufficient (THEORY.md §5). Families:
+
+``"lrelu"``
+    Two hidden layers of ``s₊ max(t,0) + s₋ min(t,0)`` minus centring (the authors'
+    L-ReLU net). The slopes are found by Levenberg–Marquardt from several starts. The
+    family is positively homogeneous, so scaling layer 1 by ``λ`` and layer 2 by
+    ``1/λ`` leaves every kernel unchanged: only three of the four slopes are free and
+    the four equations are met only when the target lies on that 3-dimensional set —
+    it does for a ReLU DEQ's CK (exactly, and the kernels agree far beyond the
+    matched orders), not for its NTK or for smooth activations. The reported net is
+    normalised so that layer 1 preserves the input level (``d_1 = τ0²``).
+``"clip"``
+    One hidden layer ``a·clip(t, −c, c)`` (two parameters for ``d`` and ``c1``); exact
+    for odd DEQ activations (``c2 = c3 = 0``), e.g. tanh.
+``"hermite"``
+    ``σ1(t) = c12 (t² − τ0²) + c11 t`` and
+    ``σ2(t) = c22 (t² − τ1²) + c21 t + c23 τ1³ He3(t/τ1)``. Layer 1's scale is a gauge
+    (the exact kernels do not change when layer 1 is scaled by ``λ`` and ``t → t/λ`` in
+    layer 2), fixed by ``τ1 = τ0``; the three off-diagonal equations then reduce to one
+    scalar equation in ``x = c11²`` whose roots are enumerated, the cubic term meets the
+    diagonal (it adds to ``d`` only), and the sign of ``c23`` relative to ``c21`` gives a
+    second branch. Every branch is exact; the one whose exact kernel is closest to the
+    DEQ's on the probe is returned. Some NTK targets have a diagonal *below* what any
+    two-hidden-layer net with fixed input weights can reach (for every layer 1 and
+    layer 2, ``d ≥ C1 τ0²/x + …``); then a third quadratic layer is inserted
+    (quadratic, quadratic, quadratic + cubic), which matches them, and the result says so.
+``"relu"``
+    The plain two-layer ReLU net a user would otherwise pick, with only its output
+    scale set to the target's diagonal level ``d`` (unfitted otherwise): the baseline.
+``"auto"``
+    Every family above; those that match (relative residual ``≤ tol``) are judged by
+    the exact-kernel relative operator-norm distance to the DEQ's ``G*`` (or NTK) on the
+    probe and the closest is returned, with the table of all candidates.
+
+If no candidate matches, the result says so (``matched=False``) and a
+:class:`DesignWarning` is emitted — a wrong net is never returned silently.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq, least_squares
+
+from deqfast import activations as _act
+from deqfast._validation import as_data_matrix, check_choice, check_positive, check_seed
+from deqfast.coefficients import KernelCoefficients
+from deqfast.data import GaussianMixture, Sample
+from deqfast.deq import DEQ
+from deqfast.explicit import ExplicitNet
+
+__all__ = ["FAMILIES", "Candidate", "DesignResult", "DesignWarning", "design_explicit"]
+
+#: Families accepted by :func:`design_explicit` (``"auto"`` tries all of the others).
+FAMILIES = ("auto", "lrelu", "clip", "hermite", "relu")
+_TARGETS = ("ck", "ntk")
+_TRAINED = ("hidden", "all")
+_PROBE_P = 256
+
+
+class DesignWarning(UserWarning):
+    """No explicit-net family matched the DEQ's kernel coefficients within ``tol``."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One family's design: net, coefficient residual and exact-kernel comparison.
+
+    ``residual`` is ``max_k |achieved_k − target_k| / max_k |target_k|`` over
+    ``(d, c1, c2, c3)``; ``distance`` the relative operator-norm distance
+    ``‖A − B‖₂/‖A‖₂`` of the exact kernels on the probe (``A`` the DEQ's) and
+    ``eigen_gap`` the mean absolute gap between their sorted eigenvalues
+    ``(1/n) Σ |λ_i(A) − λ_i(B)|`` (THEORY.md §6); ``nan`` when not computed.
+    """
+
+    family: str
+    net: ExplicitNet | None
+    achieved: KernelCoefficients | None
+    residual: float
+    matched: bool
+    distance: float = math.nan
+    eigen_gap: float = math.nan
+    note: str = ""
+
+    def row(self) -> str:
+        """One line of the candidate table."""
+        depth = "-" if self.net is None else str(self.net.depth)
+        return (
+            f"{self.family:<8} {depth:>6} {self.residual:>10.2e} "
+            f"{'yes' if self.matched else 'no':>7} {self.distance:>10.4g} "
+            f"{self.eigen_gap:>10.3e}  {self.note}"
+        ).rstrip()
+
+
+@dataclass(frozen=True)
+class DesignResult:
+    """An explicit net designed for a DEQ (see :func:`design_explicit`).
+
+    Attributes
+    ----------
+    net
+        The chosen :class:`ExplicitNet` (the best candidate even when none matched).
+    family
+        Its family.
+    target
+        ``"ck"`` or ``"ntk"``; ``trained`` the NTK convention (``"hidden"``/``"all"``).
+    target_coefficients, achieved
+        The DEQ's and the net's surrogate coefficients.
+    residual, matched
+        Relative coefficient residual and whether it is ``≤ tol``.
+    distance, eigen_gap
+        Exact-kernel relative operator-norm distance to the DEQ and mean absolute
+        eigenvalue gap on the probe sample of shape ``probe_shape``.
+    candidates
+        Every family tried (for ``"auto"``), in the order tried.
+    """
+
+    net: ExplicitNet
+    family: str
+    target: str
+    trained: str
+    target_coefficients: KernelCoefficients
+    achieved: KernelCoefficients
+    residual: float
+    matched: bool
+    distance: float
+    eigen_gap: float
+    candidates: tuple[Candidate, ...] = field(repr=False)
+    probe_shape: tuple[int, int] = (0, 0)
+    tol: float = 1e-10
+    deq: str = ""
+    note: str = ""
+
+    def summary(self) -> str:
+        """A readable report: target, choice, and the table of candidates."""
+        kern = "CK" if self.target == "ck" else f"NTK (trained={self.trained!r})"
+        status = "matched" if self.matched else f"NOT matched (tol={self.tol:g})"
+        lines = [
+            f"explicit net for {self.deq}, target {kern}: {self.family} — {status}",
+            f"  net:      {self.net!r}",
+            f"  target:   {self.target_coefficients!r}",
+            f"  achieved: {self.achieved!r}",
+            f"  coefficient residual {self.residual:.2e}; exact kernels on a probe of "
+            f"n={self.probe_shape[0]}, p={self.probe_shape[1]}: relative operator-norm distance "
+            f"{self.distance:.4g}, mean |eigenvalue gap| {self.eigen_gap:.3e}",
+        ]
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        lines.append(
+            f"  {'family':<8} {'layers':>6} {'residual':>10} {'matched':>7} {'distance':>10} "
+            f"{'eig gap':>10}"
+        )
+        lines += ["  " + c.row() for c in self.candidates]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"DesignResult(family={self.family!r}, target={self.target!r}, "
+            f"matched={self.matched}, residual={self.residual:.2e}, "
+            f"distance={self.distance:.4g}, eigen_gap={self.eigen_gap:.3e}, net={self.net!r})"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def _vec(c: KernelCoefficients) -> np.ndarray:
+    return np.array([c.d, c.c1, c.c2, c.c3], dtype=np.float64)
+
+
+def _net_coefficients(net: ExplicitNet, target: str, trained: str) -> KernelCoefficients:
+    if target == "ck":
+        return net.coefficients("ck")
+    return net.coefficients("ntk", trained=trained)
+
+
+def relative_residual(achieved: KernelCoefficients, target: KernelCoefficients) -> float:
+    """``max_k |achieved_k − target_k| / max_k |target_k|`` over ``(d, c1, c2, c3)``."""
+    a, t = _vec(achieved), _vec(target)
+    return float(np.max(np.abs(a - t)) / max(np.max(np.abs(t)), 1e-300))
+
+
+class _Problem:
+    """The target and the map ``net ↦ coefficients`` shared by all family solvers."""
+
+    def __init__(self, deq: DEQ, target: str, trained: str, tol: float) -> None:
+        self.tau0 = float(deq.tau0)  # type: ignore[arg-type]
+        self.target, self.trained, self.tol = target, trained, tol
+        kind = "ck" if target == "ck" else ("ntk" if trained == "hidden" else "ntk_all")
+        self.coef = deq.coefficients(kind)
+        self.t = _vec(self.coef)
+        tmax = float(np.max(np.abs(self.t)))
+        # per-coefficient weights for the least-squares solvers
+        self.w = 1.0 / np.maximum(np.abs(self.t), 1e-2 * tmax)
+        self.odd = abs(self.coef.c2) <= 1e-14 * tmax and abs(self.coef.c3) <= 1e-14 * tmax
+
+    def achieved(self, net: ExplicitNet) -> KernelCoefficients:
+        return _net_coefficients(net, self.target, self.trained)
+
+    def fun(self, build: Callable[[np.ndarray], ExplicitNet]) -> Callable[[np.ndarray], np.ndarray]:
+        def f(theta: np.ndarray) -> np.ndarray:
+            try:
+                return (_vec(self.achieved(build(theta))) - self.t) * self.w
+            except ValueError:  # degenerate parameters (e.g. a constant layer)
+                return np.full(4, 1e6)
+
+        return f
+
+    def candidate(self, family: str, net: ExplicitNet | None, note: str = "") -> Candidate:
+        if net is None:
+            return Candidate(family, None, None, math.inf, False, note=note)
+        ach = self.achieved(net)
+        res = relative_residual(ach, self.coef)
+        return Candidate(family, net, ach, res, bool(res <= self.tol), note=note)
+
+
+def _multistart(
+    f: Callable[[np.ndarray], np.ndarray],
+    starts: Sequence[Sequence[float]],
+    *,
+    bounds: tuple[Any, Any] | None = None,
+) -> list[Any]:
+    sols = []
+    for s in starts:
+        x0 = np.asarray(s, dtype=np.float64)
+        if bounds is None:
+            r = least_squares(f, x0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=600)
+        else:
+            r = least_squares(
+                f, x0, bounds=bounds, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=600
+            )
+        sols.append(r)
+    sols.sort(key=lambda r: r.cost)
+    return sols
+
+
+# --------------------------------------------------------------------------------------
+# families
+# --------------------------------------------------------------------------------------
+def _lrelu_net(theta: np.ndarray, tau0: float) -> ExplicitNet:
+    a1, dl1, a2, dl2 = (float(v) for v in theta)
+    return ExplicitNet(
+        [_act.lrelu(a1 + dl1 / 2, a1 - dl1 / 2), _act.lrelu(a2 + dl2 / 2, a2 - dl2 / 2)],
+        tau0=tau0,
+    )
+
+
+def _fit_lrelu(P: _Problem) -> list[Candidate]:
+    """Two L-ReLU layers; parameters ``(a1, s₊ − s₋)`` per layer (see module notes)."""
+    f = P.fun(lambda th: _lrelu_net(th, P.tau0))
+    starts = [
+        (0.5, 0.5, 1.0, 1.5),
+        (1.0, 1.5, 0.5, 0.5),
+        (0.5, 1.5, 1.0, 0.5),
+        (1.0, 0.5, 0.5, 1.5),
+    ]
+    best = _multistart(f, starts)[0]
+    a1, dl1, a2, dl2 = best.x
+    # gauge: rescale layer 1 to preserve the input level, layer 2 inversely (homogeneity)
+    lvl = _lrelu_net(best.x, P.tau0).layers[0].output.d
+    lam = math.sqrt(P.tau0**2 / lvl) if lvl > 0 else 1.0
+    net = _lrelu_net(np.array([a1 * lam, dl1 * lam, a2 / lam, dl2 / lam]), P.tau0)
+    note = "" if P.candidate("lrelu", net).matched else "target off the 3-parameter L-ReLU set"
+    return [P.candidate("lrelu", net, note)]
+
+
+def _clip_net(theta: np.ndarray, tau0: float) -> ExplicitNet:
+    a, c = float(theta[0]), float(theta[1])
+    return ExplicitNet([_act.clip(a, max(c, 1e-12))], tau0=tau0)
+
+
+def _fit_clip(P: _Problem) -> list[Candidate]:
+    """One layer ``a·clip(t, −c, c)``: two parameters for ``d`` and ``c1``."""
+    f = P.fun(lambda th: _clip_net(th, P.tau0))
+    t = P.tau0
+    starts = [(1.0, 0.5 * t), (1.0, t), (1.5, 2.0 * t), (0.7, 3.0 * t)]
+    best = _multistart(f, starts, bounds=([0.0, 1e-6 * t], [np.inf, np.inf]))[0]
+    net = _clip_net(best.x, P.tau0)
+    cand = P.candidate("clip", net)
+    if cand.matched:
+        return [cand]
+    why = "one layer forces c2 = c3 = 0 (odd) or c3/c2 = 2" if not P.odd else "no (a, c) fits"
+    return [P.candidate("clip", net, why)]
+
+
+def _quad_layer(x: float, tau: float, cubic: float = 0.0) -> Any:
+    """``c2 (t² − τ²) + c1 t + c3 τ³ He3(t/τ)`` with ``c1² = x`` and the level kept at ``τ²``
+    when ``cubic = 0`` (``x + 2 c2² τ² = 1``)."""
+    c1 = math.sqrt(max(x, 0.0))
+    c2 = math.sqrt(max(1.0 - x, 0.0) / (2.0 * tau * tau))
+    return _act.polynomial([-c2 * tau * tau, c1 - 3.0 * cubic * tau * tau, c2, cubic])
+
+
+def _last_layer(u: float, v: float, w: float, sign: float, tau: float) -> Any:
+    c21, c22, c23 = math.sqrt(max(u, 0.0)), math.sqrt(max(v, 0.0)), sign * math.sqrt(max(w, 0.0))
+    return _act.polynomial([-c22 * tau * tau, c21 - 3.0 * c23 * tau * tau, c22, c23])
+
+
+def _hermite_net(
+    x: float, u: float, v: float, w: float, sign: float, tau0: float, middle: float | None = None
+) -> ExplicitNet:
+    """Quadratic layer ``x`` [, quadratic layer ``middle``], then quadratic + cubic.
+
+    With the gauge ``τ_ℓ = τ0`` every layer is centred at ``τ0``."""
+    layers = [_quad_layer(x, tau0)]
+    if middle is not None:
+        layers.append(_quad_layer(middle, tau0))
+    layers.append(_last_layer(u, v, w, sign, tau0))
+    return ExplicitNet(layers, tau0=tau0)
+
+
+def _hermite_matrix(P: _Problem, x: float, middle: float | None) -> np.ndarray:
+    """Columns: the coefficients for unit ``(c21², c22², c23²)`` — they are linear in these."""
+    cols = [
+        _vec(P.achieved(_hermite_net(x, e[0], e[1], e[2], 1.0, P.tau0, middle))) for e in np.eye(3)
+    ]
+    return np.column_stack(cols)
+
+
+def _fit_hermite_branches(P: _Problem, middle: float | None = None) -> tuple[list[Candidate], str]:
+    """Enumerate the roots ``x = c11²`` of the off-diagonal equations (see module notes)."""
+    t = P.t
+
+    def g(x: float) -> float:
+        M = _hermite_matrix(P, x, middle)
+        return float(np.linalg.det(np.column_stack([M[1:, 0], M[1:, 1], t[1:]])))
+
+    xs = np.linspace(1e-3, 1.0, 241)
+    gs = np.array([g(x) for x in xs])
+    roots = [
+        brentq(g, a, b, xtol=1e-15, rtol=1e-15, maxiter=200)
+        for a, b, ga, gb in zip(xs[:-1], xs[1:], gs[:-1], gs[1:])
+        if ga * gb < 0
+    ]
+    roots += [x for x, gx in zip(xs, gs) if gx == 0.0]
+    if abs(gs[-1]) <= 1e-12 * max(np.max(np.abs(gs)), 1e-300) or P.odd:
+        roots.append(1.0)  # layer 1 linear: the odd case
+    uniq: list[float] = []
+    for x in sorted(roots):
+        if not uniq or x - uniq[-1] > 1e-9:
+            uniq.append(x)
+        else:
+            uniq[-1] = max(uniq[-1], x)
+    out: list[Candidate] = []
+    short = []
+    depth = "2 layers" if middle is None else f"3 layers (middle x={middle:g})"
+    for x in uniq:
+        M = _hermite_matrix(P, x, middle)
+        uv = np.linalg.lstsq(M[1:, :2], t[1:], rcond=None)[0]
+        u, v = float(uv[0]), float(uv[1])
+        w = float((t[0] - M[0, :2] @ uv) / M[0, 2])
+        if u <= 0 or v < -1e-12 * abs(u) or w < -1e-12 * abs(t[0]):
+            short.append(f"x={x:.4g}: c22²={v:.3g}, c23²={w:.3g}")
+            if u > 0:  # best effort, clamped: reported as unmatched
+                net = _hermite_net(x, u, max(v, 0.0), max(w, 0.0), -1.0, P.tau0, middle)
+                out.append(P.candidate("hermite", net, f"{depth}, x={x:.4f} clamped (infeasible)"))
+            continue
+        for sign in (1.0, -1.0):
+            net = _hermite_net(x, u, max(v, 0.0), max(w, 0.0), sign, P.tau0, middle)
+            note = f"{depth}, branch x={x:.4f}, sign(c23/c21)={sign:+.0f}"
+            cand = P.candidate("hermite", net, note)
+            if not cand.matched:  # polish the four parameters once
+                cand = _polish(P, x, u, max(v, 0.0), max(w, 0.0), sign, middle, note) or cand
+            out.append(cand)
+    return out, f"{depth}: " + "; ".join(short) if short else ""
+
+
+def _polish(
+    P: _Problem,
+    x: float,
+    u: float,
+    v: float,
+    w: float,
+    sign: float,
+    middle: float | None,
+    note: str,
+) -> Candidate | None:
+    def build(th: np.ndarray) -> ExplicitNet:
+        return _hermite_net(min(max(th[0], 1e-9), 1.0), th[1], th[2], th[3], sign, P.tau0, middle)
+
+    r = least_squares(
+        P.fun(build), np.array([x, u, v, w]),
+        bounds=([1e-9, 0, 0, 0], [1.0, np.inf, np.inf, np.inf]),
+        xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=200,
+    )  # fmt: skip
+    cand = P.candidate("hermite", build(r.x), note)
+    return cand if cand.matched else None
+
+
+#: Middle-layer shapes ``x2 = c²`` tried when two hidden layers cannot match (the
+#: feasible windows are narrow and often just below 1, hence the logarithmic part).
+_MIDDLE = tuple(
+    sorted({*(1.0 - np.logspace(-4, 0, 25)[:-1]), *np.linspace(0.1, 0.9, 9)}, reverse=True)
+)
+
+
+def _fit_hermite(P: _Problem) -> list[Candidate]:
+    two, short = _fit_hermite_branches(P)
+    if any(c.matched for c in two):
+        return two
+    three: list[Candidate] = []
+    found = 0
+    for x2 in _MIDDLE:
+        ok = [c for c in _fit_hermite_branches(P, float(x2))[0] if c.matched]
+        three += ok
+        found += bool(ok)
+        if found == 2:  # two middle shapes are enough to choose from
+            break
+    why = "two hidden layers cannot reach this target" + (f" ({short})" if short else "")
+    if three:
+        return [
+            Candidate(c.family, c.net, c.achieved, c.residual, c.matched, note=f"{c.note}; {why}")
+            for c in three
+        ]
+    return two or [
+        P.candidate("hermite", None, "no branch found" + (f" ({short})" if short else ""))
+    ]
+
+
+def _fit_relu(P: _Problem) -> list[Candidate]:
+    """Plain two-layer ReLU, output scale set to the target's diagonal level."""
+    base = ExplicitNet(["relu", "relu"], tau0=P.tau0)
+    s = math.sqrt(P.t[0] / _vec(P.achieved(base))[0])
+    net = ExplicitNet(["relu", _act.lrelu(s, 0.0)], tau0=P.tau0)
+    return [P.candidate("relu", net, "baseline (unfitted, output scale set to d)")]
+
+
+_SOLVERS = {"lrelu": _fit_lrelu, "clip": _fit_clip, "hermite": _fit_hermite, "relu": _fit_relu}
+
+
+# --------------------------------------------------------------------------------------
+# probe and exact comparison
+# --------------------------------------------------------------------------------------
+def default_probe(tau0: float, *, p: int = _PROBE_P, seed: int = 0) -> np.ndarray:
+    """The default probe: ``GaussianMixture.paper(p).sample(int(0.8 p), seed=seed).X``
+    rescaled so that its population ``τ0`` equals ``tau0`` (the DEQ's)."""
+    s = GaussianMixture.paper(p).sample(int(0.8 * p), seed=seed)
+    return np.asarray(s.X) * (tau0 / s.stats.tau0)
+
+
+def _compare(A: np.ndarray, B: np.ndarray, evA: np.ndarray) -> tuple[float, float]:
+    dist = float(np.linalg.norm(A - B, 2) / np.linalg.norm(A, 2))
+    gap = float(np.mean(np.abs(evA - np.linalg.eigvalsh(B))))
+    return dist, gap
+
+
+def design_explicit(
+    deq: DEQ,
+    *,
+    target: str = "ck",
+    family: str = "auto",
+    trained: str = "hidden",
+    probe: Any = None,
+    seed: int = 0,
+    tol: float = 1e-10,
+) -> DesignResult:
+    """Design an explicit net whose CK (or NTK) matches a DEQ's (THEORY.md §5).
+
+    Parameters
+    ----------
+    deq
+        A :class:`~deqfast.DEQ` built with ``tau0`` (its coefficients need it).
+    target
+        ``"ck"`` (``G*``) or ``"ntk"`` (``K*``, or ``Θ*`` with ``trained="all"``).
+    family
+        One of :data:`FAMILIES` (see the module documentation); ``"auto"`` tries all.
+    trained
+        NTK convention, the same for the DEQ and the net: ``"hidden"`` (input weights
+        fixed) or ``"all"``.
+    probe
+        Samples on which the exact kernels are compared: a :class:`~deqfast.Sample` or
+        an array ``(n, p)``, used as given. Default: :func:`default_probe` — the authors'
+        mixture ``GaussianMixture.paper(256)``, ``n = 204``, drawn with ``seed`` and
+        rescaled to the DEQ's ``τ0``.
+    seed
+        Seed of the default probe.
+    tol
+        Relative coefficient residual below which a design counts as matched.
+
+    Returns
+    -------
+    DesignResult
+        With ``matched=False`` (and a :class:`DesignWarning`) when no family matched.
+
+    Examples
+    --------
+    >>> import deqfast as df
+    >>> from deqfast.design import design_explicit
+    >>> deq = df.DEQ("relu", sigma_a2=0.2, tau0=1.0)
+    >>> res = design_explicit(deq, family="lrelu")
+    >>> print(f"{res.family}: matched={res.matched}, exact-kernel distance < 1e-3: "
+    ...       f"{res.distance < 1e-3}")
+    lrelu: matched=True, exact-kernel distance < 1e-3: True
+    >>> auto = design_explicit(deq)  # every family, judged on the probe's exact kernels
+    >>> [c.family for c in auto.candidates if c.matched]
+    ['lrelu', 'hermite', 'hermite', 'hermite', 'hermite']
+    >>> best_other = min(c.distance for c in auto.candidates if c.family != "lrelu")
+    >>> auto.family, auto.distance < 1e-3 < best_other
+    ('lrelu', True)
+    >>> print(auto.summary())  # doctest: +ELLIPSIS
+    explicit net for DEQ(Activation('relu'), ...), target CK: lrelu — matched
+    ...
+    """
+    if not isinstance(deq, DEQ):
+        raise TypeError(f"deq must be a deqfast.DEQ, got {type(deq).__name__}")
+    if deq.tau0 is None:
+        raise ValueError("deq has no tau0; build it with DEQ(..., tau0=stats.tau0)")
+    target = check_choice(target, "target", _TARGETS)
+    family = check_choice(family, "family", FAMILIES)
+    trained = check_choice(trained, "trained", _TRAINED)
+    tol = check_positive(tol, "tol")
+    seed_ = check_seed(seed, "seed")
+    if isinstance(probe, Sample):
+        X = np.asarray(probe.X)
+    elif probe is None:
+        X = default_probe(float(deq.tau0), seed=0 if seed_ is None else seed_)  # type: ignore[arg-type]
+    else:
+        X = as_data_matrix(probe, "probe", min_rows=2)
+
+    P = _Problem(deq, target, trained, tol)
+    families = [f for f in FAMILIES[1:]] if family == "auto" else [family]
+    raw: list[Candidate] = []
+    for fam in families:
+        raw += _SOLVERS[fam](P)
+
+    # exact kernels on the probe
+    ref = deq.ck(X) if target == "ck" else deq.ntk(X, trained=trained)
+    ev = np.linalg.eigvalsh(ref)
+    cands = []
+    for c in raw:
+        if c.net is None:
+            cands.append(c)
+            continue
+        K = c.net.ck(X) if target == "ck" else c.net.ntk(X, trained=trained)
+        dist, gap = _compare(ref, K, ev)
+        cands.append(
+            Candidate(c.family, c.net, c.achieved, c.residual, c.matched, dist, gap, c.note)
+        )
+
+    usable = [c for c in cands if c.net is not None]
+    matched = [c for c in usable if c.matched]
+    note = ""
+    if matched:
+        best = min(matched, key=lambda c: c.distance)
+    elif usable:
+        best = min(usable, key=lambda c: c.residual)
+        note = (
+            f"no family matched the {target.upper()} coefficients within tol={tol:g}; "
+            f"closest is {best.family!r} with residual {best.residual:.2e}"
+        )
+        warnings.warn(f"design_explicit: {note} — the net's kernel is NOT the DEQ's", DesignWarning,
+                      stacklevel=2)  # fmt: skip
+    else:
+        raise RuntimeError(
+            f"design_explicit: family {family!r} produced no net for {deq!r}: "
+            + "; ".join(c.note for c in cands)
+        )
+    assert best.net is not None and best.achieved is not None
+    return DesignResult(
+        net=best.net, family=best.family, target=target, trained=trained,
+        target_coefficients=P.coef, achieved=best.achieved, residual=best.residual,
+        matched=best.matched, distance=best.distance, eigen_gap=best.eigen_gap,
+        candidates=tuple(cands), probe_shape=(int(X.shape[0]), int(X.shape[1])), tol=tol,
+        deq=repr(deq), note=note or best.note,
+    )  # fmt: skip
