@@ -1,0 +1,234 @@
+"""Benchmark: finite-width DEQ forward pass (issue 4, acceptance 3). Not a test.
+
+One weight draw at m = 2048 on n = 1024 samples of the authors' mixture
+(GaussianMixture.paper(1280), n = 0.8 p), ReLU centred at τ*, tol = 1e-6,
+σ_a² ∈ {0.2, 0.8}, σ_b² = 1 − σ_a². Compared in one run:
+
+* ``anderson`` — deqfast.finite.forward(solver="anderson")
+* ``picard``   — deqfast.finite.forward(solver="picard")
+* ``published`` — a NumPy reimplementation of the loop of the authors' scripts
+  (StephenLi24/INN_eqvi_ENN, ck_ntk/ck_gmm_matching.py): Picard on
+  ``Z_ = φ(√σa² A Z + √σb² B X)/√m`` with both products recomputed every
+  iteration and the stopping test ``np.linalg.norm(Z − Z_, 2) ≤ tol`` (a spectral
+  norm, i.e. an SVD, per iteration; their absolute threshold, here 1e-6 instead of
+  their 5e-6, and 500 iterations instead of their 25 so that it converges).
+* ``torchdeq`` — torchdeq's ``anderson_solver`` on CPU with the same stopping
+  tolerance, when the package is importable (it is not a dependency).
+
+Also records issue 4's acceptance 1 at full size (σ_a² = 0.8, tol = 1e-8,
+Anderson vs Picard evaluations).
+
+Every method's final iterate is scored with the same metric,
+``‖f(Z) − Z‖_F / ‖f(Z)‖_F``, and against deqfast's Anderson equilibrium.
+Writes ``benchmarks/results/forward.json``. Run: ``python benchmarks/bench_forward.py``
+(about two minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import deqfast as df
+from deqfast import finite
+
+M, N, P = 2048, 1024, 1280
+TOL = 1e-6
+SIGMA_A2 = (0.2, 0.8)
+SEED = 0
+OUT = Path(__file__).resolve().parent / "results" / "forward.json"
+
+
+def rel_residual(deq: Any, A: np.ndarray, B: np.ndarray, X: np.ndarray, Z: np.ndarray) -> float:
+    """‖f(Z) − Z‖_F / ‖f(Z)‖_F for the (m, n) pre-activations Z."""
+    m = A.shape[0]
+    fz = math.sqrt(deq.sigma_a2 / m) * (A @ deq.phi(Z)) + math.sqrt(deq.sigma_b2) * (B @ X.T)
+    return float(np.linalg.norm(fz - Z) / np.linalg.norm(fz))
+
+
+def published_loop(deq: Any, A: np.ndarray, B: np.ndarray, X: np.ndarray, tol: float):
+    """The authors' Picard loop (ck_gmm_matching.py), X as (n, p) rows."""
+    m = A.shape[0]
+    sa, sb = deq.sigma_a2, deq.sigma_b2
+    phi = deq.phi
+    Xt = X.T
+    Zf = np.zeros((m, X.shape[0]))  # their Z: φ(z)/√m
+    its = 0
+    while its < 500:
+        its += 1
+        Z_ = phi(np.sqrt(sa) * A @ Zf + np.sqrt(sb) * B @ Xt) / np.sqrt(m)
+        if np.linalg.norm(Zf - Z_, 2) > tol:
+            Zf = Z_
+        else:
+            break
+    # pre-activations of the last iterate, for scoring
+    z = np.sqrt(sa) * A @ Zf + np.sqrt(sb) * B @ Xt
+    return z, its
+
+
+def torchdeq_run(deq: Any, A: np.ndarray, B: np.ndarray, X: np.ndarray, tol: float):
+    try:
+        import torch
+        from torchdeq.solver import anderson_solver  # type: ignore[import-not-found]
+    except Exception as exc:  # not installed: recorded, not an error
+        return None, f"unavailable ({type(exc).__name__}: {exc})"
+    m = A.shape[0]
+    At = torch.from_numpy(A)
+    U = torch.from_numpy(math.sqrt(deq.sigma_b2) * (B @ X.T))
+    c = math.sqrt(deq.sigma_a2 / m)
+    shift = float(deq.phi.core.shift)
+
+    def f(z):
+        return c * At @ (torch.relu(z) - shift) + U
+
+    z0 = torch.zeros_like(U)
+    t = time.perf_counter()
+    z, _, info = anderson_solver(f, z0, max_iter=500, tol=tol, stop_mode="rel")
+    elapsed = time.perf_counter() - t
+    return (z.numpy(), elapsed, info), "ok"
+
+
+def timed(fn, repeat: int = 1):
+    best, out = math.inf, None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return out, best
+
+
+def main() -> dict[str, Any]:
+    sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
+    X = np.ascontiguousarray(sample.X)
+    A, B, v = finite.draw_weights(M, P, seed=SEED)
+    results: dict[str, Any] = {
+        "setting": {
+            "m": M,
+            "n": N,
+            "p": P,
+            "tol": TOL,
+            "activation": "relu (centred at tau*)",
+            "data": "GaussianMixture.paper(1280).sample(1024, seed=0)",
+            "weights_seed": SEED,
+        },
+        "machine": {
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "deqfast_openmp": bool(df._core.has_openmp),
+        },
+        "runs": {},
+    }
+    # warm-up (BLAS thread pools, page faults)
+    np.linalg.norm(np.ones((256, 128)), 2)
+    for sa2 in SIGMA_A2:
+        deq = df.DEQ("relu", sigma_a2=sa2, tau0=sample.stats.tau0)
+        finite.forward(deq, X[:64], 256, seed=1)
+        run: dict[str, Any] = {}
+        ours: dict[str, Any] = {}
+        for solver in ("anderson", "picard"):
+            res, t = timed(
+                lambda s=solver, d=deq: finite.forward(
+                    d, X, M, weights=(A, B, v), solver=s, tol=TOL
+                )
+            )
+            ours[solver] = res
+            run[solver] = {
+                "seconds": t,
+                "evaluations": res.evaluations,
+                "iterations": res.iterations,
+                "seconds_per_evaluation": t / res.evaluations,
+                "residual": res.residual,
+                "converged": res.converged,
+            }
+            print(
+                f"sigma_a2={sa2}: {solver:9s} {t:7.2f} s  {res.evaluations:3d} evaluations  "
+                f"residual {res.residual:.2e}",
+                flush=True,
+            )
+        Zref = ours["anderson"].Z.T
+        run["picard"]["rel_diff_to_anderson"] = float(
+            np.linalg.norm(ours["picard"].Z.T - Zref) / np.linalg.norm(Zref)
+        )
+
+        (zpub, its), t = timed(lambda d=deq: published_loop(d, A, B, X, TOL))
+        run["published"] = {
+            "seconds": t,
+            "iterations": its,
+            "evaluations": its,
+            "seconds_per_evaluation": t / its,
+            "residual": rel_residual(deq, A, B, X, zpub),
+            "rel_diff_to_anderson": float(np.linalg.norm(zpub - Zref) / np.linalg.norm(Zref)),
+        }
+        print(
+            f"sigma_a2={sa2}: published {t:7.2f} s  {its:3d} iterations   "
+            f"residual {run['published']['residual']:.2e}",
+            flush=True,
+        )
+
+        tdq, status = torchdeq_run(deq, A, B, X, TOL)
+        if tdq is None:
+            run["torchdeq"] = {"status": status}
+        else:
+            z, t, info = tdq
+            run["torchdeq"] = {
+                "status": status,
+                "seconds": t,
+                "residual": rel_residual(deq, A, B, X, z),
+                "info": {
+                    k: (float(v_) if np.ndim(v_) == 0 else None) for k, v_ in dict(info).items()
+                },
+            }
+        print(f"sigma_a2={sa2}: torchdeq  {run['torchdeq'].get('status')}", flush=True)
+
+        t_pub, t_and, t_pic = (run[k]["seconds"] for k in ("published", "anderson", "picard"))
+        run["ratios"] = {
+            "published_over_anderson_time": t_pub / t_and,
+            "published_over_picard_time": t_pub / t_pic,
+            "picard_over_anderson_time": t_pic / t_and,
+            "picard_over_anderson_evaluations": run["picard"]["evaluations"]
+            / run["anderson"]["evaluations"],
+        }
+        if "seconds" in run["torchdeq"]:
+            run["ratios"]["torchdeq_over_anderson_time"] = (
+                run["torchdeq"]["seconds"] / run["anderson"]["seconds"]
+            )
+        results["runs"][f"sigma_a2={sa2}"] = run
+        print(json.dumps(run["ratios"], indent=2), flush=True)
+
+    # Issue 4, acceptance 1 at full size: sigma_a2 = 0.8, tol = 1e-8, evaluations only.
+    deq = df.DEQ("relu", sigma_a2=0.8, tau0=sample.stats.tau0)
+    acc: dict[str, Any] = {"sigma_a2": 0.8, "tol": 1e-8}
+    eq = {}
+    for solver in ("anderson", "picard"):
+        res, t = timed(
+            lambda s=solver: finite.forward(deq, X, M, weights=(A, B, v), solver=s, tol=1e-8)
+        )
+        eq[solver] = res
+        acc[solver] = {"evaluations": res.evaluations, "seconds": t, "residual": res.residual}
+    acc["picard_over_anderson_evaluations"] = (
+        acc["picard"]["evaluations"] / acc["anderson"]["evaluations"]
+    )
+    acc["rel_diff"] = float(
+        np.linalg.norm(eq["anderson"].Z - eq["picard"].Z) / np.linalg.norm(eq["picard"].Z)
+    )
+    results["acceptance_1"] = acc
+    print(json.dumps(acc, indent=2), flush=True)
+
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

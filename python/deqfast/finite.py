@@ -1,0 +1,494 @@
+"""Finite-width deep equilibrium models: forward pass, adjoint, empirical CK and NTK.
+
+THEORY.md §3, "finite width". Width ``m``, all weights i.i.d. ``N(0, 1)``::
+
+    z = (σ_a/√m) Ã φ(z) + σ_b B x          (equilibrium z* = z*(x))
+    f(x) = vᵀ φ(z*) / √m                   (scalar read-out)
+
+The whole batch is solved at once in C++ (``deqfast._core.deq_forward``): the
+state is the ``m × n`` matrix of pre-activations, one matrix product per
+evaluation of the map, plain Picard iteration or Anderson acceleration
+(Walker–Ni form), stopping on ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``.
+
+Random weights
+--------------
+With ``seed``, the weights come from ``rng = np.random.default_rng(seed)``
+(a ``Generator`` is used as is), drawn in this order::
+
+    A = rng.standard_normal((m, m))      # Ã
+    B = rng.standard_normal((m, p))
+    v = rng.standard_normal(m)           # read-out
+
+Monte-Carlo averages (:func:`empirical_ck`, :func:`empirical_ntk`) draw
+``trials`` such triples one after another from the same generator, so trial 0
+of ``empirical_ck(..., seed=s)`` uses the weights of ``forward(..., seed=s)``.
+
+A note on speed: the Jacobian ``(σ_a/√m) Ã diag φ'(z*)`` of a random-weight DEQ
+has its eigenvalues spread over a disc of radius about ``√(σ_a² e2)`` (circular
+law), on which no Krylov-type accelerator — Anderson included — beats plain
+iteration by much; Anderson pays off for maps with structured spectra (trained
+weights, nearly symmetric Jacobians). Both are offered; see ``solver``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+
+from deqfast import _core
+from deqfast._validation import (
+    as_data_matrix,
+    as_finite_array,
+    as_rng,
+    check_choice,
+    check_in_range,
+    check_integer,
+    check_positive,
+)
+
+__all__ = ["ForwardResult", "draw_weights", "empirical_ck", "empirical_ntk", "forward"]
+
+Solver = Literal["anderson", "picard"]
+_SOLVERS = ("anderson", "picard")
+_TRAINED = ("hidden", "all")
+_METHODS = ("adjoint", "elementwise")
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+_FLOAT32_MIN_TOL = 1e-6
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class ForwardResult:
+    """The equilibrium of a finite-width DEQ on a batch (THEORY.md §3).
+
+    Attributes
+    ----------
+    features : ndarray, shape (n, m)
+        ``φ(z*(x_i))`` for each sample (rows are samples).
+    Z : ndarray, shape (n, m)
+        The pre-activation equilibria ``z*(x_i)`` (the last evaluation of the map).
+    iterations : int
+        Number of solver updates.
+    evaluations : int
+        Number of evaluations of the map (one ``m × m × n`` product each).
+    residuals : ndarray
+        Relative residual ``‖f(Z) − Z‖_F / ‖f(Z)‖_F`` after every evaluation.
+    converged : bool
+        Whether the last residual is ``≤ tol``.
+    status : str
+        ``"converged"``, ``"max_iter"``, ``"diverged"`` or ``"nonfinite"``.
+    solver : str
+        ``"anderson"`` or ``"picard"``.
+    tol : float
+        The requested tolerance.
+    """
+
+    features: np.ndarray
+    Z: np.ndarray
+    iterations: int
+    evaluations: int
+    residuals: np.ndarray
+    converged: bool
+    status: str
+    solver: str
+    tol: float
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.features.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Width ``m``."""
+        return int(self.features.shape[1])
+
+    @property
+    def residual(self) -> float:
+        """The final relative residual."""
+        return float(self.residuals[-1]) if self.residuals.size else math.inf
+
+    def ck(self) -> np.ndarray:
+        """This draw's empirical CK ``φ(Z*)ᵀφ(Z*)/m`` as an ``(n, n)`` matrix."""
+        F = np.asarray(self.features, dtype=np.float64)
+        return (F @ F.T) / self.width
+
+    def __repr__(self) -> str:
+        return (
+            f"ForwardResult(n={self.n}, width={self.width}, solver={self.solver!r}, "
+            f"status={self.status!r}, evaluations={self.evaluations}, "
+            f"iterations={self.iterations}, residual={self.residual:.3e}, tol={self.tol:g})"
+        )
+
+
+# --------------------------------------------------------------------------- #
+# argument checks
+# --------------------------------------------------------------------------- #
+def _deq_params(deq: Any) -> tuple[float, float, Any]:
+    try:
+        sa2, sb2, phi = deq.sigma_a2, deq.sigma_b2, deq.phi
+    except AttributeError as exc:
+        raise TypeError(
+            f"deq must be a deqfast.DEQ (with sigma_a2, sigma_b2 and phi); got {type(deq).__name__}"
+        ) from exc
+    sa2 = check_positive(sa2, "deq.sigma_a2")
+    sb2 = check_positive(sb2, "deq.sigma_b2")
+    return sa2, sb2, phi.core  # a Python-callable activation raises a clear TypeError here
+
+
+def _solver_options(
+    solver: Any, tol: Any, max_iter: Any, memory: Any, damping: Any, dtype: Any
+) -> dict[str, Any]:
+    solver = check_choice(solver, "solver", _SOLVERS)
+    tol = check_in_range(tol, "tol", 0.0, 1.0, inclusive=(False, False))
+    max_iter = check_integer(max_iter, "max_iter", min_value=1)
+    memory = check_integer(memory, "memory", min_value=0, max_value=64)
+    damping = check_in_range(damping, "damping", 0.0, 1.0, inclusive=(False, True))
+    name = np.dtype(dtype).name if dtype is not None else "float64"
+    check_choice(name, "dtype", tuple(_DTYPES))
+    if name == "float32" and tol < _FLOAT32_MIN_TOL:
+        raise ValueError(
+            f"tol must be >= {_FLOAT32_MIN_TOL:g} with dtype float32 (single precision cannot "
+            f"resolve smaller relative residuals); got {tol:g}"
+        )
+    return dict(
+        solver=solver, tol=tol, max_iter=max_iter, memory=memory, damping=damping, dtype=name
+    )
+
+
+def draw_weights(
+    width: int, p: int, *, seed: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``(Ã, B, v)`` i.i.d. ``N(0, 1)`` of shapes ``(m, m)``, ``(m, p)``, ``(m,)``.
+
+    ``rng = np.random.default_rng(seed)`` (a ``Generator`` is used as is and
+    advances), drawn in the order ``Ã``, ``B``, ``v`` (module docstring).
+    """
+    m = check_integer(width, "width", min_value=1)
+    p = check_integer(p, "p", min_value=1)
+    rng = as_rng(seed)
+    return _draw(rng, m, p)
+
+
+def _draw(rng: np.random.Generator, m: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    A = rng.standard_normal((m, m))
+    B = rng.standard_normal((m, p))
+    v = rng.standard_normal(m)
+    return A, B, v
+
+
+def _check_weights(weights: Any, m: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(weights, (tuple, list)) or len(weights) != 3:
+        raise TypeError("weights must be a tuple (A, B, v) of arrays")
+    A = as_finite_array(weights[0], "weights[0] (A)", shape=(m, m))
+    B = as_finite_array(weights[1], "weights[1] (B)", shape=(m, p))
+    v = as_finite_array(weights[2], "weights[2] (v)", shape=(m,))
+    return A, B, v
+
+
+def _fail_message(what: str, rep: Any, opts: dict[str, Any], sigma_a2: float) -> str:
+    evals = rep.evaluations
+    r = rep.residual
+    head = f"finite-width DEQ {what} ({opts['solver']}) "
+    if rep.status == "nonfinite":
+        body = f"produced NaN/inf at evaluation {evals}"
+    elif rep.status == "diverged":
+        body = (
+            f"diverged: the residual grew over 1e6 times above its smallest value "
+            f"(relative residual {r:.3e} after {evals} evaluations)"
+        )
+    else:
+        body = (
+            f"did not converge: relative residual {r:.3e} after {evals} evaluations "
+            f"(tol {opts['tol']:g}, max_iter {opts['max_iter']})"
+        )
+    hint = (
+        f". The map contracts when sigma_a * ||A/sqrt(m)|| * Lip(phi) < 1 with "
+        f"||A/sqrt(m)|| ~ 2, and on average when sigma_a2 * E[phi'(z)^2] < 1: reduce sigma_a2 "
+        f"(now {sigma_a2:g})"
+    )
+    if rep.status == "max_iter":
+        hint += ", raise max_iter, or loosen tol"
+    elif opts["solver"] == "anderson":
+        hint += ", or try solver='picard' / damping < 1"
+    return head + body + hint + "."
+
+
+def _check_report(rep: Any, what: str, opts: dict[str, Any], sigma_a2: float, strict: bool) -> None:
+    if rep.converged:
+        return
+    msg = _fail_message(what, rep, opts, sigma_a2)
+    if strict:
+        raise RuntimeError(msg)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _run_forward(
+    phi: Any,
+    A: np.ndarray,
+    B: np.ndarray,
+    X: np.ndarray,
+    sigma_a2: float,
+    sigma_b2: float,
+    opts: dict[str, Any],
+    num_threads: int,
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    dt = _DTYPES[opts["dtype"]]
+    Z, Phi, rep = _core.deq_forward(
+        phi,
+        np.ascontiguousarray(A, dtype=dt),
+        np.ascontiguousarray(B, dtype=dt),
+        np.ascontiguousarray(X, dtype=dt),
+        math.sqrt(sigma_a2),
+        math.sqrt(sigma_b2),
+        solver=opts["solver"],
+        tol=opts["tol"],
+        max_iter=opts["max_iter"],
+        memory=opts["memory"],
+        damping=opts["damping"],
+        num_threads=num_threads,
+    )
+    # (m, n) Fortran-ordered = (n, m) C-ordered: rows are samples, no copy.
+    return Z.T, Phi.T, rep
+
+
+# --------------------------------------------------------------------------- #
+# public API
+# --------------------------------------------------------------------------- #
+def forward(
+    deq: Any,
+    X: Any,
+    width: int,
+    *,
+    seed: Any = None,
+    weights: tuple[Any, Any, Any] | None = None,
+    solver: Solver = "anderson",
+    tol: float = 1e-8,
+    max_iter: int = 500,
+    memory: int = 5,
+    damping: float = 1.0,
+    strict: bool = True,
+    dtype: Any = np.float64,
+    num_threads: int = 0,
+) -> ForwardResult:
+    """Solve the finite-width DEQ ``Z = (σ_a/√m) Ã φ(Z) + σ_b B Xᵀ`` for a batch (THEORY.md §3).
+
+    Parameters
+    ----------
+    deq : deqfast.DEQ
+        Supplies ``sigma_a2``, ``sigma_b2`` and the (centred) activation ``phi``.
+    X : array_like, shape (n, p)
+        Inputs, one sample per row.
+    width : int
+        Width ``m ≥ 1``.
+    seed : None, int or numpy.random.Generator, optional
+        Weight generator when ``weights`` is not given (module docstring).
+    weights : (A, B, v), optional
+        Explicit weights of shapes ``(m, m)``, ``(m, p)``, ``(m,)`` (``v`` is unused
+        here but checked, so the same triple serves :func:`empirical_ntk`).
+    solver : {"anderson", "picard"}
+        Anderson acceleration (Walker–Ni least squares, QR updated in place) or
+        plain Picard iteration.
+    tol : float in (0, 1)
+        Stop when ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``.
+    max_iter : int
+        Maximum number of evaluations of the map.
+    memory : int in [0, 64]
+        Anderson memory (0 is Picard).
+    damping : float in (0, 1]
+        Mixing parameter ``β`` (``1``: undamped).
+    strict : bool
+        Raise ``RuntimeError`` when the iteration does not converge, diverges or
+        produces NaN; with ``False`` warn (``RuntimeWarning``) and return the flagged
+        result instead.
+    dtype : numpy.float64 or numpy.float32
+        Working precision (float32 needs ``tol ≥ 1e-6``).
+    num_threads : int
+        OpenMP threads for the elementwise work (0: default); the matrix products
+        use SciPy's threaded BLAS.
+
+    Returns
+    -------
+    ForwardResult
+    """
+    sa2, sb2, phi = _deq_params(deq)
+    X = as_data_matrix(X)
+    _, p = X.shape
+    m = check_integer(width, "width", min_value=1)
+    opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
+    strict = bool(strict)
+    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    if weights is not None:
+        if seed is not None:
+            raise ValueError("pass either seed or weights, not both")
+        A, B, _ = _check_weights(weights, m, p)
+    else:
+        A, B, _ = _draw(as_rng(seed), m, p)
+    Z, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
+    _check_report(rep, "forward pass", opts, sa2, strict)
+    for arr in (F, Z):
+        arr.setflags(write=False)
+    residuals = np.asarray(rep.residuals)
+    residuals.setflags(write=False)
+    return ForwardResult(
+        features=F,
+        Z=Z,
+        iterations=int(rep.iterations),
+        evaluations=int(rep.evaluations),
+        residuals=residuals,
+        converged=bool(rep.converged),
+        status=str(rep.status),
+        solver=opts["solver"],
+        tol=opts["tol"],
+    )
+
+
+def _trials_iter(trials: int, progress: bool, desc: str) -> Any:
+    if not progress:
+        return range(trials)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(trials), desc=desc, unit="draw", leave=False)
+
+
+def empirical_ck(
+    deq: Any,
+    X: Any,
+    width: int,
+    *,
+    trials: int = 1,
+    seed: Any = None,
+    progress: bool = True,
+    solver: Solver = "anderson",
+    tol: float = 1e-8,
+    max_iter: int = 500,
+    memory: int = 5,
+    damping: float = 1.0,
+    dtype: Any = np.float64,
+    num_threads: int = 0,
+) -> np.ndarray:
+    """Monte-Carlo empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` over ``trials`` weight draws (THEORY.md §3).
+
+    Tends to the Implicit-CK ``G* = deq.ck(X)`` as ``m → ∞``. Memory is one draw
+    at a time (``O(m² + mn + n²)``). Solver options as in :func:`forward`; a
+    draw that fails to converge raises ``RuntimeError``.
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+    """
+    sa2, sb2, phi = _deq_params(deq)
+    X = as_data_matrix(X)
+    n, p = X.shape
+    m = check_integer(width, "width", min_value=1)
+    trials = check_integer(trials, "trials", min_value=1)
+    opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
+    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    rng = as_rng(seed)
+    acc = np.zeros((n, n))
+    for _ in _trials_iter(trials, bool(progress), f"empirical CK (m={m})"):
+        A, B, _v = _draw(rng, m, p)
+        _, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
+        del A, B
+        _check_report(rep, "forward pass", opts, sa2, True)
+        F = np.asarray(F, dtype=np.float64)
+        acc += F @ F.T
+    return acc / (m * trials)
+
+
+def empirical_ntk(
+    deq: Any,
+    X: Any,
+    width: int,
+    *,
+    trials: int = 1,
+    seed: Any = None,
+    method: Literal["adjoint", "elementwise"] = "adjoint",
+    trained: Literal["hidden", "all"] = "hidden",
+    progress: bool = True,
+    solver: Solver = "anderson",
+    tol: float = 1e-8,
+    max_iter: int = 500,
+    memory: int = 5,
+    damping: float = 1.0,
+    dtype: Any = np.float64,
+    num_threads: int = 0,
+) -> np.ndarray:
+    """Monte-Carlo empirical NTK of the finite-width DEQ (THEORY.md §3).
+
+    ``method="adjoint"`` (exact gradients): solve the adjoint fixed point
+    ``w = g + (σ_a/√m) D Ãᵀ w``, ``D = diag φ'(z*)``, ``g = D v/√m``, then ::
+
+        NTK_m(x, y) = (σ_a²/m)(w_x·w_y)(φ_x·φ_y) + (φ_x·φ_y)/m  [+ σ_b² (w_x·w_y)(x·y)]
+
+    — the bracket only for ``trained="all"`` (``B`` trained too); the default
+    ``"hidden"`` trains ``Ã`` and ``v`` (the paper's convention). It tends to
+    ``deq.ntk(X, trained=...)``.
+
+    ``method="elementwise"`` (the authors' cheaper estimate, no adjoint):
+    ``G_m ⊘ (1 − σ_a² Ġ_m)`` with ``G_m = φ(Z*)ᵀφ(Z*)/m``, ``Ġ_m = φ'(Z*)ᵀφ'(Z*)/m``;
+    for ``trained="all"`` ``G_m + Ġ_m ∘ S_m ⊘ (1 − σ_a² Ġ_m)`` with ``S_m = Z*ᵀZ*/m``.
+
+    Other arguments as in :func:`empirical_ck`.
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+    """
+    sa2, sb2, phi = _deq_params(deq)
+    X = as_data_matrix(X)
+    n, p = X.shape
+    m = check_integer(width, "width", min_value=1)
+    trials = check_integer(trials, "trials", min_value=1)
+    method = check_choice(method, "method", _METHODS)
+    trained = check_choice(trained, "trained", _TRAINED)
+    opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
+    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    dt = _DTYPES[opts["dtype"]]
+    rng = as_rng(seed)
+    XX = X @ X.T if trained == "all" else None
+    acc = np.zeros((n, n))
+    for _ in _trials_iter(trials, bool(progress), f"empirical NTK (m={m})"):
+        A, B, v = _draw(rng, m, p)
+        A = np.ascontiguousarray(A, dtype=dt)
+        Z, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
+        del B
+        _check_report(rep, "forward pass", opts, sa2, True)
+        F = np.asarray(F, dtype=np.float64)
+        FF = F @ F.T
+        if method == "adjoint":
+            W, arep = _core.deq_adjoint(
+                phi,
+                A,
+                np.ascontiguousarray(Z),
+                np.ascontiguousarray(v, dtype=dt),
+                math.sqrt(sa2),
+                solver=opts["solver"],
+                tol=opts["tol"],
+                max_iter=opts["max_iter"],
+                memory=opts["memory"],
+                damping=opts["damping"],
+                num_threads=num_threads,
+            )
+            del A
+            _check_report(arep, "adjoint", opts, sa2, True)
+            Wt = np.asarray(W.T, dtype=np.float64)
+            WW = Wt @ Wt.T
+            K = (sa2 / m) * WW * FF + FF / m
+            if XX is not None:
+                K += sb2 * WW * XX
+        else:
+            del A
+            Dt = np.asarray(phi.derivative(np.asarray(Z, dtype=np.float64)))
+            G = FF / m
+            Gd = (Dt @ Dt.T) / m
+            if trained == "hidden":
+                K = G / (1.0 - sa2 * Gd)
+            else:
+                Zd = np.asarray(Z, dtype=np.float64)
+                K = G + Gd * ((Zd @ Zd.T) / m) / (1.0 - sa2 * Gd)
+        acc += K
+    return acc / trials

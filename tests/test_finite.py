@@ -1,0 +1,345 @@
+"""Finite-width DEQ: forward pass, adjoint, empirical CK/NTK (THEORY.md §3, "finite width")."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import deqfast as df
+import reference as ref
+from deqfast import _core, finite
+
+
+# --------------------------------------------------------------------------- #
+# small NumPy references
+# --------------------------------------------------------------------------- #
+def np_fixed_point(phi, A, B, X, sigma_a2, sigma_b2, tol=1e-15, max_iter=20_000):
+    """Plain iteration Z = (σ_a/√m) A φ(Z) + σ_b B Xᵀ on the (m, n) state."""
+    m = A.shape[0]
+    c = math.sqrt(sigma_a2 / m)
+    U = math.sqrt(sigma_b2) * B @ X.T
+    Z = np.zeros_like(U)
+    for _ in range(max_iter):
+        Zn = c * A @ phi(Z) + U
+        if np.linalg.norm(Zn - Z) <= tol * np.linalg.norm(Zn):
+            return Zn
+        Z = Zn
+    raise AssertionError("reference iteration did not converge")
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def small_problem(rng, m=64, n=20, p=12):
+    X = rng.standard_normal((n, p)) / math.sqrt(p)
+    A, B, v = finite.draw_weights(m, p, seed=rng)
+    return X, (A, B, v)
+
+
+@pytest.fixture
+def relu_deq():
+    return df.DEQ("relu", sigma_a2=0.5, tau0=1.0)  # centred ReLU
+
+
+# --------------------------------------------------------------------------- #
+# forward pass
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("solver", ["anderson", "picard"])
+@pytest.mark.parametrize("name", ["relu", "tanh"])
+def test_forward_matches_numpy_reference(rng, solver, name):
+    deq = df.DEQ(name, sigma_a2=0.5, tau0=1.0)
+    X, W = small_problem(rng)
+    res = finite.forward(deq, X, 64, weights=W, solver=solver, tol=1e-12)
+    Zref = np_fixed_point(deq.phi, W[0], W[1], X, deq.sigma_a2, deq.sigma_b2)
+    assert res.converged and res.status == "converged"
+    assert res.Z.shape == res.features.shape == (20, 64)
+    assert rel(res.Z, Zref.T) < 1e-10
+    np.testing.assert_allclose(res.features, deq.phi(Zref).T, atol=1e-10)
+    assert res.residuals.shape == (res.evaluations,)
+    assert res.residual <= 1e-12 < res.residuals[0]
+
+
+def test_anderson_and_picard_reach_same_equilibrium(rng):
+    deq = df.DEQ("relu", sigma_a2=0.8, tau0=1.0)
+    X, W = small_problem(rng, m=256, n=64, p=32)
+    a = finite.forward(deq, X, 256, weights=W, solver="anderson", tol=1e-10)
+    p = finite.forward(deq, X, 256, weights=W, solver="picard", tol=1e-10)
+    assert rel(a.Z, p.Z) <= 1e-8
+    assert rel(a.features, p.features) <= 1e-8
+    # Random weights: the Jacobian's spectrum fills a disc (circular law), where no
+    # Krylov-type accelerator beats plain iteration by much; Anderson must not lose.
+    assert a.evaluations <= p.evaluations
+
+
+def test_anderson_accelerates_structured_map(rng):
+    """A symmetric contracting linear map (real spectrum in [0, 0.95]): Anderson ≫ Picard."""
+    m, n, p = 200, 16, 8
+    deq = df.DEQ("linear", sigma_a2=0.5)
+    Q, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    lam = np.linspace(0.0, 0.95, m)
+    A = (Q * lam) @ Q.T * math.sqrt(m / deq.sigma_a2)
+    X = rng.standard_normal((n, p))
+    W = (A, rng.standard_normal((m, p)), rng.standard_normal(m))
+    a = finite.forward(deq, X, m, weights=W, solver="anderson", tol=1e-8)
+    pic = finite.forward(deq, X, m, weights=W, solver="picard", tol=1e-8)
+    assert a.converged and pic.converged
+    assert 2 * a.evaluations <= pic.evaluations
+    exact = np.linalg.solve(
+        np.eye(m) - math.sqrt(deq.sigma_a2 / m) * A, math.sqrt(deq.sigma_b2) * W[1] @ X.T
+    )
+    # error <= residual / (1 - 0.95)
+    assert rel(a.Z, exact.T) < 1e-6
+    # damping and a small memory still converge to the same point
+    d = finite.forward(deq, X, m, weights=W, damping=0.7, memory=2, tol=1e-8)
+    assert rel(d.Z, exact.T) < 1e-6
+
+
+def test_float32_matches_float64(rng, relu_deq):
+    X, W = small_problem(rng, m=128, n=30, p=16)
+    r64 = finite.forward(relu_deq, X, 128, weights=W, tol=1e-10)
+    r32 = finite.forward(relu_deq, X, 128, weights=W, tol=1e-5, dtype=np.float32)
+    assert r32.features.dtype == np.float32
+    assert rel(r32.Z.astype(float), r64.Z) < 1e-4
+
+
+def test_eigen_and_blas_products_agree(rng, relu_deq):
+    X, (A, B, _) = small_problem(rng)
+    sa, sb = math.sqrt(relu_deq.sigma_a2), math.sqrt(relu_deq.sigma_b2)
+    Z1, _, _ = _core.deq_forward(relu_deq.phi.core, A, B, X, sa, sb, gemm="blas", tol=1e-12)
+    Z2, _, _ = _core.deq_forward(relu_deq.phi.core, A, B, X, sa, sb, gemm="eigen", tol=1e-12)
+    assert rel(Z1, Z2) < 1e-11
+
+
+def test_forward_repr_and_seed_reproducibility(rng, relu_deq):
+    X = rng.standard_normal((10, 6))
+    a = finite.forward(relu_deq, X, 32, seed=7)
+    b = finite.forward(relu_deq, X, 32, seed=7)
+    c = finite.forward(relu_deq, X, 32, weights=finite.draw_weights(32, 6, seed=7))
+    d = finite.forward(relu_deq, X, 32, seed=8)
+    np.testing.assert_array_equal(a.features, b.features)
+    np.testing.assert_array_equal(a.features, c.features)
+    assert not np.allclose(a.features, d.features)
+    text = repr(a)
+    assert text.startswith("ForwardResult(n=10, width=32, solver='anderson', status='converged'")
+    assert "evaluations=" in text and "residual=" in text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.converged = False  # type: ignore[misc]
+    np.testing.assert_allclose(a.ck(), a.features @ a.features.T / 32)
+
+
+# --------------------------------------------------------------------------- #
+# failures and validation
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("solver", ["anderson", "picard"])
+def test_non_contracting_raises(rng, solver):
+    deq = df.DEQ("relu", sigma_a2=4.0, sigma_b2=1.0)
+    X = rng.standard_normal((16, 8))
+    with pytest.raises(RuntimeError, match="sigma_a2") as info:
+        finite.forward(deq, X, 128, seed=0, solver=solver, max_iter=300)
+    assert "evaluations" in str(info.value) and "residual" in str(info.value)
+    with pytest.warns(RuntimeWarning, match="reduce sigma_a2"):
+        res = finite.forward(deq, X, 128, seed=0, solver=solver, max_iter=300, strict=False)
+    assert not res.converged and res.status in ("diverged", "max_iter", "nonfinite")
+    with pytest.raises(RuntimeError, match="sigma_a2"):
+        finite.empirical_ck(deq, X, 128, seed=0, progress=False, max_iter=300)
+
+
+def test_max_iter_reported(rng, relu_deq):
+    X = rng.standard_normal((8, 5))
+    with pytest.raises(RuntimeError, match=r"after 3 evaluations.*max_iter"):
+        finite.forward(relu_deq, X, 64, seed=1, max_iter=3)
+    with pytest.warns(RuntimeWarning):
+        res = finite.forward(relu_deq, X, 64, seed=1, max_iter=3, strict=False)
+    assert res.status == "max_iter" and res.evaluations == 3 and not res.converged
+
+
+def test_nonfinite_reported(rng, relu_deq):
+    X = rng.standard_normal((8, 5))
+    A, B, v = finite.draw_weights(64, 5, seed=0)
+    A[0, 0] = 1e308  # overflows to inf inside the map
+    with pytest.raises(RuntimeError, match="NaN/inf"):
+        finite.forward(relu_deq, X * 1e3, 64, weights=(A, B, v))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        (dict(width=0), ValueError, "width"),
+        (dict(width=2.5), TypeError, "width"),
+        (dict(tol=0.0), ValueError, "tol"),
+        (dict(tol=-1e-3), ValueError, "tol"),
+        (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(memory=-1), ValueError, "memory"),
+        (dict(damping=0.0), ValueError, "damping"),
+        (dict(damping=1.5), ValueError, "damping"),
+        (dict(solver="newton"), ValueError, "solver"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(dtype=np.float32), ValueError, "float32"),
+        (dict(dtype=np.int32), ValueError, "dtype"),
+        (dict(seed=1, weights=finite.draw_weights(16, 4, seed=1)), ValueError, "either"),
+        (dict(weights=finite.draw_weights(16, 5, seed=1)), ValueError, r"weights\[1\]"),
+        (dict(weights=(np.eye(16),)), TypeError, "weights"),
+    ],
+)
+def test_forward_validation(kwargs, exc, match, relu_deq):
+    X = np.ones((3, 4))
+    args = dict(width=16)
+    args.update(kwargs)
+    width = args.pop("width")
+    with pytest.raises(exc, match=match):
+        finite.forward(relu_deq, X, width, **args)
+
+
+def test_input_validation(relu_deq):
+    X = np.ones((3, 4))
+    X[1, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        finite.forward(relu_deq, X, 8)
+    with pytest.raises(ValueError, match="2-D"):
+        finite.forward(relu_deq, np.ones(4), 8)
+    with pytest.raises(ValueError, match="trials"):
+        finite.empirical_ck(relu_deq, np.ones((3, 4)), 8, trials=0)
+    with pytest.raises(ValueError, match="method"):
+        finite.empirical_ntk(relu_deq, np.ones((3, 4)), 8, method="exact")
+    with pytest.raises(ValueError, match="trained"):
+        finite.empirical_ntk(relu_deq, np.ones((3, 4)), 8, trained="B")
+    with pytest.raises(TypeError, match="DEQ"):
+        finite.forward(object(), np.ones((3, 4)), 8)
+    custom = df.DEQ(df.activations.CustomActivation(np.sin), sigma_a2=0.2)
+    with pytest.raises(TypeError, match="built-in activation"):
+        finite.forward(custom, np.ones((3, 4)), 8)
+
+
+# --------------------------------------------------------------------------- #
+# adjoint and empirical NTK
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("solver", ["anderson", "picard"])
+def test_adjoint_satisfies_its_fixed_point(rng, relu_deq, solver):
+    m = 96
+    X, (A, B, v) = small_problem(rng, m=m, n=25, p=10)
+    res = finite.forward(relu_deq, X, m, weights=(A, B, v), tol=1e-12)
+    sa = math.sqrt(relu_deq.sigma_a2)
+    W, rep = _core.deq_adjoint(relu_deq.phi.core, A, res.Z, v, sa, solver=solver, tol=1e-12)
+    assert rep.converged
+    D = relu_deq.phi.derivative(res.Z.T)  # (m, n)
+    G = D * v[:, None] / math.sqrt(m)
+    rhs = G + sa / math.sqrt(m) * D * (A.T @ W)
+    assert rel(W, rhs) < 1e-11
+    # linear system form: (I - c D Aᵀ) w = g, column by column
+    w0 = np.linalg.solve(np.eye(m) - sa / math.sqrt(m) * D[:, :1] * A.T, G[:, 0])
+    assert rel(W[:, 0], w0) < 1e-10
+
+
+def _fd_gradients(phi, A, B, v, x, sigma_a2, sigma_b2, h=1e-6):
+    """Central finite differences of f(x) = vᵀφ(z*)/√m w.r.t. A, B and v."""
+    m = A.shape[0]
+
+    def f(A_, B_, v_):
+        z = np_fixed_point(phi, A_, B_, x[None, :], sigma_a2, sigma_b2)[:, 0]
+        return float(v_ @ phi(z)) / math.sqrt(m)
+
+    def grad(P, which):
+        g = np.zeros_like(P)
+        for idx in np.ndindex(P.shape):
+            Pp, Pm = P.copy(), P.copy()
+            Pp[idx] += h
+            Pm[idx] -= h
+            args_p = [A, B, v]
+            args_m = [A, B, v]
+            args_p[which], args_m[which] = Pp, Pm
+            g[idx] = (f(*args_p) - f(*args_m)) / (2 * h)
+        return g.ravel()
+
+    return grad(A, 0), grad(B, 1), grad(v, 2)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu"])
+def test_empirical_ntk_adjoint_matches_finite_differences(rng, name):
+    deq = df.DEQ(name, sigma_a2=0.1, sigma_b2=0.9, tau0=1.0 if name == "relu" else None)
+    m, n, p, seed = 6, 3, 4, 11
+    X = rng.standard_normal((n, p)) / math.sqrt(p)
+    A, B, v = finite.draw_weights(m, p, seed=seed)
+    grads = [_fd_gradients(deq.phi, A, B, v, X[i], deq.sigma_a2, deq.sigma_b2) for i in range(n)]
+    JA = np.array([g[0] for g in grads])
+    JB = np.array([g[1] for g in grads])
+    Jv = np.array([g[2] for g in grads])
+    hidden = JA @ JA.T + Jv @ Jv.T
+    full = hidden + JB @ JB.T
+    kw = dict(seed=seed, progress=False, tol=1e-13)
+    K = finite.empirical_ntk(deq, X, m, trained="hidden", **kw)
+    T = finite.empirical_ntk(deq, X, m, trained="all", **kw)
+    np.testing.assert_allclose(K, hidden, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(T, full, rtol=1e-6, atol=1e-8)
+
+
+def test_empirical_ntk_elementwise_formula(rng, relu_deq):
+    m = 80
+    X = rng.standard_normal((12, 7)) / math.sqrt(7)
+    res = finite.forward(relu_deq, X, m, seed=3)
+    G = res.features @ res.features.T / m
+    D = relu_deq.phi.derivative(res.Z)
+    Gd = D @ D.T / m
+    S = res.Z @ res.Z.T / m
+    sa2 = relu_deq.sigma_a2
+    K = finite.empirical_ntk(relu_deq, X, m, seed=3, method="elementwise", progress=False)
+    T = finite.empirical_ntk(
+        relu_deq, X, m, seed=3, method="elementwise", trained="all", progress=False
+    )
+    np.testing.assert_allclose(K, G / (1 - sa2 * Gd), rtol=1e-12)
+    np.testing.assert_allclose(T, G + Gd * S / (1 - sa2 * Gd), rtol=1e-12)
+
+
+def test_monte_carlo_average_and_seeds(rng, relu_deq):
+    X = rng.standard_normal((9, 5))
+    C2 = finite.empirical_ck(relu_deq, X, 40, trials=2, seed=5, progress=False)
+    assert np.array_equal(
+        C2, finite.empirical_ck(relu_deq, X, 40, trials=2, seed=5, progress=False)
+    )
+    g = np.random.default_rng(5)
+    r1 = finite.forward(relu_deq, X, 40, seed=g)
+    r2 = finite.forward(relu_deq, X, 40, seed=g)
+    np.testing.assert_allclose(C2, (r1.ck() + r2.ck()) / 2, rtol=1e-12)
+    assert np.allclose(C2, C2.T)
+    # progress bar path (tqdm) gives the same numbers
+    C2p = finite.empirical_ck(relu_deq, X, 40, trials=2, seed=5, progress=True)
+    np.testing.assert_allclose(C2p, C2, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- #
+# convergence to the infinite-width kernels (issue 4, acceptance 2)
+# --------------------------------------------------------------------------- #
+def _paper_data(p):
+    n = int(0.8 * p)
+    sample = df.GaussianMixture.paper(p).sample(n, seed=2024)
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=sample.stats.tau0)
+    return sample.X, deq
+
+
+def test_empirical_ck_converges_to_exact_ck():
+    X, deq = _paper_data(512)  # n = 409
+    G = deq.ck(X)
+    errs = [
+        ref.rel_op_err(
+            G, finite.empirical_ck(deq, X, m, trials=3, seed=m, tol=1e-5, progress=False)
+        )
+        for m in (256, 1024, 4096)
+    ]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] <= 0.25
+
+
+def test_empirical_ntk_converges_to_exact_ntk():
+    X, deq = _paper_data(256)  # n = 204
+    K = deq.ntk(X)
+    errs = [
+        ref.rel_op_err(
+            K, finite.empirical_ntk(deq, X, m, trials=2, seed=m, tol=1e-5, progress=False)
+        )
+        for m in (128, 512, 2048)
+    ]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] <= 0.25
