@@ -1,0 +1,547 @@
+"""Real data sets as labelled matrices in the conventions of THEORY.md §1.
+
+Loaders return raw ``(X, labels)`` arrays (one sample per row, features
+flattened):
+
+* :func:`load_idx` — MNIST / Fashion-MNIST IDX files (``.gz`` or raw);
+* :func:`load_cifar10` — CIFAR-10 "python version" pickled batches;
+* :func:`load_npz` — any ``.npz`` with a features and a labels array;
+* :func:`load_digits` — scikit-learn's bundled 8×8 handwritten digits (works
+  offline; needs the optional ``scikit-learn``), already passed through
+  :func:`prepare`.
+
+:func:`prepare` selects classes, subsamples, centres and scales the data so that
+the mean of ``‖x_i‖²`` is 1 (THEORY.md §1), and estimates the
+:class:`~deqfast.MixtureStats` the surrogates need; :func:`train_test_split`
+makes a stratified split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from deqfast._validation import as_data_matrix, as_labels, as_rng, check_in_range, check_integer
+from deqfast.data import MixtureStats
+
+__all__ = [
+    "Dataset",
+    "load_cifar10",
+    "load_digits",
+    "load_idx",
+    "load_npz",
+    "prepare",
+    "train_test_split",
+]
+
+#: IDX element types (third byte of the magic number) -> NumPy big-endian dtypes.
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+#: CIFAR-10 class names (used when ``batches.meta`` is absent).
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """A prepared labelled data set (THEORY.md §1).
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, p)
+        Samples as rows, centred and scaled as requested by :func:`prepare`,
+        ordered by class.
+    labels : ndarray of int64, shape (n,)
+        Class codes ``0..K-1``.
+    stats : MixtureStats
+        Statistics estimated from ``(X, labels)`` by
+        :meth:`MixtureStats.from_data`.
+    class_names : tuple of str
+        Name of each class code (the original label, e.g. ``"3"``).
+    description : str
+        Where the data came from and how it was prepared.
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+    stats: MixtureStats
+    class_names: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.X.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Dimension."""
+        return int(self.X.shape[1])
+
+    @property
+    def K(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """Samples per class, shape ``(K,)``."""
+        return np.bincount(self.labels, minlength=self.K)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(n={self.n}, p={self.p}, classes={list(self.class_names)}, "
+            f"counts={self.class_counts.tolist()}, tau0={self.stats.tau0:.4g}, "
+            f"description={self.description!r})"
+        )
+
+
+# --------------------------------------------------------------------------- #
+# Preparation
+# --------------------------------------------------------------------------- #
+def prepare(
+    X: Any,
+    labels: Any,
+    *,
+    classes: Sequence[Any] | None = None,
+    n_per_class: int | None = None,
+    center: bool = True,
+    normalize: bool = True,
+    seed: Any = None,
+    class_names: Sequence[str] | None = None,
+    description: str = "",
+) -> Dataset:
+    """Select classes, subsample, centre and scale data (THEORY.md §1).
+
+    Parameters
+    ----------
+    X : array_like, shape (n, ...)
+        Samples; trailing dimensions (images) are flattened.
+    labels : array_like, shape (n,)
+        Original class labels.
+    classes : sequence, optional
+        Original labels to keep, in the order that defines the codes
+        ``0..K-1`` (default: all labels, sorted).  At least two.
+    n_per_class : int, optional
+        Keep a random subset of this many samples of each class (all of them
+        when ``None``); every selected class must have that many.
+    center : bool, default True
+        Subtract the mean of the selected samples.
+    normalize : bool, default True
+        Scale so that the mean of ``‖x_i‖²`` over the selected samples is 1.
+    seed : None, int or Generator
+        Randomness of the subsampling.
+    class_names : sequence of str, optional
+        Display names for the kept classes (default: ``str`` of the labels).
+    description : str
+        Free text stored in the result.
+
+    Returns
+    -------
+    Dataset
+        Rows ordered by class code (randomly ordered within a class when
+        subsampled); ``stats`` estimated from the prepared data.
+
+    Raises
+    ------
+    ValueError
+        If a requested class is absent, fewer than two classes remain, a class
+        has too few samples, or the data is constant.
+    """
+    arr = np.asarray(X)
+    if arr.ndim < 2:
+        raise ValueError(
+            f"X must have at least 2 dimensions (samples first); got shape {arr.shape}"
+        )
+    arr = arr.reshape(arr.shape[0], -1)
+    Xm = as_data_matrix(arr, "X")
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != Xm.shape[0]:
+        raise ValueError(
+            f"labels must be 1-D with one entry per sample (n = {Xm.shape[0]}); "
+            f"got shape {lab.shape}"
+        )
+    as_labels(lab, Xm.shape[0], "labels")  # type checks (NaN, complex, non-integer floats)
+    if classes is None:
+        keep = list(np.unique(lab))
+    else:
+        keep = list(classes)
+        present = set(np.unique(lab).tolist())
+        missing = [c for c in keep if c not in present]
+        if missing:
+            raise ValueError(
+                f"classes {missing} do not occur in labels (present: {sorted(present)[:20]})"
+            )
+        if len(set(keep)) != len(keep):
+            raise ValueError(f"classes must be distinct; got {keep}")
+    if len(keep) < 2:
+        raise ValueError(f"at least 2 classes are needed (THEORY.md §1); got {keep}")
+    if n_per_class is not None:
+        n_per_class = check_integer(n_per_class, "n_per_class", min_value=2)
+    rng = as_rng(seed, "seed")
+    rows: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    for code, c in enumerate(keep):
+        idx = np.flatnonzero(lab == c)
+        if n_per_class is not None:
+            if idx.size < n_per_class:
+                raise ValueError(
+                    f"class {c!r} has {idx.size} samples, fewer than n_per_class = {n_per_class}"
+                )
+            idx = np.sort(rng.choice(idx, size=n_per_class, replace=False))
+        if idx.size < 2:
+            raise ValueError(f"class {c!r} has {idx.size} sample(s); at least 2 are needed")
+        rows.append(idx)
+        codes.append(np.full(idx.size, code, dtype=np.int64))
+    sel = np.concatenate(rows)
+    Xs = Xm[sel].copy()
+    y = np.concatenate(codes)
+    if center:
+        Xs -= Xs.mean(axis=0)
+    steps = [
+        f"{len(keep)} classes {[str(c) for c in keep]}",
+        f"n = {Xs.shape[0]}",
+        f"p = {Xs.shape[1]}",
+    ]
+    if n_per_class is not None:
+        steps.append(f"{n_per_class} per class")
+    if center:
+        steps.append("centred")
+    if normalize:
+        msq = float(np.mean(np.einsum("ij,ij->i", Xs, Xs)))
+        if not msq > 0:
+            raise ValueError("X is constant after centring: cannot scale to mean ‖x_i‖² = 1")
+        Xs /= np.sqrt(msq)
+        steps.append("scaled to mean ‖x‖² = 1")
+    names = (
+        tuple(str(c) for c in keep) if class_names is None else tuple(str(c) for c in class_names)
+    )
+    if len(names) != len(keep):
+        raise ValueError(f"class_names must have {len(keep)} entries; got {len(names)}")
+    stats = MixtureStats.from_data(Xs, y)
+    desc = (description + "; " if description else "") + ", ".join(steps)
+    return Dataset(X=Xs, labels=y, stats=stats, class_names=names, description=desc)
+
+
+def train_test_split(
+    X: Any, labels: Any, *, test_size: float = 0.5, seed: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified random split into ``(X_train, y_train, X_test, y_test)``.
+
+    Each class contributes ``round(test_size · n_a)`` test samples (at least
+    one, and at least one left for training); the order inside each part is
+    by class.
+    """
+    Xm = as_data_matrix(X, "X")
+    codes, _ = as_labels(labels, Xm.shape[0], "labels")
+    test_size = check_in_range(test_size, "test_size", 0.0, 1.0, inclusive=False)
+    rng = as_rng(seed, "seed")
+    tr: list[np.ndarray] = []
+    te: list[np.ndarray] = []
+    for a in range(int(codes.max()) + 1):
+        idx = rng.permutation(np.flatnonzero(codes == a))
+        if idx.size < 2:
+            raise ValueError(f"class {a} has {idx.size} sample(s); a split needs at least 2")
+        k = min(max(1, round(test_size * idx.size)), idx.size - 1)
+        te.append(np.sort(idx[:k]))
+        tr.append(np.sort(idx[k:]))
+    i_tr, i_te = np.concatenate(tr), np.concatenate(te)
+    return Xm[i_tr], codes[i_tr], Xm[i_te], codes[i_te]
+
+
+# --------------------------------------------------------------------------- #
+# Loaders
+# --------------------------------------------------------------------------- #
+def load_digits(
+    classes: Sequence[int] = (0, 1),
+    *,
+    n_per_class: int | None = None,
+    center: bool = True,
+    normalize: bool = True,
+    seed: Any = None,
+) -> Dataset:
+    """scikit-learn's bundled handwritten digits (1797 images of 8×8 pixels, p = 64), prepared.
+
+    Works offline (the data ships with scikit-learn).  See :func:`prepare`
+    for the arguments.
+
+    Raises
+    ------
+    ImportError
+        If scikit-learn is not installed (``pip install scikit-learn``).
+    """
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError as exc:
+        raise ImportError(
+            "deqfast.datasets.load_digits needs scikit-learn (its bundled digits data): "
+            "`pip install scikit-learn`"
+        ) from exc
+    bunch = _sk_load_digits()
+    return prepare(
+        np.asarray(bunch.data, dtype=np.float64),
+        np.asarray(bunch.target),
+        classes=list(classes),
+        n_per_class=n_per_class,
+        center=center,
+        normalize=normalize,
+        seed=seed,
+        description="scikit-learn digits (8×8)",
+    )
+
+
+def _check_file(path: Any, name: str) -> str:
+    try:
+        fspath = os.fspath(path)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a path; got {type(path).__name__}") from exc
+    if not os.path.exists(fspath):
+        raise FileNotFoundError(f"{name}: no such file: {fspath!r}")
+    if not os.path.isfile(fspath):
+        raise ValueError(f"{name}: {fspath!r} is not a regular file")
+    return str(fspath)
+
+
+def _read_maybe_gzip(path: str, name: str) -> bytes:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{name}: {path!r} is a corrupt gzip file ({exc})") from exc
+    return raw
+
+
+def _parse_idx(data: bytes, path: str, name: str) -> np.ndarray:
+    if len(data) < 4:
+        raise ValueError(f"{name}: {path!r} is too short to be an IDX file ({len(data)} bytes)")
+    zero, dtype_code, ndim = data[0] << 8 | data[1], data[2], data[3]
+    if zero != 0 or dtype_code not in _IDX_TYPES or ndim == 0:
+        raise ValueError(
+            f"{name}: {path!r} is not an IDX file (bad magic number 0x{data[:4].hex()}; "
+            "expected 0x0000TTDD with a known type TT and DD >= 1 dimensions)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{name}: {path!r} is truncated inside its header")
+    dims = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
+    dtype = _IDX_TYPES[dtype_code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    got = len(data) - header
+    if got != expected:
+        raise ValueError(
+            f"{name}: {path!r} has {got} data bytes but its header (dims {dims}, "
+            f"{dtype.itemsize}-byte {dtype.kind}) announces {expected}; the file is corrupt "
+            "or truncated"
+        )
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(dims)
+        .astype(dtype.newbyteorder("="))
+    )
+
+
+def load_idx(
+    images_path: str | os.PathLike[str], labels_path: str | os.PathLike[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read MNIST / Fashion-MNIST IDX files (gzip-compressed or raw).
+
+    Parameters
+    ----------
+    images_path : path-like
+        E.g. ``train-images-idx3-ubyte.gz``: magic ``0x00000803`` (unsigned
+        bytes, 3 dimensions ``n × rows × cols``); any IDX type with
+        ``>= 2`` dimensions is accepted.
+    labels_path : path-like
+        E.g. ``train-labels-idx1-ubyte.gz``: a 1-dimensional IDX array
+        (magic ``0x00000801``) with one label per image.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n, rows · cols)
+        Raw pixel values (0–255 for MNIST), flattened.
+    labels : ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        For a bad magic number, a truncated or oversized file, wrong
+        dimensions, or image and label counts that differ.
+    """
+    ip = _check_file(images_path, "images_path")
+    lp = _check_file(labels_path, "labels_path")
+    images = _parse_idx(_read_maybe_gzip(ip, "images_path"), ip, "images_path")
+    labels = _parse_idx(_read_maybe_gzip(lp, "labels_path"), lp, "labels_path")
+    if images.ndim < 2:
+        raise ValueError(
+            f"images_path: {ip!r} holds a {images.ndim}-dimensional IDX array; images need "
+            "at least 2 dimensions (n × features or n × rows × cols) — are the two paths swapped?"
+        )
+    if labels.ndim != 1:
+        raise ValueError(
+            f"labels_path: {lp!r} holds a {labels.ndim}-dimensional IDX array of shape "
+            f"{labels.shape}; labels must be 1-dimensional — are the two paths swapped?"
+        )
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{images.shape[0]} images in {ip!r} but {labels.shape[0]} labels in {lp!r}"
+        )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels_path: {lp!r} holds {labels.dtype} values; labels must be integers"
+        )
+    return (
+        images.reshape(images.shape[0], -1).astype(np.float64),
+        labels.astype(np.int64),
+    )
+
+
+def load_cifar10(
+    directory: str | os.PathLike[str],
+    *,
+    batches: Sequence[str] = ("data_batch_1",),
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Read CIFAR-10 "python version" batches from a directory.
+
+    Parameters
+    ----------
+    directory : path-like
+        The extracted ``cifar-10-batches-py`` folder.
+    batches : sequence of str, default ("data_batch_1",)
+        Batch files to read and concatenate (``data_batch_1`` … ``data_batch_5``,
+        ``test_batch``).
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n, 3072)
+        Raw pixel values 0–255 (channel-major, as stored).
+    labels : ndarray of int64, shape (n,)
+    class_names : tuple of str
+        From ``batches.meta`` when present, else the standard CIFAR-10 names.
+
+    Notes
+    -----
+    The batches are Python pickles; unpickling runs code from the file, so
+    only read files from a trusted source.
+    """
+    try:
+        d = os.fspath(directory)
+    except TypeError as exc:
+        raise TypeError(f"directory must be a path; got {type(directory).__name__}") from exc
+    if not os.path.isdir(d):
+        raise FileNotFoundError(f"directory: no such directory: {d!r}")
+    if isinstance(batches, str):
+        batches = (batches,)
+    if len(batches) == 0:
+        raise ValueError("batches must name at least one batch file")
+    xs, ys = [], []
+    for b in batches:
+        path = os.path.join(d, b)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"batches: no batch file {b!r} in {d!r} (expected data_batch_1..5 or test_batch)"
+            )
+        entry = _unpickle(path, "batches")
+        data = entry.get(b"data", entry.get("data"))
+        labels = entry.get(b"labels", entry.get("labels"))
+        if data is None or labels is None:
+            raise ValueError(
+                f"batches: {path!r} is not a CIFAR-10 batch (no 'data'/'labels' entries)"
+            )
+        data = np.asarray(data)
+        labels = np.asarray(labels)
+        if data.ndim != 2 or data.shape[1] != 3072:
+            raise ValueError(
+                f"batches: {path!r} has data of shape {data.shape}; CIFAR-10 batches hold (n, 3072)"
+            )
+        if labels.shape != (data.shape[0],):
+            raise ValueError(
+                f"batches: {path!r} has {labels.shape[0] if labels.ndim else 0} labels for "
+                f"{data.shape[0]} images"
+            )
+        xs.append(data.astype(np.float64))
+        ys.append(labels.astype(np.int64))
+    names: tuple[str, ...] = CIFAR10_CLASSES
+    meta = os.path.join(d, "batches.meta")
+    if os.path.isfile(meta):
+        m = _unpickle(meta, "batches.meta")
+        raw = m.get(b"label_names", m.get("label_names"))
+        if raw is not None:
+            names = tuple(x.decode() if isinstance(x, bytes) else str(x) for x in raw)
+    return np.concatenate(xs), np.concatenate(ys), names
+
+
+def _unpickle(path: str, name: str) -> dict[Any, Any]:
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh, encoding="bytes")
+    except Exception as exc:  # any unpickling failure means a corrupt or foreign file
+        raise ValueError(f"{name}: cannot read {path!r} as a pickled batch ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{name}: {path!r} does not hold a dict (got {type(obj).__name__})")
+    return obj
+
+
+def load_npz(
+    path: str | os.PathLike[str],
+    *,
+    features_key: str = "X",
+    labels_key: str = "y",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``(features, labels)`` from a ``.npz`` file (no pickled objects allowed).
+
+    Features of shape ``(n, ...)`` are flattened to ``(n, p)`` float64.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        If the file is not a valid ``.npz``, a key is missing (the message
+        lists the available keys), or shapes disagree.
+    """
+    fp = _check_file(path, "path")
+    with open(fp, "rb") as fh:  # our own handle: np.load leaks it on a corrupt archive
+        try:
+            archive = np.load(fh, allow_pickle=False)
+        except Exception as exc:
+            raise ValueError(f"path: {fp!r} is not a readable .npz file ({exc})") from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"path: {fp!r} is a .npy array, not a .npz archive of named arrays")
+        with archive:
+            keys = list(archive.files)
+            for key, what in ((features_key, "features_key"), (labels_key, "labels_key")):
+                if key not in keys:
+                    raise ValueError(f"{what}: {fp!r} has no array {key!r}; available keys: {keys}")
+            try:
+                X = np.asarray(archive[features_key])
+                y = np.asarray(archive[labels_key])
+            except Exception as exc:
+                raise ValueError(f"path: {fp!r} is corrupt ({exc})") from exc
+    if X.ndim < 2:
+        raise ValueError(
+            f"features {features_key!r} must be (n, ...) with n samples; got shape {X.shape}"
+        )
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"labels {labels_key!r} must be 1-D with {X.shape[0]} entries; got shape {y.shape}"
+        )
+    Xf = as_data_matrix(X.reshape(X.shape[0], -1), f"features {features_key!r}")
+    return Xf, y

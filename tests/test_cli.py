@@ -1,0 +1,162 @@
+"""Tests of the ``deqfast`` command line and the ``reproduce`` report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deqfast as df
+from deqfast.cli import main
+
+SUBCOMMANDS = ("reproduce", "kernels", "design", "spectra")
+
+
+def test_python_m_deqfast_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "deqfast", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("usage: deqfast")
+    for cmd in SUBCOMMANDS:
+        assert cmd in out
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_subcommand_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([cmd, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: deqfast {cmd}") and "--help" in out
+
+
+def test_no_command_prints_help_and_bad_options_fail(capsys):
+    assert main([]) == 0
+    assert "usage: deqfast" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--seed", "-1"])
+    assert exc.value.code == 2
+    assert "non-negative" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("report")
+    assert (
+        main(
+            ["reproduce", "--quick", "--p", "48", "--seed", "3", "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
+    return out
+
+
+def test_reproduce_writes_all_outputs(report_dir):
+    for name in ("report.html", "report.md", "results.json", "config.json"):
+        assert (report_dir / name).stat().st_size > 100, name
+    figures = sorted(os.listdir(report_dir / "figures"))
+    assert "mixture_relu_ck_spectra.png" in figures and "mixture_tanh_ntk_spectra.png" in figures
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == len(figures)  # self-contained
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    for fig in figures:
+        assert f"(figures/{fig})" in md
+    assert "Headline numbers" in md
+
+
+def test_config_json_is_the_exact_configuration(report_dir):
+    from deqfast.report import ReproduceConfig
+
+    cfg = json.loads((report_dir / "config.json").read_text())
+    expected = ReproduceConfig.make(quick=True, seed=3, p=48).to_dict()
+    for key, value in expected.items():
+        assert cfg[key] == value, key
+    assert cfg["ps"] == [48] and cfg["seed"] == 3
+
+
+def test_results_json_matches_a_direct_computation(report_dir):
+    res = json.loads((report_dir / "results.json").read_text())
+    p, n = 48, round(0.8 * 48)
+    sample = df.GaussianMixture.paper(p).sample(n, seed=np.random.default_rng([3, p, 0]))
+    for act in ("relu", "tanh"):
+        deq = df.DEQ(act, sigma_a2=0.2, tau0=sample.stats.tau0)
+        G = deq.ck(sample.X)
+        K = deq.ntk(sample.X)
+        ck = np.linalg.norm(G - deq.ck_surrogate(sample.X, sample.stats), 2) / np.linalg.norm(G, 2)
+        ntk = np.linalg.norm(K - deq.ntk_surrogate(sample.X, sample.stats), 2) / np.linalg.norm(
+            K, 2
+        )
+        assert res["mixture"][act]["ck_op"][0] == pytest.approx(ck, rel=1e-6)
+        assert res["mixture"][act]["ntk_op"][0] == pytest.approx(ntk, rel=1e-6)
+        assert res["mixture"]["spectra"][act]["ck"]["op_error"] == pytest.approx(ck, rel=1e-6)
+    assert res["timings_seconds"]["total"] > 0
+    if "skipped" not in res["digits"]:
+        from deqfast.datasets import load_digits
+
+        ds = load_digits((3, 5))
+        deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+        G = deq.ck(ds.X)
+        err = np.linalg.norm(G - deq.ck_surrogate(ds.X, ds.stats), 2) / np.linalg.norm(G, 2)
+        assert res["digits"]["spectra"]["relu"]["ck"]["op_error"] == pytest.approx(err, rel=1e-6)
+        rf = res["digits"]["random_features"]
+        assert "ReLU 1-layer (baseline)" in rf and "relu DEQ" in rf
+        for r in rf.values():
+            acc = np.array(r["test_accuracy"])
+            assert acc.shape == (len(r["widths"]), len(r["seeds"]))
+            np.testing.assert_allclose(r["mean"], acc.mean(axis=1))
+
+
+@pytest.fixture
+def kernel_file(tmp_path, rng):
+    sample = df.GaussianMixture.paper(40).sample(32, seed=1)
+    path = tmp_path / "data.npz"
+    np.savez(path, X=sample.X, y=sample.labels)
+    return path
+
+
+def test_kernels_and_spectra_commands(kernel_file, tmp_path, capsys):
+    out = tmp_path / "k.npz"
+    assert main(["kernels", str(kernel_file), "--activation", "tanh", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "‖G − G_bar‖₂/‖G‖₂" in printed
+    with np.load(out) as z:
+        assert {"G", "G_bar", "K", "K_bar", "S", "labels", "X"} <= set(z.files)
+        X, G, labels = z["X"], z["G"], z["labels"]
+    from deqfast.datasets import load_npz, prepare
+
+    ds = prepare(*load_npz(kernel_file))
+    np.testing.assert_allclose(X, ds.X)
+    np.testing.assert_array_equal(labels, ds.labels)
+    deq = df.DEQ("tanh", sigma_a2=0.2, tau0=ds.stats.tau0)
+    np.testing.assert_allclose(G, deq.ck(X), rtol=1e-10, atol=1e-12)
+
+    assert main(["spectra", f"{out}:G", f"{out}:G_bar", "--labels", f"{out}:labels", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    with np.load(out) as z:
+        ref = np.linalg.norm(G - z["G_bar"], 2) / np.linalg.norm(G, 2)
+    assert d["op_error"] == pytest.approx(ref, rel=1e-8) and len(d["alignment_a"]) == 3
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "s.png"
+    assert main(["spectra", f"{out}:G", f"{out}:K", "--plot", str(plot)]) == 0
+    assert plot.exists() and "W1 / spread" in capsys.readouterr().out
+
+
+def test_cli_errors_are_reported_not_raised(kernel_file, tmp_path, capsys):
+    assert main(["spectra", str(tmp_path / "none.npz:G"), str(tmp_path / "none.npz:G")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["kernels", str(kernel_file), "--features-key", "nope"]) == 2
+    assert "available keys" in capsys.readouterr().err
+    assert main(["kernels", str(kernel_file), "--classes", "7", "8"]) == 2
+    assert "not among the labels" in capsys.readouterr().err
+
+
+def test_design_command(capsys):
+    pytest.importorskip("deqfast.design")
+    assert main(["design", "relu", "--family", "lrelu"]) == 0
+    out = capsys.readouterr().out
+    assert "lrelu" in out and "residual" in out

@@ -1,0 +1,169 @@
+"""Tests of deqfast.spectra (THEORY.md §6) and the spectral plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deqfast.spectra import SpectralComparison, compare_spectra, isolated_eigenvalues
+
+
+def _wishart(
+    rng: np.random.Generator, N: int, m: int, spikes: tuple[float, ...] = ()
+) -> np.ndarray:
+    """Sample covariance ``Y Yᵀ/m`` of ``m`` samples of ``N(0, I + Σ ℓ_k e_k e_kᵀ)``."""
+    Z = rng.standard_normal((N, m))
+    scale = np.ones(N)
+    for k, ell in enumerate(spikes):
+        scale[k] += ell
+    Y = np.sqrt(scale)[:, None] * Z
+    return Y @ Y.T / m
+
+
+def test_errors_and_wasserstein_against_direct_formulas(rng):
+    n = 40
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (Q * np.linspace(1, 3, n)) @ Q.T
+    E = rng.standard_normal((n, n))
+    B = A + 0.05 * (E + E.T)
+    c = compare_spectra(A, B)
+    assert c.op_error == pytest.approx(np.linalg.norm(A - B, 2) / np.linalg.norm(A, 2), rel=1e-10)
+    assert c.fro_error == pytest.approx(np.linalg.norm(A - B) / np.linalg.norm(A), rel=1e-12)
+    la, lb = np.sort(np.linalg.eigvalsh(A)), np.sort(np.linalg.eigvalsh(B))
+    assert c.wasserstein == pytest.approx(np.mean(np.abs(la - lb)), rel=1e-10)
+    assert c.spread == pytest.approx(la[-1] - la[0], rel=1e-10)
+    assert c.wasserstein_rel == pytest.approx(c.wasserstein / c.spread)
+    assert np.all(np.diff(c.eigvals_a) >= 0)
+    assert c.eigvecs_a is None and c.alignment_a is None
+
+
+def test_identical_matrices_compare_to_zero(rng):
+    X = rng.standard_normal((30, 10))
+    A = X @ X.T
+    c = compare_spectra(A, A.copy(), labels=np.repeat([0, 1], 15))
+    assert c.op_error == 0 and c.fro_error == 0 and c.wasserstein == 0
+    np.testing.assert_allclose(c.overlap, 1.0, atol=1e-10)
+    assert c.subspace_overlap == pytest.approx(1.0)
+
+
+def test_pure_wishart_has_no_isolated_eigenvalues(rng):
+    for N, m in ((300, 600), (400, 400)):
+        lam = np.linalg.eigvalsh(_wishart(rng, N, m))
+        top, bottom, bulk = isolated_eigenvalues(lam)
+        assert top.size == 0 and bottom.size == 0
+        assert bulk == (lam.min(), lam.max())
+
+
+def test_spiked_wishart_finds_the_bbp_spikes(rng):
+    """Above the BBP threshold ℓ > √c a spike of strength ℓ sits at (1 + ℓ)(1 + c/ℓ)."""
+    N, m = 400, 800
+    c = N / m
+    spikes = (6.0, 3.0)
+    M = _wishart(rng, N, m, spikes)
+    top, bottom, (_lo, hi) = isolated_eigenvalues(np.linalg.eigvalsh(M))
+    assert top.size == 2 and bottom.size == 0
+    predicted = np.array([(1 + ell) * (1 + c / ell) for ell in spikes])
+    np.testing.assert_allclose(top, predicted, rtol=0.08)
+    assert hi < (1 + np.sqrt(c)) ** 2 * 1.05  # the bulk ends at the Marchenko–Pastur edge
+    # the same matrix through compare_spectra, against its spike-free version
+    c2 = compare_spectra(M, _wishart(rng, N, m))
+    assert c2.spikes_a.size == 2 and c2.spikes_b.size == 0
+
+
+def test_isolated_eigenvalues_below_the_bulk(rng):
+    lam = np.linalg.eigvalsh(_wishart(rng, 300, 600))
+    lam = np.concatenate([lam, [-2.0]])
+    top, bottom, bulk = isolated_eigenvalues(lam)
+    assert top.size == 0
+    np.testing.assert_array_equal(bottom, [-2.0])
+    assert bulk[0] > 0
+
+
+def test_class_alignment_of_a_two_class_kernel(rng):
+    n = 200
+    labels = np.repeat([0, 1], n // 2)
+    J = np.eye(2)[labels]
+    noise = rng.standard_normal((n, n)) / np.sqrt(n)
+    A = 3 * J @ np.diag([1.0, 0.6]) @ J.T / n * 4 + (noise + noise.T) / 2
+    c = compare_spectra(A, A + 1e-3 * np.eye(n), labels=labels, top=2)
+    assert c.alignment_a.shape == (2, 2)
+    # u_1 is (almost) class 0's indicator, u_2 class 1's
+    assert c.alignment_a[0, 0] > 0.9 and c.alignment_a[1, 1] > 0.9
+    assert np.all(c.alignment_a.sum(axis=1) <= 1 + 1e-12)
+    assert c.spikes_a.size == 2
+    np.testing.assert_allclose(c.overlap, 1.0, atol=1e-8)
+
+
+def test_table_and_repr_are_readable(rng):
+    X = rng.standard_normal((50, 20))
+    c = compare_spectra(
+        X @ X.T, X @ X.T * 1.01, labels=np.repeat(["a", "b"], 25), names=("G*", "Ḡ")
+    )
+    text = str(c)
+    assert "‖G* − Ḡ‖₂ / ‖G*‖₂" in text and "W1 / spread" in text and "u_1" in text
+    md = c.table("markdown")
+    assert md.startswith("| quantity | G* | Ḡ |") and md.count("\n") == len(c.rows()) + 1
+    assert "op_error=0.01" in repr(c)
+    d = c.to_dict()
+    assert d["op_error"] == pytest.approx(0.01) and len(d["alignment_a"]) == 3
+    with pytest.raises(ValueError, match="fmt"):
+        c.table("latex")
+
+
+def test_result_is_frozen(rng):
+    c = compare_spectra(np.eye(5) * 2, np.eye(5))
+    assert isinstance(c, SpectralComparison)
+    with pytest.raises(AttributeError):
+        c.op_error = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("A", "B", "match"),
+    [
+        (np.ones((3, 4)), np.ones((3, 4)), "square"),
+        (np.ones(5), np.ones(5), "square"),
+        (np.triu(np.ones((4, 4))), np.eye(4), "symmetric"),
+        (np.eye(4), np.eye(5), "same shape"),
+        (np.full((3, 3), np.nan), np.eye(3), "finite"),
+        (np.zeros((4, 4)), np.eye(4), "zero matrix"),
+    ],
+)
+def test_validation(A, B, match):
+    with pytest.raises(ValueError, match=match):
+        compare_spectra(A, B)
+
+
+def test_validation_of_options(rng):
+    A = np.eye(6)
+    with pytest.raises(ValueError, match="labels"):
+        compare_spectra(A, A, labels=[0, 1, 0])
+    with pytest.raises(ValueError, match="top"):
+        compare_spectra(A, A, labels=[0, 1] * 3, top=7)
+    with pytest.raises(TypeError):
+        compare_spectra(A.astype(complex), A)
+    # tiny asymmetry within tolerance is accepted and symmetrised
+    E = np.triu(np.full((6, 6), 1e-12), 1)
+    assert compare_spectra(A + E, A).op_error < 1e-11
+
+
+def test_spectral_plots(tmp_path, rng):
+    pytest.importorskip("matplotlib")
+    from deqfast.plots import plot_eigenvectors, plot_error_curves, plot_errors_vs_p, plot_spectra
+
+    n = 120
+    labels = np.repeat([0, 1], n // 2)
+    A = _wishart(rng, n, 240, (5.0,))
+    A[:60, :60] += 0.05
+    c = compare_spectra(A, A + 0.01 * np.eye(n), labels=labels, names=("G*", "Ḡ"))
+    fig = plot_spectra(c, path=tmp_path / "s.png")
+    assert len(fig.axes) == 2 and (tmp_path / "s.png").stat().st_size > 1000
+    fig = plot_eigenvectors(c, k=2, class_names=["x", "y"], path=tmp_path / "sub" / "v.png")
+    assert len(fig.axes) == 4 and (tmp_path / "sub" / "v.png").exists()
+    fig = plot_errors_vs_p([128, 256, 512], {"CK": [0.2, 0.14, 0.1]}, path=tmp_path / "e.png")
+    assert "slope -0.5" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="shape"):
+        plot_error_curves([1, 2], {"x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="labels"):
+        plot_eigenvectors(compare_spectra(A, A))
+    with pytest.raises(TypeError, match="SpectralComparison"):
+        plot_spectra("not a comparison")  # type: ignore[arg-type]
