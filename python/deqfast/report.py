@@ -38,8 +38,9 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -165,6 +166,7 @@ class _Doc:
     def __init__(self, out: str) -> None:
         self.out = out
         self.blocks: list[tuple[str, Any]] = []
+        self.noted = False
 
     def h(self, level: int, text: str) -> None:
         self.blocks.append(("h", (level, text)))
@@ -178,11 +180,19 @@ class _Doc:
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         self.blocks.append(("table", (list(header), [list(r) for r in rows])))
 
-    def figure(self, fig: Any, name: str, caption: str) -> None:
+    def figure(self, make: Callable[[], Any], name: str, caption: str) -> None:
+        """Draw ``make()`` into ``figures/name`` (skipped, with one note, without matplotlib)."""
+        if not _have("matplotlib"):
+            if not self.noted:
+                self.p(
+                    'Figures skipped: matplotlib is not installed (`pip install "deqfast[plot]"`).'
+                )
+                self.noted = True
+            return
         from deqfast.plots import save_figure
 
         rel = os.path.join("figures", name)
-        save_figure(fig, os.path.join(self.out, rel))
+        save_figure(make(), os.path.join(self.out, rel))
         self.blocks.append(("fig", (rel, caption)))
 
     def markdown(self) -> str:
@@ -309,9 +319,6 @@ def reproduce(
     dict
         The content of ``results.json``.
     """
-    from deqfast.plots import require_matplotlib
-
-    require_matplotlib()
     cfg = config if config is not None else ReproduceConfig.make()
     if not isinstance(cfg, ReproduceConfig):
         raise TypeError(f"config must be a ReproduceConfig; got {type(cfg).__name__}")
@@ -450,13 +457,9 @@ def _mixture_section(
             for a in cfg.activations
             for name, key in (("CK ‖G*−Ḡ‖/‖G*‖", "ck_op"), ("NTK ‖K*−K̄‖/‖K*‖", "ntk_op"))
         }
-        fig = plot_errors_vs_p(
-            cfg.ps,
-            curves,
-            title=f"Surrogate error vs dimension (n = {cfg.n_ratio:g}p, σ_a² = {cfg.sigma_a2:g})",
-        )
+        title = f"Surrogate error vs dimension (n = {cfg.n_ratio:g}p, σ_a² = {cfg.sigma_a2:g})"
         doc.figure(
-            fig,
+            partial(plot_errors_vs_p, cfg.ps, curves, title=title),
             "mixture_errors_vs_p.png",
             "Relative operator-norm error of the surrogates against p "
             "(log–log, fitted slopes in the legend).",
@@ -478,7 +481,8 @@ def _mixture_section(
         doc.table(["quantity", "G*", "Ḡ"], [list(r) for r in cg.rows()])
         doc.table(["quantity", "K*", "K̄"], [list(r) for r in ck.rows()])
         doc.figure(
-            plot_spectra(
+            partial(
+                plot_spectra,
                 cg,
                 title=f"{act} DEQ: Implicit-CK G* vs surrogate Ḡ (p = {cfg.spectra_p}, n = {s.n})",
             ),
@@ -486,7 +490,8 @@ def _mixture_section(
             f"{act}: eigenvalue histograms of G* and Ḡ (bulk) and their isolated eigenvalues.",
         )
         doc.figure(
-            plot_spectra(
+            partial(
+                plot_spectra,
                 ck,
                 title=f"{act} DEQ: Implicit-NTK K* vs surrogate K̄ (p = {cfg.spectra_p}, n = {s.n})",
             ),
@@ -494,8 +499,11 @@ def _mixture_section(
             f"{act}: eigenvalue histograms of K* and K̄.",
         )
         doc.figure(
-            plot_eigenvectors(
-                cg, k=2, title=f"{act} DEQ: top eigenvectors of G* and Ḡ, coloured by class"
+            partial(
+                plot_eigenvectors,
+                cg,
+                k=2,
+                title=f"{act} DEQ: top eigenvectors of G* and Ḡ, coloured by class",
             ),
             f"mixture_{act}_ck_eigenvectors.png",
             f"{act}: the two top eigenvectors of G* and Ḡ; titles give |uᵀj_a|²/n_a per class.",
@@ -573,7 +581,8 @@ def _design_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[st
         )
         if target == "ck":
             doc.figure(
-                plot_spectra(
+                partial(
+                    plot_spectra,
                     c,
                     title=f"{act} DEQ: G* vs the designed explicit net's exact CK "
                     f"(p = {cfg.spectra_p})",
@@ -642,13 +651,15 @@ def _finite_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[st
         ],
     )
     if len(cfg.finite_widths) >= 2:
-        fig = plot_error_curves(
-            cfg.finite_widths, {f"{a} DEQ": res[a]["ck_op"] for a in cfg.activations},
-            xlabel="width m", ylabel="‖CK_m − G*‖₂ / ‖G*‖₂",
-            title=f"Empirical CK → G* as the width grows (p = {cfg.finite_p}, n = {s.n})",
-        )  # fmt: skip
         doc.figure(
-            fig,
+            partial(
+                plot_error_curves,
+                cfg.finite_widths,
+                {f"{a} DEQ": res[a]["ck_op"] for a in cfg.activations},
+                xlabel="width m",
+                ylabel="‖CK_m − G*‖₂ / ‖G*‖₂",
+                title=f"Empirical CK → G* as the width grows (p = {cfg.finite_p}, n = {s.n})",
+            ),
             "finite_width_ck.png",
             "Relative error of the finite-width empirical CK against the exact G* "
             "(slope −1/2 expected).",
@@ -707,17 +718,19 @@ def _digits_section(
         doc.table(["quantity", "G*", "Ḡ"], [list(r) for r in cg.rows()])
         doc.table(["quantity", "K*", "K̄"], [list(r) for r in ck.rows()])
         doc.figure(
-            plot_spectra(cg, title=f"{tag}, {act} DEQ: G* vs Ḡ (estimated statistics)"),
+            partial(plot_spectra, cg, title=f"{tag}, {act} DEQ: G* vs Ḡ (estimated statistics)"),
             f"digits_{act}_ck_spectra.png", f"digits, {act}: spectra of G* and Ḡ.",
         )  # fmt: skip
         doc.figure(
-            plot_spectra(ck, title=f"{tag}, {act} DEQ: K* vs K̄ (estimated statistics)"),
+            partial(plot_spectra, ck, title=f"{tag}, {act} DEQ: K* vs K̄ (estimated statistics)"),
             f"digits_{act}_ntk_spectra.png", f"digits, {act}: spectra of K* and K̄.",
         )  # fmt: skip
         if act == cfg.activations[0]:
             doc.figure(
-                plot_eigenvectors(cg, k=2, class_names=[f"digit {c}" for c in ds.class_names],
-                                  title=f"digits, {act} DEQ: top eigenvectors of G* and Ḡ"),
+                partial(
+                    plot_eigenvectors, cg, k=2, class_names=[f"digit {x}" for x in ds.class_names],
+                    title=f"digits, {act} DEQ: top eigenvectors of G* and Ḡ",
+                ),
                 f"digits_{act}_ck_eigenvectors.png", f"digits, {act}: top eigenvectors by class.",
             )  # fmt: skip
         headline.append(
@@ -733,7 +746,9 @@ def _digits_section(
         ds.X, ds.labels, test_size=cfg.digits_test_size, seed=cfg.seed
     )
     deq = DEQ(act, sigma_a2=cfg.sigma_a2, tau0=st.tau0)
-    models: dict[str, Any] = {f"{act} DEQ": (deq_features(deq), lambda A, B=None: deq.ck(A, B))}
+    models: dict[str, Any] = {}
+    if _have("deqfast.finite"):
+        models[f"{act} DEQ"] = (deq_features(deq), lambda A, B=None: deq.ck(A, B))
     design_note = "no design module"
     if _have("deqfast.design"):
         from deqfast.design import design_explicit
@@ -772,7 +787,8 @@ def _digits_section(
     doc.p("Test accuracy (%), mean ± std over seeds:")
     doc.table(head, rows)
     doc.figure(
-        plot_accuracy(
+        partial(
+            plot_accuracy,
             results,
             kernel_accuracy=kacc,
             title=f"digits {'/'.join(ds.class_names)}: random-feature test accuracy",
