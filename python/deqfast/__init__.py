@@ -18,26 +18,37 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
         "for development); a C++17 compiler is needed."
     ) from exc
 
-from deqfast import activations, coefficients
+from deqfast import activations, coefficients, datasets, finite
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, MixtureStats, Sample
 from deqfast.deq import DEQ
+from deqfast.design import DesignResult, DesignWarning, design_explicit
 from deqfast.equilibrium import Equilibrium
+from deqfast.explicit import ExplicitNet
 from deqfast.kernels import KernelResult
+from deqfast.spectra import SpectralComparison, compare_spectra
 from deqfast.surrogate import surrogate_matrix
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEQ",
+    "DesignResult",
+    "DesignWarning",
     "Equilibrium",
+    "ExplicitNet",
     "GaussianMixture",
     "KernelCoefficients",
     "KernelResult",
     "MixtureStats",
     "Sample",
+    "SpectralComparison",
     "__version__",
     "activations",
     "coefficients",
+    "compare_spectra",
+    "datasets",
+    "design_explicit",
+    "finite",
     "surrogate_matrix",
 ]

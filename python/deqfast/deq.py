@@ -154,6 +154,28 @@ class DEQ:
         assert S is not None
         return S
 
+    # -- finite width (THEORY §3) --------------------------------------------------------
+    def forward(self, X: Any, width: int, **options: Any) -> Any:
+        """Solve the width-``m`` DEQ for the batch ``X`` with Anderson acceleration;
+        see :func:`deqfast.finite.forward` for ``options`` (seed, solver, tol, ...)."""
+        from deqfast import finite
+
+        return finite.forward(self, X, width, **options)
+
+    def empirical_ck(self, X: Any, width: int, **options: Any) -> np.ndarray:
+        """Monte-Carlo ``φ(Z*)ᵀφ(Z*)/m`` averaged over weight draws (tends to ``G*``);
+        see :func:`deqfast.finite.empirical_ck`."""
+        from deqfast import finite
+
+        return finite.empirical_ck(self, X, width, **options)
+
+    def empirical_ntk(self, X: Any, width: int, **options: Any) -> np.ndarray:
+        """Monte-Carlo finite-width NTK (adjoint or elementwise; tends to ``K*`` / ``Θ*``);
+        see :func:`deqfast.finite.empirical_ntk`."""
+        from deqfast import finite
+
+        return finite.empirical_ntk(self, X, width, **options)
+
     def __repr__(self) -> str:
         tau0 = "" if self.tau0 is None else f", tau0={self.tau0:.6g}"
         return (
