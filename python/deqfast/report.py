@@ -350,9 +350,9 @@ def reproduce(
     with _timed(timings, "mixture"):
         results["mixture"] = _mixture_section(cfg, doc, bars, headline)
     with _timed(timings, "design"):
-        results["design"] = _design_section(cfg, doc, bars)
+        results["design"] = _design_section(cfg, doc, bars, headline)
     with _timed(timings, "finite_width"):
-        results["finite_width"] = _finite_section(cfg, doc, bars)
+        results["finite_width"] = _finite_section(cfg, doc, bars, headline)
     with _timed(timings, "digits"):
         results["digits"] = _digits_section(cfg, doc, bars, headline)
     timings["total"] = round(time.perf_counter() - t_start, 3)
@@ -519,7 +519,9 @@ def _mixture_section(
 
 
 # --------------------------------------------------------------------------- #
-def _design_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[str, Any]:
+def _design_section(
+    cfg: ReproduceConfig, doc: _Doc, bars: _Progress, headline: list[list[str]]
+) -> dict[str, Any]:
     doc.h(2, "2. A not-so-deep explicit net with the DEQ's kernel")
     if not _have("deqfast.design"):
         doc.p("Skipped: `deqfast.design` is not available in this installation.")
@@ -558,6 +560,13 @@ def _design_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[st
                 ref, Mb, labels=s.labels, top=cfg.top, names=(names[0], "1-layer ReLU")
             )
         summary = d.summary() if callable(getattr(d, "summary", None)) else repr(d)
+        headline.append(
+            [
+                f"design p = {cfg.spectra_p}, {act} DEQ {target.upper()}: "
+                f"‖{names[0]}−designed‖/‖{names[0]}‖ ({d.family}; 1-layer ReLU)",
+                f"{_f(c.op_error, 3)} ({_f(cb.op_error, 3)})",
+            ]
+        )
         res[f"{act}_{target}"] = {
             "family": d.family,
             "matched": bool(d.matched),
@@ -612,7 +621,9 @@ def _design_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[st
 
 
 # --------------------------------------------------------------------------- #
-def _finite_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[str, Any]:
+def _finite_section(
+    cfg: ReproduceConfig, doc: _Doc, bars: _Progress, headline: list[list[str]]
+) -> dict[str, Any]:
     doc.h(2, "3. Empirical CK at finite width")
     if not _have("deqfast.finite"):
         doc.p("Skipped: `deqfast.finite` is not available in this installation.")
@@ -650,6 +661,14 @@ def _finite_section(cfg: ReproduceConfig, doc: _Doc, bars: _Progress) -> dict[st
             for i, w in enumerate(cfg.finite_widths)
         ],
     )
+    wmax = max(cfg.finite_widths)
+    for act in cfg.activations:
+        headline.append(
+            [
+                f"finite width p = {cfg.finite_p}, {act} DEQ: ‖CK_m−G*‖/‖G*‖ at m = {wmax}",
+                _f(res[act]["ck_op"][cfg.finite_widths.index(wmax)], 3),
+            ]
+        )
     if len(cfg.finite_widths) >= 2:
         doc.figure(
             partial(
