@@ -1,0 +1,613 @@
+"""Scale out over a Dask cluster: tiled exact kernels, tiled spectra, Monte-Carlo kernels.
+
+Optional: needs ``pip install "deqfast[distributed]"`` (``dask[distributed]`` and ``zarr``).
+The same calls run on a laptop (no client: Dask's threaded scheduler), a
+``LocalCluster``, SLURM through ``dask-jobqueue`` or MPI through ``dask-mpi``
+(``docs/cluster.md``): Dask is the scheduler, nothing here is home-made.
+
+:func:`kernels_blocked`
+    The exact ``n × n`` kernel of THEORY.md §3 (``G*``, ``K*``, ``Θ*``, ``S*``, ``Ġ*``) as a
+    ``dask.array`` of ``block × block`` tiles. The diagonal fixed points ``d_i = S*_ii``
+    (``n`` scalar equations) are solved once on the client and broadcast with ``X``; each
+    tile ``(I, J)``, ``I ≤ J``, is one call of the C++ pair solver
+    (``_core.assemble``) on a worker, which rebuilds the per-sample data of its rows and
+    columns from ``d`` alone (``_core.samples_at``, no fixed point); the lower tiles are
+    the upper ones transposed, lazily. With ``zarr_path`` the upper tiles are written by
+    the workers straight into a zarr store (out-of-core: nothing ``n × n`` is held in
+    memory) and the array returned reads them back (:func:`open_blocked`).
+:func:`tiled_operator`
+    A :class:`scipy.sparse.linalg.LinearOperator` whose product ``K V`` is a Dask graph over
+    the upper tiles only (tile ``(I, J)`` contributes ``K_IJ V_J`` to row block ``I`` and
+    ``K_IJᵀ V_I`` to row block ``J``), so each product reads every stored tile once. Feed it
+    to :func:`deqfast.linalg.lanczos_top` (spikes) and :func:`deqfast.linalg.slq_density`.
+:func:`empirical_kernel`
+    Monte-Carlo finite-width CK/NTK (:mod:`deqfast.finite`) with the trials spread over the
+    workers: each worker sums its trials' ``n × n`` matrices locally and ships one matrix.
+:func:`worker_memory`, :func:`reset_peak_memory`
+    Current and peak resident memory of every worker; ``client.dashboard_link`` is printed
+    when a client is used with ``progress`` (the dashboard needs ``bokeh``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
+
+if TYPE_CHECKING:
+    import dask.array
+
+__all__ = [
+    "KERNELS",
+    "TiledOperator",
+    "empirical_kernel",
+    "kernels_blocked",
+    "open_blocked",
+    "reset_peak_memory",
+    "tiled_operator",
+    "worker_memory",
+]
+
+#: Kernel names accepted by :func:`kernels_blocked` and the ``_core.assemble`` output each maps to.
+KERNELS = {"ck": "G", "ntk": "K", "ntk_all": "Theta", "pre": "S", "gdot": "Gdot"}
+_DTYPES = ("float64", "float32")
+_ATTR = "deqfast"
+
+
+def _require_dask() -> Any:
+    try:
+        import dask
+        import dask.array
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "deqfast.distributed needs Dask: pip install 'deqfast[distributed]' "
+            "(dask[distributed] and zarr)"
+        ) from exc
+    return dask
+
+
+def _require_zarr() -> Any:
+    try:
+        import zarr
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError(
+            "zarr_path needs zarr: pip install 'deqfast[distributed]' (or pip install zarr)"
+        ) from exc
+    return zarr
+
+
+def _info(msg: str) -> None:
+    print(f"deqfast: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- #
+# worker-side tile computation
+# --------------------------------------------------------------------------- #
+def _tile(
+    phi: Any,
+    X: np.ndarray,
+    d: np.ndarray,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    key: str,
+    params: dict[str, Any],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One tile of the exact kernel: pair fixed points for ``rows × cols`` (THEORY.md §3)."""
+    from deqfast import _core
+
+    t0 = time.perf_counter()
+    core = phi.core  # the Python Activation travels (picklable); its C++ object is rebuilt here
+    r0, r1 = rows
+    c0, c1 = cols
+    diagonal = rows == cols
+    terms = params["hermite_terms"]
+    XA = np.ascontiguousarray(X[r0:r1])
+    A = _core.samples_at(core, np.ascontiguousarray(d[r0:r1]), terms)
+    if diagonal:
+        XB, B = XA, A
+    else:
+        XB = np.ascontiguousarray(X[c0:c1])
+        B = _core.samples_at(core, np.ascontiguousarray(d[c0:c1]), terms)
+    out = np.empty((r1 - r0, c1 - c0))
+    st = _core.assemble(
+        core, XA, XB, A, B, diagonal, 0, r1 - r0, 0, c1 - c0, **{key: out},
+        sigma_a2=params["sigma_a2"], sigma_b2=params["sigma_b2"], tol=params["tol"],
+        max_iter=params["max_iter"], block=64, num_threads=params["num_threads"],
+    )  # fmt: skip
+    if st.unconverged:
+        raise RuntimeError(
+            f"tile rows {r0}:{r1} × cols {c0}:{c1}: {st.unconverged} pair fixed points did not "
+            f"converge within max_iter={params['max_iter']} (largest last step "
+            f"{st.max_error:.3e} > tol={params['tol']:g}); increase max_iter or tol"
+        )
+    stats = dict(
+        pairs=int(st.pairs), newton_steps=int(st.newton_steps),
+        quadrature_pairs=int(st.quadrature_pairs), max_iterations=int(st.max_iterations),
+        max_error=float(st.max_error), seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+    return out.astype(params["dtype"], copy=False), stats
+
+
+def _tile_array(*args: Any) -> np.ndarray:
+    return _tile(*args)[0]
+
+
+def _tile_to_zarr(path: str, *args: Any) -> dict[str, Any]:
+    zarr = _require_zarr()
+    tile, stats = _tile(*args)
+    rows, cols = args[3], args[4]
+    arr = zarr.open_array(path, mode="r+")
+    arr[rows[0] : rows[1], cols[0] : cols[1]] = tile
+    return stats
+
+
+def _ranges(n: int, block: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + block)) for s in range(0, n, block)]
+
+
+def _create_zarr(path: str, n: int, block: int, dtype: str, overwrite: bool, attrs: dict) -> None:
+    zarr = _require_zarr()
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"zarr_path {path!r} exists; pass overwrite=True to replace it")
+    if hasattr(zarr, "create_array"):  # zarr >= 3
+        arr = zarr.create_array(
+            store=path, shape=(n, n), chunks=(block, block), dtype=dtype, compressors=None,
+            fill_value=0.0, overwrite=True,
+        )  # fmt: skip
+    else:  # zarr 2
+        arr = zarr.open_array(
+            path, mode="w", shape=(n, n), chunks=(block, block), dtype=dtype, compressor=None,
+            fill_value=0.0,
+        )  # fmt: skip
+    arr.attrs[_ATTR] = attrs
+
+
+def _symmetric_from_upper(U: dask.array.Array) -> dask.array.Array:
+    import dask.array as da
+
+    nb = len(U.chunks[0])
+    rows = [[U.blocks[i, j] if i <= j else U.blocks[j, i].T for j in range(nb)] for i in range(nb)]
+    return da.block(rows)
+
+
+def open_blocked(zarr_path: str) -> dask.array.Array:
+    """Reopen a kernel written by ``kernels_blocked(..., zarr_path=...)`` as a symmetric dask array.
+
+    The store holds the upper tiles only (``I ≤ J``; the lower ones are never written and
+    read as zeros through zarr directly); the array returned mirrors them lazily. The
+    store's ``attrs["deqfast"]`` records the kernel, the DEQ and the solver statistics.
+    """
+    _require_dask()
+    zarr = _require_zarr()
+    import dask.array as da
+
+    arr = zarr.open_array(str(zarr_path), mode="r")
+    meta = dict(arr.attrs).get(_ATTR)
+    if not meta or meta.get("layout") != "upper":
+        raise ValueError(f"{zarr_path!r} was not written by deqfast.distributed.kernels_blocked")
+    if not meta.get("complete", False):
+        raise ValueError(f"{zarr_path!r} is incomplete (its tiles were not all written)")
+    return _symmetric_from_upper(da.from_zarr(str(zarr_path)))
+
+
+def kernels_blocked(
+    deq: Any,
+    X: Any,
+    *,
+    client: Any = None,
+    block: int = 4096,
+    dtype: Any = "float64",
+    kernel: str = "ck",
+    zarr_path: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    tol: float = 1e-12,
+    max_iter: int = 100,
+    hermite_terms: int = 64,
+    num_threads: int = 1,
+    progress: bool | None = None,
+) -> dask.array.Array:
+    """The exact kernel of ``deq`` on ``X`` as a ``dask.array`` of tiles (THEORY.md §3).
+
+    Parameters
+    ----------
+    deq
+        A :class:`deqfast.DEQ` (its activation must be a C++ one, not a Python callable).
+    X
+        Samples as rows, ``(n, p)``.
+    client
+        A ``dask.distributed.Client``: ``X`` and the diagonal are scattered to every worker
+        once (``broadcast=True``) and the tiles run there. Without one, Dask's current
+        scheduler is used (the threaded one, or a client made the default elsewhere).
+    block
+        Tile edge. A tile costs ``block²`` pair solves and ``8 block²`` bytes (float64);
+        the default 4096 gives 128 MiB tiles.
+    dtype
+        ``"float64"`` or ``"float32"`` (tiles are solved in double precision and stored in
+        ``dtype``).
+    kernel
+        ``"ck"`` (``G*``), ``"ntk"`` (``K*``, hidden weights trained), ``"ntk_all"`` (``Θ*``),
+        ``"pre"`` (``S*``) or ``"gdot"`` (``Ġ*``).
+    zarr_path
+        Write the upper tiles to a zarr store at this path, from the workers, now (blocking,
+        with a progress bar), and return :func:`open_blocked` of it. Without it the array is
+        lazy: nothing is computed until ``.compute()``/``.persist()`` (persist it before
+        repeated products, e.g. with :func:`tiled_operator`).
+    overwrite
+        Replace an existing store at ``zarr_path``.
+    tol, max_iter, hermite_terms
+        As in :meth:`deqfast.DEQ.kernels`; a pair that fails to converge raises
+        ``RuntimeError`` from its tile.
+    num_threads
+        OpenMP threads inside each tile (default 1: Dask runs one tile per worker thread).
+    progress
+        Progress bar for the zarr write (default: on when stderr is a terminal) and, with a
+        client, print its dashboard link.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(n, n)`` symmetric, chunks ``block × block``.
+    """
+    _require_dask()
+    import dask
+    import dask.array as da
+
+    from deqfast.kernels import _diagonal
+
+    X = as_data_matrix(X, "X")
+    n = X.shape[0]
+    block = check_integer(block, "block", min_value=8)
+    dt = check_choice(np.dtype(dtype).name, "dtype", _DTYPES)
+    kernel = check_choice(kernel, "kernel", tuple(KERNELS))
+    tol = check_positive(tol, "tol")
+    max_iter = check_integer(max_iter, "max_iter", min_value=1)
+    terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
+    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    phi = deq.phi
+    phi.core  # noqa: B018 - a Python-callable activation raises its TypeError here, early
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+
+    diag = _diagonal(deq, X, tol, max_iter, terms)  # once, on the client (THEORY §3)
+    d = np.array(diag.d, dtype=np.float64)
+    params = dict(
+        sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
+        hermite_terms=terms, num_threads=num_threads, dtype=dt,
+    )  # fmt: skip
+    key = KERNELS[kernel]
+    ranges = _ranges(n, block)
+    upper = [(bi, bj) for bi in range(len(ranges)) for bj in range(bi, len(ranges))]
+    if client is not None:
+        if show:
+            _info(f"dask dashboard: {client.dashboard_link}")
+        Xs = client.scatter(X, broadcast=True, hash=False)
+        ds = client.scatter(d, broadcast=True, hash=False)
+    else:
+        Xs, ds = dask.delayed(X, pure=True), dask.delayed(d, pure=True)
+
+    if zarr_path is None:
+        tiles: dict[tuple[int, int], Any] = {}
+        token = dask.base.tokenize(d, block, params, repr(phi))
+        for bi, bj in upper:
+            (r0, r1), (c0, c1) = ranges[bi], ranges[bj]
+            task = dask.delayed(_tile_array, pure=True)(
+                phi, Xs, ds, ranges[bi], ranges[bj], key, params,
+                dask_key_name=f"deqfast-tile-{kernel}-{bi}-{bj}-{token}",
+            )  # fmt: skip
+            tiles[bi, bj] = da.from_delayed(task, shape=(r1 - r0, c1 - c0), dtype=dt)
+        nb = len(ranges)
+        return da.block(
+            [
+                [tiles[bi, bj] if bi <= bj else tiles[bj, bi].T for bj in range(nb)]
+                for bi in range(nb)
+            ]
+        )
+
+    path = os.fspath(zarr_path)
+    attrs = dict(
+        layout="upper", kernel=kernel, n=n, p=int(X.shape[1]), block=block, dtype=dt,
+        deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, complete=False,
+    )  # fmt: skip
+    _create_zarr(path, n, block, dt, bool(overwrite), attrs)
+    t0 = time.perf_counter()
+    if client is not None:
+        futures = [
+            client.submit(
+                _tile_to_zarr, path, phi, Xs, ds, ranges[bi], ranges[bj], key, params, pure=False
+            )
+            for bi, bj in upper
+        ]
+        if show:
+            from distributed import progress as dask_progress
+
+            dask_progress(futures)
+        stats = client.gather(futures)
+    else:
+        write = dask.delayed(_tile_to_zarr, pure=False)
+        tasks = [write(path, phi, Xs, ds, ranges[bi], ranges[bj], key, params) for bi, bj in upper]
+        if show:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar():
+                stats = list(dask.compute(*tasks))
+        else:
+            stats = list(dask.compute(*tasks))
+    zarr = _require_zarr()
+    arr = zarr.open_array(path, mode="r+")
+    attrs.update(
+        complete=True, seconds=time.perf_counter() - t0, tiles=len(stats),
+        pairs=sum(s["pairs"] for s in stats), newton_steps=sum(s["newton_steps"] for s in stats),
+        quadrature_pairs=sum(s["quadrature_pairs"] for s in stats),
+        max_iterations=max(s["max_iterations"] for s in stats),
+        max_error=max(s["max_error"] for s in stats),
+        tile_seconds=sum(s["seconds"] for s in stats),
+    )  # fmt: skip
+    arr.attrs[_ATTR] = attrs
+    return open_blocked(path)
+
+
+# --------------------------------------------------------------------------- #
+# matrix-free products over tiles
+# --------------------------------------------------------------------------- #
+def _tile_products(
+    T: np.ndarray, Vj: np.ndarray, Vi: np.ndarray, diagonal: bool
+) -> tuple[Any, Any]:
+    T = np.asarray(T)
+    a = np.asarray(T @ Vj.astype(T.dtype, copy=False), dtype=np.float64)
+    if diagonal:
+        return a, None
+    b = np.asarray(T.T @ Vi.astype(T.dtype, copy=False), dtype=np.float64)
+    return a, b
+
+
+def _sum(parts: list[np.ndarray]) -> np.ndarray:
+    out = np.array(parts[0], dtype=np.float64)
+    for p in parts[1:]:
+        out += p
+    return out
+
+
+class TiledOperator(spla.LinearOperator):
+    """A square dask array (symmetric by default) as a :class:`~scipy.sparse.linalg.LinearOperator`.
+
+    Each product ``K V`` (``V`` of shape ``(n, k)``) is one Dask graph: a task per stored tile
+    (the upper ones ``I ≤ J`` when ``symmetric``) multiplying it with the matching row
+    blocks of ``V``, then a sum per row block; only ``n × k`` numbers return to the client.
+    Build with :func:`tiled_operator`.
+    """
+
+    def __init__(self, K: dask.array.Array, *, client: Any = None, symmetric: bool = True) -> None:
+        n = K.shape[0]
+        super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
+        self.K = K
+        self.client = client
+        self.symmetric = symmetric
+        self._blocks = K.to_delayed()
+        self._offsets = np.concatenate([[0], np.cumsum(K.chunks[0])]).astype(int)
+        self.products = 0
+
+    def _matmat(self, V: np.ndarray) -> np.ndarray:
+        import dask
+
+        V = np.asarray(V, dtype=np.float64)
+        if V.ndim == 1:
+            V = V[:, None]
+        o = self._offsets
+        nb = len(o) - 1
+        if self.client is not None:
+            parts_in = self.client.scatter([V[o[i] : o[i + 1]] for i in range(nb)], hash=False)
+        else:
+            parts_in = [dask.delayed(V[o[i] : o[i + 1]], pure=True) for i in range(nb)]
+        parts: list[list[Any]] = [[] for _ in range(nb)]
+        prod = dask.delayed(_tile_products, pure=True, nout=2)
+        for i in range(nb):
+            for j in range(i if self.symmetric else 0, nb):
+                sym = self.symmetric and i != j
+                a, b = prod(self._blocks[i, j], parts_in[j], parts_in[i], not sym)
+                parts[i].append(a)
+                if sym:
+                    parts[j].append(b)
+        ys = [dask.delayed(_sum, pure=True)(p) for p in parts]
+        if self.client is not None:
+            out = self.client.gather(self.client.compute(ys))
+        else:
+            out = dask.compute(*ys)
+        self.products += 1
+        return np.vstack(out)
+
+    def _matvec(self, v: np.ndarray) -> np.ndarray:
+        return self._matmat(np.asarray(v).reshape(-1, 1)).reshape(-1)
+
+    def _rmatmat(self, V: np.ndarray) -> np.ndarray:
+        if self.symmetric:
+            return self._matmat(V)
+        return TiledOperator(self.K.T, client=self.client, symmetric=False)._matmat(V)
+
+    def _adjoint(self) -> spla.LinearOperator:
+        if self.symmetric:
+            return self
+        return TiledOperator(self.K.T, client=self.client, symmetric=False)
+
+    def __repr__(self) -> str:
+        nb = len(self._offsets) - 1
+        where = "distributed" if self.client is not None else "local"
+        return (
+            f"TiledOperator(n={self.shape[0]}, tiles={nb}×{nb}, symmetric={self.symmetric}, "
+            f"dtype={self.K.dtype}, {where}, products={self.products})"
+        )
+
+
+def tiled_operator(
+    K: Any, *, client: Any = None, symmetric: bool = True, persist: bool = False
+) -> TiledOperator:
+    """``K`` (a square dask array, e.g. from :func:`kernels_blocked`) as a LinearOperator.
+
+    Parameters
+    ----------
+    K
+        Square ``dask.array`` whose row and column chunks agree.
+    client
+        Run the products on this ``dask.distributed.Client`` (default: Dask's current scheduler).
+    symmetric
+        Use the upper tiles only (``K`` must be symmetric, as every kernel here is).
+    persist
+        Keep the tiles in the workers' memory first (``client.persist``), so that a lazy
+        ``K`` is computed once rather than at every product. Leave it off for a
+        zarr-backed ``K`` that should stay out of core.
+    """
+    _require_dask()
+    import dask.array as da
+
+    if not isinstance(K, da.Array):
+        raise TypeError(f"K must be a dask.array.Array; got {type(K).__name__}")
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"K must be square; got shape {K.shape}")
+    if K.chunks[0] != K.chunks[1]:
+        raise ValueError("K must have the same row and column chunks (square tiles)")
+    if persist:
+        if client is not None:
+            from distributed import wait
+
+            K = client.persist(K)
+            wait(K)
+        else:
+            K = K.persist()
+    return TiledOperator(K, client=client, symmetric=bool(symmetric))
+
+
+# --------------------------------------------------------------------------- #
+# Monte-Carlo empirical kernels over workers
+# --------------------------------------------------------------------------- #
+_MC_KINDS = ("ck", "ntk")
+
+
+def _mc_group(
+    deq: Any, X: np.ndarray, width: int, kind: str, seeds: list[Any], options: dict[str, Any]
+) -> np.ndarray:
+    """Sum of the per-trial empirical kernels of ``seeds`` (one ``n × n`` result)."""
+    from deqfast import finite
+
+    fn = finite.empirical_ck if kind == "ck" else finite.empirical_ntk
+    acc = np.zeros((X.shape[0], X.shape[0]))
+    for ss in seeds:
+        acc += fn(
+            deq, X, width, trials=1, seed=np.random.default_rng(ss), progress=False, **options
+        )
+    return acc
+
+
+def _spawn(seed: Any, trials: int) -> list[np.random.SeedSequence]:
+    if isinstance(seed, np.random.SeedSequence):
+        return list(seed.spawn(trials))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be None, a non-negative int or a SeedSequence; got {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed}")
+    return list(np.random.SeedSequence(seed).spawn(trials))
+
+
+def empirical_kernel(
+    deq: Any,
+    X: Any,
+    width: int,
+    *,
+    kind: str = "ck",
+    trials: int = 1,
+    seed: Any = None,
+    client: Any = None,
+    groups: int | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Monte-Carlo empirical CK or NTK of the width-``width`` DEQ, trials spread over workers.
+
+    Trial ``t`` draws its weights from ``numpy.random.default_rng(s_t)`` with
+    ``s_0 … s_{trials−1} = SeedSequence(seed).spawn(trials)``, so the result does not depend
+    on how the trials are split (up to the order of the floating-point sum). The trials are
+    cut into ``groups`` contiguous groups (default: one per worker); each group runs on a
+    worker with :func:`deqfast.finite.empirical_ck` / :func:`~deqfast.finite.empirical_ntk`
+    and returns the sum of its ``n × n`` matrices — one matrix per group crosses the
+    network to the reduction, and one to the client.
+
+    Parameters
+    ----------
+    kind
+        ``"ck"`` (``φ(Z*)ᵀφ(Z*)/m``, tends to ``G*``) or ``"ntk"`` (tends to ``K*``/``Θ*``).
+    client
+        ``dask.distributed.Client``; without one the groups run here, one after another.
+    options
+        Passed to the :mod:`deqfast.finite` function (``solver``, ``tol``, ``method``,
+        ``trained``, ``dtype``, …).
+    """
+    X = as_data_matrix(X, "X")
+    kind = check_choice(kind, "kind", _MC_KINDS)
+    width = check_integer(width, "width", min_value=1)
+    trials = check_integer(trials, "trials", min_value=1)
+    seeds = _spawn(seed, trials)
+    if groups is None:
+        groups = len(client.scheduler_info()["workers"]) if client is not None else 1
+    groups = min(check_integer(groups, "groups", min_value=1), trials)
+    cuts = np.linspace(0, trials, groups + 1).round().astype(int)
+    chunks = [seeds[cuts[g] : cuts[g + 1]] for g in range(groups)]
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    if client is None:
+        total = np.zeros((X.shape[0], X.shape[0]))
+        for chunk in chunks:
+            total += _mc_group(deq, X, width, kind, chunk, options)
+        return total / trials
+    if show:
+        _info(f"dask dashboard: {client.dashboard_link}")
+    Xs = client.scatter(X, broadcast=True, hash=False)
+    futures = [
+        client.submit(_mc_group, deq, Xs, width, kind, chunk, options, pure=False)
+        for chunk in chunks
+    ]
+    if show:
+        from distributed import progress as dask_progress
+
+        dask_progress(futures)
+    total_f = client.submit(_sum, futures, pure=False)
+    total = np.asarray(total_f.result())
+    return total / trials
+
+
+# --------------------------------------------------------------------------- #
+# memory reporting
+# --------------------------------------------------------------------------- #
+def _memory_probe() -> dict[str, float]:
+    try:
+        with open("/proc/self/status") as fh:
+            vals = {ln.split(":")[0]: int(ln.split()[1]) / 1024.0 for ln in fh if ln[:2] == "Vm"}
+        return {"rss_mib": vals["VmRSS"], "peak_mib": vals["VmHWM"]}
+    except (OSError, KeyError, ValueError, IndexError):
+        import psutil
+
+        return {"rss_mib": psutil.Process().memory_info().rss / 2**20, "peak_mib": math.nan}
+
+
+def _reset_peak_probe() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def worker_memory(client: Any) -> dict[str, dict[str, float]]:
+    """``{worker address: {"rss_mib": current, "peak_mib": high-water mark}}`` (Linux ``VmHWM``;
+    elsewhere ``nan`` for the peak)."""
+    return dict(client.run(_memory_probe))
+
+
+def reset_peak_memory(client: Any) -> dict[str, bool]:
+    """Reset every worker's peak-RSS mark (Linux ``/proc/self/clear_refs``).
+
+    Returns ``{worker address: done}``, ``False`` where the platform does not allow it."""
+    return dict(client.run(_reset_peak_probe))
