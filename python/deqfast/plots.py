@@ -1,6 +1,6 @@
 """Figures for kernel comparisons (THEORY.md §6) and experiments.
 
-Needs matplotlib (the optional extra ``pip install "deqfast[plot]"``).  Figures
+Needs matplotlib (a dependency of deqfast).  Figures
 are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never with
 ``pyplot``, so nothing opens a window and no global state is touched: each
 helper returns the ``Figure`` and, with ``path=``, also writes a PNG.
@@ -45,7 +45,7 @@ def require_matplotlib() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "deqfast's plots need matplotlib, an optional dependency: install it with "
-            '`pip install "deqfast[plot]"` (or `pip install matplotlib`)'
+            '`pip install matplotlib`'
         ) from exc
     return matplotlib
 

@@ -185,7 +185,7 @@ class _Doc:
         if not _have("matplotlib"):
             if not self.noted:
                 self.p(
-                    'Figures skipped: matplotlib is not installed (`pip install "deqfast[plot]"`).'
+                    'Figures skipped: matplotlib is not installed (`pip install matplotlib`).'
                 )
                 self.noted = True
             return
