@@ -131,14 +131,20 @@ def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None) ->
     print(
         f"{impl:6s} {act:6s} n={n:6d} threads={threads}  {res['seconds']:8.2f} s  "
         f"{res['pairs_per_second'] / 1e6:7.2f} Mpairs/s  mem x{res['memory_ratio']:.2f}"
-        + (f"  diff {res['max_rel_diff_G_vs_numpy']:.1e}" if "max_rel_diff_G_vs_numpy" in res else ""),
+        + (
+            f"  diff {res['max_rel_diff_G_vs_numpy']:.1e}"
+            if "max_rel_diff_G_vs_numpy" in res
+            else ""
+        ),
         flush=True,
     )
     return res
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "ACT", "N", "THREADS"))
     ap.add_argument("--save")

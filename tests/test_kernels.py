@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-import reference as ref
 
 import deqfast as df
+import reference as ref
 
 
 def _rel(A: np.ndarray, B: np.ndarray) -> float:

@@ -10,7 +10,7 @@ equilibrium equations and random-matrix surrogates (§4).
 from __future__ import annotations
 
 try:
-    from deqfast import _core
+    from deqfast import _core  # noqa: F401  (fail early, with advice, if the build is missing)
 except ImportError as exc:  # pragma: no cover - only hit on a broken install
     raise ImportError(
         "deqfast's compiled core `deqfast._core` is missing. Build and install the package "

@@ -178,8 +178,12 @@ class Activation:
     def centered(self, center: float) -> Activation:
         """``phi - center`` (shifts add up)."""
         return Activation(
-            self.name, self.kind, self.params, self.coef,
-            shift=self.shift + float(center), display=self.display,
+            self.name,
+            self.kind,
+            self.params,
+            self.coef,
+            shift=self.shift + float(center),
+            display=self.display,
         )
 
     def uncentered(self) -> Activation:
@@ -234,7 +238,9 @@ def leaky_relu(slope: float = 0.01) -> Activation:
 
 def lrelu(s_pos: float = 1.0, s_neg: float = 0.0) -> Activation:
     """Piecewise linear ``s_pos * max(x, 0) + s_neg * min(x, 0)`` (the authors' L-ReLU)."""
-    return Activation("lrelu", "lrelu", (s_pos, s_neg), display=(("s_pos", s_pos), ("s_neg", s_neg)))
+    return Activation(
+        "lrelu", "lrelu", (s_pos, s_neg), display=(("s_pos", s_pos), ("s_neg", s_neg))
+    )
 
 
 def tanh() -> Activation:
@@ -432,6 +438,7 @@ _REGISTRY: dict[str, Callable[..., Activation]] = {
 
 #: Names accepted by :func:`get`.
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
 
 def get(activation: Any, **params: Any) -> Activation | CustomActivation:
     """Return an activation from a name (with parameters), an activation object, or a callable.

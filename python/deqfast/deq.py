@@ -43,8 +43,9 @@ class DEQ:
     >>> deq = df.DEQ("relu", sigma_a2=0.2, tau0=1.0)
     >>> round(deq.equilibrium().tau, 10)
     0.926566126
-    >>> deq.coefficients("ck")
-    KernelCoefficients(d=0.2926239295, c1=0.2105263158, c2=0.03595749038, c3=0.06919049796, c4=0.1717124304)
+    >>> ck = deq.coefficients("ck")  # surrogate of G*: (d, c1, c2, c3)
+    >>> round(ck.d, 10), round(ck.c1, 10), round(ck.c3, 10)
+    (0.2926239295, 0.2105263158, 0.069190498)
     """
 
     def __init__(
@@ -94,7 +95,8 @@ class DEQ:
     def coefficients(self, kind: str = "ck") -> KernelCoefficients:
         """Surrogate coefficients ``(d, c1, c2, c3)`` (THEORY.md §4 table).
 
-        ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K*``) or ``"ntk_all"`` (``Θ*``).
+        ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K*``) or
+        ``"ntk_all"`` (``Θ*``).
         """
         return surrogate_coefficients(self._equilibrium, check_choice(kind, "kind", KINDS))
 
@@ -140,7 +142,8 @@ class DEQ:
         return G
 
     def ntk(self, X: Any, X2: Any = None, *, trained: str = "hidden", **options: Any) -> np.ndarray:
-        """The Implicit-NTK: ``K* = G* ⊘ (1 − σ_a² Ġ*)`` by default, ``Θ*`` with ``trained="all"``."""
+        """The Implicit-NTK (THEORY.md §3): ``K* = G* ⊘ (1 − σ_a² Ġ*)`` by default,
+        ``Θ*`` with ``trained="all"``."""
         t = check_choice(trained, "trained", _TRAINED)
         key = "K" if t == "hidden" else "Theta"
         res = compute_kernels(self, X, X2, outputs=(key,), **options)

@@ -15,7 +15,7 @@ from typing import Union
 from deqfast import coefficients as alg
 from deqfast.activations import Activation, CustomActivation, Moments
 
-__all__ = ["Equilibrium", "solve_equilibrium", "surrogate_coefficients", "KINDS"]
+__all__ = ["KINDS", "Equilibrium", "solve_equilibrium", "surrogate_coefficients"]
 
 AnyActivation = Union[Activation, CustomActivation]
 
@@ -106,7 +106,7 @@ def solve_equilibrium(
             )
     u = 0.5 * (lo + hi)
     it = 0
-    for it in range(1, 201):
+    for it in range(1, 201):  # noqa: B007 (it is reported after the loop)
         f, fp = F(u)
         if f == 0.0:
             break

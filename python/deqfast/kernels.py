@@ -26,7 +26,7 @@ from deqfast._validation import as_data_matrix, check_choice, check_integer, che
 if TYPE_CHECKING:
     from deqfast.deq import DEQ
 
-__all__ = ["KernelResult", "OUTPUTS", "compute_kernels"]
+__all__ = ["OUTPUTS", "KernelResult", "compute_kernels"]
 
 #: Kernels that can be requested: pre-activation ``S``, CK ``G``, derivative kernel ``Gdot``,
 #: default NTK ``K`` (hidden weights and read-out trained) and ``Theta`` (input weights too).
@@ -58,7 +58,9 @@ class KernelResult:
     max_error: float = 0.0
 
     def __repr__(self) -> str:
-        shape = next(a.shape for a in (self.S, self.G, self.Gdot, self.K, self.Theta) if a is not None)
+        shape = next(
+            a.shape for a in (self.S, self.G, self.Gdot, self.K, self.Theta) if a is not None
+        )
         have = [k for k in OUTPUTS if getattr(self, k) is not None]
         mean_it = self.newton_steps / self.pairs if self.pairs else 0.0
         return (
@@ -193,4 +195,3 @@ def _progress(total: int, show: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="pair", unit_scale=True, desc="kernel pairs", leave=False)
-

@@ -45,7 +45,7 @@ def require_matplotlib() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "deqfast's plots need matplotlib, an optional dependency: install it with "
-            '`pip install matplotlib`'
+            "`pip install matplotlib`"
         ) from exc
     return matplotlib
 

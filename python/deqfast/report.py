@@ -184,9 +184,7 @@ class _Doc:
         """Draw ``make()`` into ``figures/name`` (skipped, with one note, without matplotlib)."""
         if not _have("matplotlib"):
             if not self.noted:
-                self.p(
-                    'Figures skipped: matplotlib is not installed (`pip install matplotlib`).'
-                )
+                self.p("Figures skipped: matplotlib is not installed (`pip install matplotlib`).")
                 self.noted = True
             return
         from deqfast.plots import save_figure

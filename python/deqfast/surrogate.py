@@ -20,7 +20,9 @@ from deqfast.data import MixtureStats
 __all__ = ["low_rank_factors", "surrogate_matrix"]
 
 
-def low_rank_factors(stats: MixtureStats, coef: KernelCoefficients) -> tuple[np.ndarray, np.ndarray]:
+def low_rank_factors(
+    stats: MixtureStats, coef: KernelCoefficients
+) -> tuple[np.ndarray, np.ndarray]:
     """``V`` (n × (K+1)) and ``A`` ((K+1) × (K+1)) of the surrogate's low-rank part."""
     p = stats.p
     V = np.hstack([stats.J / np.sqrt(p), stats.psi[:, None]])

@@ -65,8 +65,8 @@ void bind_kernels(py::module_& m) {
       "assemble",
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMatrix>& XA,
          const Eigen::Ref<const dq::RowMatrix>& XB, const dq::SampleData& A, const dq::SampleData& B,
-         bool symmetric, Eigen::Index r0, Eigen::Index r1, Eigen::Index c0, Eigen::Index c1, OutArray S,
-         OutArray G, OutArray Gdot, OutArray K, OutArray Theta, double sigma_a2, double sigma_b2, double tol,
+         bool symmetric, Eigen::Index r0, Eigen::Index r1, Eigen::Index c0, Eigen::Index c1, double sigma_a2,
+         double sigma_b2, OutArray S, OutArray G, OutArray Gdot, OutArray K, OutArray Theta, double tol,
          int max_iter, int block, int num_threads) {
         const Eigen::Index na = XA.rows(), nb = XB.rows();
         if (XA.cols() != XB.cols()) throw py::value_error("XA and XB must have the same number of columns");
@@ -93,9 +93,9 @@ void bind_kernels(py::module_& m) {
         return dq::assemble(phi, XA, XB, A, B, symmetric, r0, r1, c0, c1, out, o);
       },
       py::arg("phi"), py::arg("XA"), py::arg("XB"), py::arg("A"), py::arg("B"), py::arg("symmetric"),
-      py::arg("r0"), py::arg("r1"), py::arg("c0"), py::arg("c1"), py::arg("S") = py::none(),
-      py::arg("G") = py::none(), py::arg("Gdot") = py::none(), py::arg("K") = py::none(),
-      py::arg("Theta") = py::none(), py::arg("sigma_a2"), py::arg("sigma_b2"), py::arg("tol") = 1e-12,
+      py::arg("r0"), py::arg("r1"), py::arg("c0"), py::arg("c1"), py::arg("sigma_a2"), py::arg("sigma_b2"),
+      py::arg("S") = py::none(), py::arg("G") = py::none(), py::arg("Gdot") = py::none(),
+      py::arg("K") = py::none(), py::arg("Theta") = py::none(), py::arg("tol") = 1e-12,
       py::arg("max_iter") = 100, py::arg("block") = 64, py::arg("num_threads") = 0,
       "Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels "
       "(THEORY.md §3). With symmetric=True only the upper triangle is solved and mirrored.");
