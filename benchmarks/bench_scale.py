@@ -189,7 +189,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     del V
 
     t0 = time.perf_counter()
-    top = lanczos_top(op, k, tol=tol, strict=False)
+    top = lanczos_top(op, k, tol=tol, max_steps=200, strict=False)
     out["lanczos_seconds"] = time.perf_counter() - t0
     out["lanczos_steps"] = top.steps
     out["lanczos_converged"] = top.converged

@@ -320,7 +320,7 @@ def lanczos_top(
         q = np.array(v0, dtype=np.float64).reshape(-1)
         if q.shape != (n,) or not np.all(np.isfinite(q)) or not np.any(q):
             raise ValueError(f"v0 must be a finite non-zero vector of length n = {n}")
-    Q = np.empty((n, cap))
+    Q = np.empty((n, cap), order="F")  # columns contiguous: only the used ones are touched
     Q[:, 0] = q / np.linalg.norm(q)
     alpha = np.empty(cap)
     beta = np.zeros(cap)
