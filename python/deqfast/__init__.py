@@ -28,6 +28,7 @@ from deqfast.explicit import ExplicitNet
 from deqfast.kernels import KernelResult
 from deqfast.spectra import SpectralComparison, compare_spectra
 from deqfast.surrogate import surrogate_matrix
+from deqfast.theory import TheorySpectrum, mp_mixture_density, theory_spectrum
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "MixtureStats",
     "Sample",
     "SpectralComparison",
+    "TheorySpectrum",
     "__version__",
     "activations",
     "coefficients",
@@ -50,7 +52,9 @@ __all__ = [
     "datasets",
     "design_explicit",
     "finite",
+    "mp_mixture_density",
     "plots",
     "random_features",
     "surrogate_matrix",
+    "theory_spectrum",
 ]
