@@ -76,6 +76,7 @@ void bind_kernels(py::module_& m) {
         if (r0 < 0 || r1 > na || r0 > r1 || c0 < 0 || c1 > nb || c0 > c1)
           throw py::value_error("row/column range out of bounds");
         dq::Outputs out;
+        out.rows = na;
         out.ld = nb;
         auto take = [&](OutArray& a, const char* name) -> double* {
           if (!a) return nullptr;

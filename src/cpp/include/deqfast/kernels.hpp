@@ -178,7 +178,8 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
 class PairEvaluator {
  public:
   PairEvaluator(const Activation& phi, const SampleData& a, const SampleData& b, const KernelOptions& o)
-      : phi_(phi), a_(a), b_(b), method_(pair_method(phi)), K_(int(a.herm.cols())) {
+      : phi_(phi), a_(a), b_(b), method_(pair_method(phi)), K_(int(a.herm.cols())),
+        ra_(a.d.cwiseSqrt()), rb_(b.d.cwiseSqrt()) {
     (void)o;
     if (method_ == PairMethod::ArcCosine) {
       sneg_ = phi.p1;
@@ -190,7 +191,7 @@ class PairEvaluator {
 
   /// Returns false when the Mehler series cannot meet its accuracy target (use quadrature).
   inline bool eval(Eigen::Index i, Eigen::Index j, double s, double& g, double& gd) const {
-    const double di = a_.d[i], dj = b_.d[j], sq = std::sqrt(di * dj);
+    const double ri = ra_[i], rj = rb_[j], sq = ri * rj;
     double rho = s / sq;
     rho = std::clamp(rho, -1.0, 1.0);
     switch (method_) {
@@ -198,13 +199,13 @@ class PairEvaluator {
         const double th = std::acos(rho), sn = std::sqrt(std::max(0.0, 1.0 - rho * rho));
         const double J = sq / (2.0 * kPi) * (sn + (kPi - th) * rho);
         const double c = phi_.shift;
-        const double Lu = dlt_ * std::sqrt(di) / kSqrt2Pi, Lv = dlt_ * std::sqrt(dj) / kSqrt2Pi;
+        const double Lu = dlt_ * ri / kSqrt2Pi, Lv = dlt_ * rj / kSqrt2Pi;
         g = (sneg_ * sneg_ + sneg_ * dlt_) * rho * sq + dlt_ * dlt_ * J - c * (Lu + Lv) + c * c;
         gd = sneg_ * sneg_ + sneg_ * dlt_ + dlt_ * dlt_ * (kPi - th) / (2.0 * kPi);
         return true;
       }
       case PairMethod::ArcSine: {
-        const double u = 1.0 + 2.0 * di, v = 1.0 + 2.0 * dj, ss = rho * sq;
+        const double u = 1.0 + 2.0 * ri * ri, v = 1.0 + 2.0 * rj * rj, ss = rho * sq;
         g = (2.0 / kPi) * std::asin(2.0 * ss / std::sqrt(u * v)) + phi_.shift * phi_.shift;
         gd = (4.0 / kPi) / std::sqrt(u * v - 4.0 * ss * ss);
         return true;
@@ -306,6 +307,7 @@ class PairEvaluator {
   PairMethod method_;
   int K_;
   double sneg_ = 0, dlt_ = 0;
+  Eigen::VectorXd ra_, rb_;  // sqrt(d) of both sample sets
 };
 
 /// Which kernels to write (bit mask).
@@ -317,7 +319,7 @@ struct Outputs {
   double* Gdot = nullptr;
   double* K = nullptr;
   double* Theta = nullptr;
-  Eigen::Index ld = 0;  // leading dimension (row stride) of every output
+  Eigen::Index rows = 0, ld = 0;  // rows and leading dimension (row stride) of every output
 };
 
 struct AssemblyStats {
@@ -418,16 +420,20 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
     reduction(max : max_it, max_error)
   {
     RowMatrix gram;
+    RowMatrix buf[5];  // the tile of each requested output, written back as whole blocks
+    double* ptrs[5] = {out.S, out.G, out.Gdot, out.K, out.Theta};
 #pragma omp for schedule(dynamic, 1)
     for (std::size_t t = 0; t < tiles.size(); ++t) {
       const Eigen::Index i0 = tiles[t].i0, j0 = tiles[t].j0;
       const Eigen::Index ni = std::min(bs, r1 - i0), nj = std::min(bs, c1 - j0);
       gram.noalias() = XA.middleRows(i0, ni) * XB.middleRows(j0, nj).transpose();
+      for (int q = 0; q < 5; ++q)
+        if (ptrs[q]) buf[q].resize(ni, nj);
       for (Eigen::Index a = 0; a < ni; ++a) {
         const Eigen::Index i = i0 + a;
         for (Eigen::Index bcol = 0; bcol < nj; ++bcol) {
           const Eigen::Index j = j0 + bcol;
-          if (symmetric && j < i) continue;
+          if (symmetric && j < i) continue;  // filled by symmetry below (diagonal tiles only)
           double s, g, gd;
           if (symmetric && j == i) {
             s = A.d[i];
@@ -448,12 +454,19 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
           }
           const double den = 1.0 - sa2 * gd;
           const double vals[5] = {s, g, gd, g / den, g + gd * s / den};
-          double* ptrs[5] = {out.S, out.G, out.Gdot, out.K, out.Theta};
-          for (int q = 0; q < 5; ++q) {
-            if (!ptrs[q]) continue;
-            ptrs[q][i * ld + j] = vals[q];
-            if (symmetric) ptrs[q][j * ld + i] = vals[q];
-          }
+          for (int q = 0; q < 5; ++q)
+            if (ptrs[q]) buf[q](a, bcol) = vals[q];
+        }
+      }
+      for (int q = 0; q < 5; ++q) {
+        if (!ptrs[q]) continue;
+        Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> M(ptrs[q], out.rows, ld, Eigen::OuterStride<>(ld));
+        if (symmetric && i0 == j0) {  // diagonal tile: complete its lower triangle, write once
+          buf[q].template triangularView<Eigen::StrictlyLower>() = buf[q].transpose();
+          M.block(i0, j0, ni, nj) = buf[q];
+        } else {
+          M.block(i0, j0, ni, nj) = buf[q];
+          if (symmetric) M.block(j0, i0, nj, ni) = buf[q].transpose();
         }
       }
     }
