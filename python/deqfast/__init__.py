@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
         "for development); a C++17 compiler is needed."
     ) from exc
 
-from deqfast import activations, coefficients, datasets, finite, plots, random_features
+from deqfast import activations, coefficients, datasets, finite, linalg, plots, random_features
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, MixtureStats, Sample
 from deqfast.deq import DEQ
@@ -52,6 +52,7 @@ __all__ = [
     "datasets",
     "design_explicit",
     "finite",
+    "linalg",
     "mp_mixture_density",
     "plots",
     "random_features",
