@@ -94,6 +94,13 @@ def test_results_json_matches_a_direct_computation(report_dir):
         assert res["mixture"][act]["ck_op"][0] == pytest.approx(ck, rel=1e-6)
         assert res["mixture"][act]["ntk_op"][0] == pytest.approx(ntk, rel=1e-6)
         assert res["mixture"]["spectra"][act]["ck"]["op_error"] == pytest.approx(ck, rel=1e-6)
+        # the theory curve's distance to the exact spectrum, recomputed from the equations
+        ts = df.theory_spectrum(deq, sample, n, kind="ck")
+        theory = res["mixture"]["spectra"][act]["theory"]["ck"]
+        assert theory["w1_to_exact"] == pytest.approx(
+            ts.wasserstein(np.linalg.eigvalsh(G)), rel=1e-6
+        )
+        assert theory["spikes"] == pytest.approx(ts.spikes.tolist(), rel=1e-9)
     assert res["timings_seconds"]["total"] > 0
     if "skipped" not in res["digits"]:
         from deqfast.datasets import load_digits

@@ -82,6 +82,7 @@ def plot_spectra(
     *,
     bins: int = 60,
     title: str | None = None,
+    theory: Any = None,
     path: str | os.PathLike[str] | None = None,
 ) -> Figure:
     """Overlaid eigenvalue histograms of the two matrices of a comparison.
@@ -89,7 +90,10 @@ def plot_spectra(
     Left panel: histograms (densities) of the bulk of both spectra, over the
     union of the two bulk ranges.  Right panel: the isolated eigenvalues
     (spikes, :func:`deqfast.spectra.isolated_eigenvalues`) of each matrix as
-    markers, so that eigenvalues far from the bulk stay readable.
+    markers, so that eigenvalues far from the bulk stay readable.  With
+    ``theory`` (a :class:`deqfast.theory.TheorySpectrum`), the predicted limiting
+    density is drawn over the histograms (as expected counts per bin) and the
+    predicted spikes are added to the right panel.
 
     Parameters
     ----------
@@ -108,7 +112,11 @@ def plot_spectra(
     c = comparison
     a_name, b_name = c.names
     fig = _figure(8.0, 3.6)
-    has_spikes = c.spikes_a.size + c.spikes_b.size + c.low_spikes_a.size + c.low_spikes_b.size > 0
+    theory_spikes = np.asarray(theory.spikes, dtype=float) if theory is not None else np.empty(0)
+    has_spikes = (
+        c.spikes_a.size + c.spikes_b.size + c.low_spikes_a.size + c.low_spikes_b.size
+        + theory_spikes.size > 0
+    )  # fmt: skip
     if has_spikes:
         ax, ax2 = fig.subplots(1, 2, width_ratios=[3.2, 1])
     else:
@@ -124,6 +132,13 @@ def plot_spectra(
             color=color, label=f"{name} ({inside.size} eigenvalues)",
         )  # fmt: skip
         ax.hist(inside, bins=edges, histtype="step", color=color, linewidth=1.4)
+    if theory is not None:  # expected count per bin: n * density * bin width
+        x = np.asarray(theory.grid, dtype=float)
+        keep = (x >= edges[0]) & (x <= edges[-1])
+        ax.plot(
+            x[keep], c.n * np.asarray(theory.density, dtype=float)[keep] * (edges[1] - edges[0]),
+            color="black", linewidth=1.5, label="theory (limiting density)",
+        )  # fmt: skip
     counts = [np.histogram(lam, bins=edges)[0] for lam in (c.eigvals_a, c.eigvals_b)]
     nz = np.concatenate([x[x > 0] for x in counts])
     if nz.size and nz.max() > 8 * np.percentile(nz, 75):
@@ -133,15 +148,18 @@ def plot_spectra(
     ax.set_title("bulk of the spectra", fontsize=10)
     ax.legend(fontsize=9, frameon=False)
     if ax2 is not None:
-        for x, (spk, low, _name, color, marker) in enumerate(
-            (
-                (c.spikes_a, c.low_spikes_a, a_name, COLORS[0], "o"),
-                (c.spikes_b, c.low_spikes_b, b_name, COLORS[1], "s"),
-            )
-        ):
+        columns = [
+            (c.spikes_a, c.low_spikes_a, a_name, COLORS[0], "o"),
+            (c.spikes_b, c.low_spikes_b, b_name, COLORS[1], "s"),
+        ]
+        if theory is not None:
+            columns.append((theory_spikes, np.empty(0), "theory", "black", "x"))
+        everything = np.concatenate(
+            [c.spikes_a, c.spikes_b, c.low_spikes_a, c.low_spikes_b, theory_spikes]
+        )
+        for x, (spk, low, _name, color, marker) in enumerate(columns):
             vals = np.concatenate([spk, low])
             ax2.scatter(np.full(vals.size, x), vals, color=color, marker=marker, s=36, zorder=3)
-            everything = np.concatenate([c.spikes_a, c.spikes_b, c.low_spikes_a, c.low_spikes_b])
             min_sep = 0.045 * max(float(np.ptp(everything)), 1e-12)
             last = np.inf
             for v in np.sort(vals)[::-1]:  # label from the top, skipping crowded values
@@ -152,8 +170,8 @@ def plot_spectra(
                     va="center", fontsize=8, color=color,
                 )  # fmt: skip
                 last = v
-        ax2.set_xticks([0, 1], [a_name, b_name])
-        ax2.set_xlim(-0.5, 1.9)
+        ax2.set_xticks(range(len(columns)), [col[2] for col in columns])
+        ax2.set_xlim(-0.5, len(columns) - 0.1)
         ax2.set_title("isolated eigenvalues", fontsize=10)
         ax2.grid(axis="y", alpha=0.3)
     fig.suptitle(

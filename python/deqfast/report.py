@@ -399,6 +399,7 @@ def _mixture_section(
     from deqfast.deq import DEQ
     from deqfast.plots import plot_eigenvectors, plot_errors_vs_p, plot_spectra
     from deqfast.spectra import compare_spectra
+    from deqfast.theory import theory_spectrum
 
     doc.h(2, "1. CK and NTK matching on the Gaussian mixture")
     doc.p(
@@ -469,32 +470,57 @@ def _mixture_section(
         with _small_blas(s.n):
             cg = compare_spectra(G, Gb, labels=s.labels, top=cfg.top, names=("G*", "Ḡ"))
             ck = compare_spectra(K, Kb, labels=s.labels, top=cfg.top, names=("K*", "K̄"))
+        # THEORY-side prediction of the same spectra from the equations alone (no n x n matrix)
+        deq = DEQ(act, sigma_a2=cfg.sigma_a2, tau0=s.stats.tau0)
+        theory = {kind: theory_spectrum(deq, s, s.n, kind=kind) for kind in ("ck", "ntk")}
+        w_theory = {
+            kind: theory[kind].wasserstein(cmp.eigvals_a) for kind, cmp in (("ck", cg), ("ntk", ck))
+        }
         res["spectra"][act] = {
             "p": cfg.spectra_p,
             "n": s.n,
             "ck": cg.to_dict(),
             "ntk": ck.to_dict(),
+            "theory": {
+                kind: {
+                    "spikes": theory[kind].spikes.tolist(),
+                    "w1_to_exact": w_theory[kind],
+                    "w1_surrogate_to_exact": cmp.wasserstein,
+                }
+                for kind, cmp in (("ck", cg), ("ntk", ck))
+            },
         }
         doc.h(3, f"{act}: spectra at p = {cfg.spectra_p}, n = {s.n}")
         doc.table(["quantity", "G*", "Ḡ"], [list(r) for r in cg.rows()])
         doc.table(["quantity", "K*", "K̄"], [list(r) for r in ck.rows()])
+        doc.table(
+            ["kernel", "W1(theory, exact)", "W1(surrogate, exact)", "theory spikes"],
+            [
+                [name, _f(w_theory[kind], 3), _f(cmp.wasserstein, 3),
+                 ", ".join(_f(v, 4) for v in theory[kind].spikes) or "none"]
+                for name, kind, cmp in (("G*", "ck", cg), ("K*", "ntk", ck))
+            ],
+        )  # fmt: skip
         doc.figure(
             partial(
                 plot_spectra,
                 cg,
+                theory=theory["ck"],
                 title=f"{act} DEQ: Implicit-CK G* vs surrogate Ḡ (p = {cfg.spectra_p}, n = {s.n})",
             ),
             f"mixture_{act}_ck_spectra.png",
-            f"{act}: eigenvalue histograms of G* and Ḡ (bulk) and their isolated eigenvalues.",
+            f"{act}: eigenvalue histograms of G* and Ḡ (bulk) with the limiting density predicted "
+            "by `theory_spectrum` from the equations alone, and the isolated eigenvalues.",
         )
         doc.figure(
             partial(
                 plot_spectra,
                 ck,
+                theory=theory["ntk"],
                 title=f"{act} DEQ: Implicit-NTK K* vs surrogate K̄ (p = {cfg.spectra_p}, n = {s.n})",
             ),
             f"mixture_{act}_ntk_spectra.png",
-            f"{act}: eigenvalue histograms of K* and K̄.",
+            f"{act}: eigenvalue histograms of K* and K̄ with the predicted limiting density.",
         )
         doc.figure(
             partial(
