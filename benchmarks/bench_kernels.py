@@ -25,26 +25,12 @@ import sys
 import time
 
 import numpy as np
+from _memory import reset_peak, status_mib  # benchmarks/_memory.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 P = 1024  # data dimension for every size (the GMM regime needs n/p = O(1))
 SIGMA_A2 = 0.2
 TOL = 1e-12
-
-
-def _status_mib(key: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _reset_peak() -> float:
-    """Reset the RSS high-water mark (Linux: write 5 to clear_refs); return the current RSS."""
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    return _status_mib("VmRSS")
 
 
 def _data(n: int):
@@ -87,7 +73,7 @@ def child(args: argparse.Namespace) -> None:
     df, sample = _data(args.n)
     deq = df.DEQ(args.act, sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
     deq.equilibrium()
-    base = _reset_peak()
+    base = reset_peak()
     t0 = time.perf_counter()
     if args.impl == "numpy":
         S, G, Gdot, K, it = numpy_picard_relu(
@@ -104,7 +90,7 @@ def child(args: argparse.Namespace) -> None:
             "quadrature_pairs": res.quadrature_pairs,
         }
     elapsed = time.perf_counter() - t0
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     returned = sum(a.nbytes for a in out) / 2**20
     result = {
         "impl": args.impl, "act": args.act, "n": args.n, "p": P, "threads": args.threads,

@@ -32,23 +32,10 @@ import tempfile
 import time
 
 import numpy as np
+from _memory import reset_peak, status_mib  # benchmarks/_memory.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIGMA_A2 = 0.2
-
-
-def _status_mib(key: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _reset_peak() -> float:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    return _status_mib("VmRSS")
 
 
 def _du_mib(path: str) -> float:
@@ -73,7 +60,7 @@ def exact_run(n, p, block, client, workdir, k, tol, probes, steps):
     deq = df.DEQ("relu", sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
     path = os.path.join(workdir, f"ck_{n}.zarr")
     dd.reset_peak_memory(client)
-    _reset_peak()
+    reset_peak()
 
     t0 = time.perf_counter()
     K = dd.kernels_blocked(
@@ -122,7 +109,7 @@ def exact_run(n, p, block, client, workdir, k, tol, probes, steps):
     h, _ = dens.histogram(edges)
     out["slq"]["bulk_histogram"] = {"edges": edges.tolist(), "density": h.tolist()}
     out["worker_peak_mib_spectra"] = {a: m["peak_mib"] for a, m in dd.worker_memory(client).items()}
-    out["client_peak_mib"] = _status_mib("VmHWM")
+    out["client_peak_mib"] = status_mib("VmHWM")
     _log(f"n={n}: SLQ {probes}×{dens.steps} in {out['slq_seconds']:.1f} s")
 
     sop = surrogate_operator(deq, sample.X, sample.stats, kind="ck")
@@ -169,7 +156,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     from deqfast.linalg import lanczos_top, slq_density, surrogate_operator
 
     out: dict = {"n": n, "p": p, "X_dtype": "float32"}
-    rss0 = _reset_peak()
+    rss0 = reset_peak()
     t0 = time.perf_counter()
     X, stats = _paper_sample_float32(n, p, seed=0)
     out["sample_seconds"] = time.perf_counter() - t0
@@ -219,7 +206,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
         "exact_mass_at_shift_at_least": 1.0 - (p + stats.K + 1) / n,
         "count_above_shift_plus_1": dens.count_above(op.shift + 1.0),
     }
-    out["peak_rss_mib"] = _status_mib("VmHWM")
+    out["peak_rss_mib"] = status_mib("VmHWM")
     out["rss_before_mib"] = rss0
     _log(f"surrogate: SLQ {probes}×{dens.steps} in {out['slq_seconds']:.1f} s; {dens}")
     return out
