@@ -231,4 +231,9 @@ def main() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # --help only; the configuration is fixed above
     main()
