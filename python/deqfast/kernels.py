@@ -96,7 +96,7 @@ def compute_kernels(
     max_iter: int = 100,
     hermite_terms: int = 64,
     num_threads: int | None = None,
-    block: int = 64,
+    block: int | None = None,
     progress: bool | None = None,
 ) -> KernelResult:
     """Exact infinite-width kernels of ``deq`` (THEORY.md §3).
@@ -120,7 +120,9 @@ def compute_kernels(
     num_threads
         OpenMP threads (default: all cores).
     block
-        Tile edge of the assembly.
+        Tile edge of the assembly; default 256 when both sets have at least 2048 samples
+        (fewer tiles read the data fewer times: measured about 10 % faster at n = 4096),
+        else 64 (enough tiles to keep every thread busy).
     progress
         Show a progress bar (default: only for more than 16 million pairs).
     """
@@ -136,12 +138,14 @@ def compute_kernels(
     max_iter = check_integer(max_iter, "max_iter", min_value=1)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
     threads = 0 if num_threads is None else check_integer(num_threads, "num_threads", min_value=1)
+    n, n2 = X.shape[0], Y.shape[0]
+    if block is None:
+        block = 256 if min(n, n2) >= 2048 else 64
     block = check_integer(block, "block", min_value=8)
     core = deq.phi.core  # raises TypeError for Python callables, with guidance
 
     A = _diagonal(deq, X, tol, max_iter, terms)
     B = A if symmetric else _diagonal(deq, Y, tol, max_iter, terms)
-    n, n2 = X.shape[0], Y.shape[0]
     mats = {o: np.empty((n, n2)) for o in outs}
 
     total_pairs = n * (n - 1) // 2 if symmetric else n * n2
