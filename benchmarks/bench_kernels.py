@@ -106,14 +106,20 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None) -> dict:
+def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, repeat=3):
+    """Best of ``repeat`` fresh-process runs (the fastest: timings on a shared machine vary)."""
     cmd = [sys.executable, __file__, "--child", impl, act, str(n), str(threads)]
     if save:
         cmd += ["--save", save]
     if check:
         cmd += ["--check", check]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    res = json.loads(out.strip().splitlines()[-1])
+    res = None
+    for _ in range(repeat):
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        one = json.loads(out.strip().splitlines()[-1])
+        if res is None or one["seconds"] < res["seconds"]:
+            res = one
+    res["repeats"] = repeat
     print(
         f"{impl:6s} {act:6s} n={n:6d} threads={threads}  {res['seconds']:8.2f} s  "
         f"{res['pairs_per_second'] / 1e6:7.2f} Mpairs/s  mem x{res['memory_ratio']:.2f}"
@@ -163,7 +169,7 @@ def main() -> None:
         summary[f"{act}_pairs_per_second_2threads_n{n_thr}"] = two["pairs_per_second"]
         summary[f"{act}_memory_ratio_n{n_thr}"] = two["memory_ratio"]
     if not args.quick:
-        big = run("cpp", "relu", 16384, threads=2)
+        big = run("cpp", "relu", 16384, threads=2, repeat=1)
         runs.append(big)
         summary["relu_n16384_seconds"] = big["seconds"]
         summary["relu_n16384_memory_ratio"] = big["memory_ratio"]

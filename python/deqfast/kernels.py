@@ -70,7 +70,7 @@ class KernelResult:
         )
 
 
-def _diagonal(deq: DEQ, X: np.ndarray, tol: float, max_iter: int, terms: int) -> Any:
+def _diagonal(deq: DEQ, X: np.ndarray, tol: float, max_iter: int, terms: int, threads: int) -> Any:
     sq = np.einsum("ij,ij->i", X, X)
     zero = np.flatnonzero(sq == 0)
     if zero.size:
@@ -80,7 +80,7 @@ def _diagonal(deq: DEQ, X: np.ndarray, tol: float, max_iter: int, terms: int) ->
         )
     try:
         return _core.solve_diagonal(
-            deq.phi.core, sq, deq.sigma_a2, deq.sigma_b2, tol, max_iter, terms
+            deq.phi.core, sq, deq.sigma_a2, deq.sigma_b2, tol, max_iter, terms, threads
         )
     except ValueError as exc:
         raise ValueError(f"{exc} (sigma_a2={deq.sigma_a2!r})") from None
@@ -144,8 +144,8 @@ def compute_kernels(
     block = check_integer(block, "block", min_value=8)
     core = deq.phi.core  # raises TypeError for Python callables, with guidance
 
-    A = _diagonal(deq, X, tol, max_iter, terms)
-    B = A if symmetric else _diagonal(deq, Y, tol, max_iter, terms)
+    A = _diagonal(deq, X, tol, max_iter, terms, threads)
+    B = A if symmetric else _diagonal(deq, Y, tol, max_iter, terms, threads)
     mats = {o: np.empty((n, n2)) for o in outs}
 
     total_pairs = n * (n - 1) // 2 if symmetric else n * n2

@@ -48,8 +48,8 @@ void bind_kernels(py::module_& m) {
   m.def(
       "solve_diagonal",
       [](const dq::Activation& phi, const Eigen::Ref<const Eigen::VectorXd>& sqnorm, double sigma_a2,
-         double sigma_b2, double tol, int max_iter, int hermite_terms) {
-        const auto o = make_options(sigma_a2, sigma_b2, tol, max_iter, hermite_terms, 64, 0);
+         double sigma_b2, double tol, int max_iter, int hermite_terms, int num_threads) {
+        const auto o = make_options(sigma_a2, sigma_b2, tol, max_iter, hermite_terms, 64, num_threads);
         py::gil_scoped_release release;
         try {
           return dq::solve_diagonal(phi, sqnorm, o);
@@ -58,7 +58,7 @@ void bind_kernels(py::module_& m) {
         }
       },
       py::arg("phi"), py::arg("sqnorm"), py::arg("sigma_a2"), py::arg("sigma_b2"), py::arg("tol") = 1e-12,
-      py::arg("max_iter") = 100, py::arg("hermite_terms") = 64,
+      py::arg("max_iter") = 100, py::arg("hermite_terms") = 64, py::arg("num_threads") = 0,
       "Diagonal fixed points d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 (THEORY.md §3).");
 
   m.def(

@@ -117,7 +117,10 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
   std::vector<std::string> errors, failures;  // bad input / non-convergence
   int max_it = 0;
   double max_res = 0;
-#pragma omp parallel for schedule(dynamic, 16) reduction(max : max_it, max_res) if (n > 64)
+#ifdef DEQFAST_HAVE_OPENMP
+  const int nt = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
+#endif
+#pragma omp parallel for schedule(dynamic, 16) reduction(max : max_it, max_res) num_threads(nt) if (n > 64)
   for (Eigen::Index i = 0; i < n; ++i) {
     const double c = o.sigma_b2 * sqnorm[i];
     if (!(c > 0)) {
