@@ -70,7 +70,9 @@ class KernelResult:
         )
 
 
-def _diagonal(deq: DEQ, X: np.ndarray, tol: float, max_iter: int, terms: int, threads: int) -> Any:
+def _diagonal(
+    deq: DEQ, X: np.ndarray, tol: float, max_iter: int, terms: int, threads: int = 0
+) -> Any:
     sq = np.einsum("ij,ij->i", X, X)
     zero = np.flatnonzero(sq == 0)
     if zero.size:
