@@ -3,10 +3,13 @@
 deqfast compiled core (C++17, Eigen, OpenMP)
 """
 from __future__ import annotations
+
 import collections.abc
+import typing
+
 import numpy
 import numpy.typing
-import typing
+
 __all__: list[str] = ['Activation', 'AssemblyStats', 'Moments', 'SampleData', 'SolverReport', 'assemble', 'deq_adjoint', 'deq_forward', 'gaussian_map', 'has_openmp', 'samples_at', 'solve_diagonal']
 class Moments:
     @property
