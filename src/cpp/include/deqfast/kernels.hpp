@@ -13,7 +13,6 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -180,10 +179,9 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
 /// Two-point expectations at (d_i, d_j, s): g = E[phi(u) phi(v)], gd = E[phi'(u) phi'(v)].
 class PairEvaluator {
  public:
-  PairEvaluator(const Activation& phi, const SampleData& a, const SampleData& b, const KernelOptions& o)
+  PairEvaluator(const Activation& phi, const SampleData& a, const SampleData& b)
       : phi_(phi), a_(a), b_(b), method_(pair_method(phi)), K_(int(a.herm.cols())),
         ra_(a.d.cwiseSqrt()), rb_(b.d.cwiseSqrt()) {
-    (void)o;
     if (method_ == PairMethod::ArcCosine) {
       sneg_ = phi.p1;
       dlt_ = phi.p0 - phi.p1;
@@ -399,7 +397,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
                               const Eigen::Ref<const RowMatrix>& XB, const SampleData& A, const SampleData& B,
                               bool symmetric, Eigen::Index r0, Eigen::Index r1, Eigen::Index c0,
                               Eigen::Index c1, const Outputs& out, const KernelOptions& o) {
-  const PairEvaluator ev(phi, A, B, o);
+  const PairEvaluator ev(phi, A, B);
   const Eigen::Index bs = std::max(8, o.block);
   struct Tile {
     Eigen::Index i0, j0;
@@ -491,7 +489,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
 inline AssemblyStats gaussian_map(const Activation& phi, const Eigen::Ref<const RowMatrix>& S, const SampleData& A,
                                   const SampleData& B, bool symmetric, double* G, double* Gdot,
                                   const KernelOptions& o) {
-  const PairEvaluator ev(phi, A, B, o);
+  const PairEvaluator ev(phi, A, B);
   const Eigen::Index n1 = S.rows(), n2 = S.cols(), ld = n2;
   long long quad = 0;
 #ifdef DEQFAST_HAVE_OPENMP
