@@ -68,24 +68,18 @@ def ref_eq(name, sigma_a2, sigma_b2, tau0):
 # --------------------------------------------------------------------------- #
 
 
+#: The equilibrium fields that shared/reference/equilibria.json records.
+JSON_FIELDS = (
+    "tau", "center", "a1", "a2", "m2", "m2_dot", "e2", "D",
+    "alpha1", "alpha2", "alpha3", "alpha4",
+)  # fmt: skip
+
+
 @needs_json
 @pytest.mark.parametrize("case", JSON_CASES, ids=_json_id)
 def test_reference_matches_equilibria_json(case):
     eq = ref_eq(case["activation"], case["sigma_a2"], case["sigma_b2"], case["tau0"])
-    for k in (
-        "tau",
-        "center",
-        "a1",
-        "a2",
-        "m2",
-        "m2_dot",
-        "e2",
-        "D",
-        "alpha1",
-        "alpha2",
-        "alpha3",
-        "alpha4",
-    ):
+    for k in JSON_FIELDS:
         assert _close(eq[k], case[k], 1e-9, 1e-12), (k, eq[k], case[k])
     for kind, key in (("ck", "ck_coefficients"), ("ntk", "ntk_coefficients")):
         cf = R.surrogate_coefficients(eq, kind)
@@ -149,20 +143,7 @@ def test_equilibrium_matches_equilibria_json(case):
         case["activation"], sigma_a2=case["sigma_a2"], sigma_b2=case["sigma_b2"], tau0=case["tau0"]
     )
     eq = deq.equilibrium()
-    for k in (
-        "tau",
-        "center",
-        "a1",
-        "a2",
-        "m2",
-        "m2_dot",
-        "e2",
-        "D",
-        "alpha1",
-        "alpha2",
-        "alpha3",
-        "alpha4",
-    ):
+    for k in JSON_FIELDS:
         assert _close(float(getattr(eq, k)), case[k], 1e-9, 1e-12), (k, getattr(eq, k), case[k])
     for kind, key in (("ck", "ck_coefficients"), ("ntk", "ntk_coefficients")):
         cf = deq.coefficients(kind)
