@@ -25,27 +25,26 @@ import numpy as np
 __all__ = ["build_parser", "main"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _int_at_least(minimum: int, what: str):  # type: ignore[no-untyped-def]
+    """An argparse type: an integer >= ``minimum`` (``what`` names the range in errors)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
+        return v
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
+_positive_int = _int_at_least(1, "positive")
+_nonneg_int = _int_at_least(0, "non-negative")
 
 
-def _prob(text: str) -> float:
+def _positive_float(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -111,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--activation", default="relu", help="DEQ activation name (default: %(default)s)"
     )
-    k.add_argument("--sigma-a2", type=_prob, default=0.2, help="σ_a² (default: %(default)s)")
-    k.add_argument("--sigma-b2", type=_prob, default=None, help="σ_b² (default: 1 − σ_a²)")
+    k.add_argument(
+        "--sigma-a2", type=_positive_float, default=0.2, help="σ_a² (default: %(default)s)"
+    )
+    k.add_argument(
+        "--sigma-b2", type=_positive_float, default=None, help="σ_b² (default: 1 − σ_a²)"
+    )
     k.add_argument("--classes", nargs="+", default=None, help="keep only these labels")
     k.add_argument("--n-per-class", type=_positive_int, default=None, help="subsample each class")
     k.add_argument("--no-center", action="store_true", help="do not subtract the mean")
@@ -131,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     d.add_argument("activation", help="DEQ activation name, e.g. relu, tanh, swish")
-    d.add_argument("--sigma-a2", type=_prob, default=0.2, help="σ_a² (default: %(default)s)")
-    d.add_argument("--sigma-b2", type=_prob, default=None, help="σ_b² (default: 1 − σ_a²)")
-    d.add_argument("--tau0", type=_prob, default=1.0, help="input scale τ0 (default: %(default)s)")
+    d.add_argument(
+        "--sigma-a2", type=_positive_float, default=0.2, help="σ_a² (default: %(default)s)"
+    )
+    d.add_argument(
+        "--sigma-b2", type=_positive_float, default=None, help="σ_b² (default: 1 − σ_a²)"
+    )
+    d.add_argument(
+        "--tau0", type=_positive_float, default=1.0, help="input scale τ0 (default: %(default)s)"
+    )
     d.add_argument("--target", choices=("ck", "ntk"), default="ck", help="kernel to match")
     d.add_argument(
         "--family", choices=("auto", "lrelu", "clip", "hermite", "relu"), default="auto",
