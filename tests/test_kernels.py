@@ -38,6 +38,25 @@ def test_relu_matches_arccos_picard(mixture, sigma_a2):
     np.testing.assert_allclose(np.diag(got.Gdot), 0.5, rtol=0, atol=1e-15)
 
 
+def test_relu_over_the_whole_correlation_range(rng):
+    """Strongly (anti-)correlated pairs: the vectorised arc-cosine path reduces |rho| > 1/2
+    to arcsin(sqrt((1 - |rho|)/2)) and negative rho by symmetry; check every branch."""
+    z = rng.standard_normal(64)
+    noise = rng.standard_normal((30, 64))
+    scales = np.linspace(0.02, 1.5, 30)[:, None]
+    X = np.vstack([z + scales * noise, -z + scales * noise, noise]) / 8.0
+    deq = df.DEQ("relu", sigma_a2=0.3, sigma_b2=0.7)
+    want = ref.relu_deq_kernels(X, 0.3, 0.7, 0.0)
+    got = deq.kernels(X)
+    rho = got.S / np.sqrt(np.outer(np.diag(got.S), np.diag(got.S)))
+    off = ~np.eye(len(X), dtype=bool)
+    assert rho[off].max() > 0.99 and rho[off].min() < -0.6  # every branch is exercised
+    assert ((np.abs(rho[off]) > 0.1) & (np.abs(rho[off]) < 0.5)).any()
+    for key in ("S", "G", "K"):
+        assert _rel(getattr(got, key), want[key]) < 1e-10, key
+    assert _rel(got.Gdot[off], want["Gdot"][off]) < 1e-10
+
+
 def test_erf_matches_arcsine_picard(mixture):
     deq = df.DEQ("erf", sigma_a2=0.3, tau0=mixture.stats.tau0)
     want = ref.erf_deq_kernels(mixture.X, 0.3, 0.7, center=deq.equilibrium().center)

@@ -25,6 +25,7 @@
 #include "deqfast/activation.hpp"
 #include "deqfast/moments.hpp"
 #include "deqfast/quadrature.hpp"
+#include "deqfast/simd_math.hpp"
 
 namespace deqfast {
 
@@ -311,6 +312,91 @@ class PairEvaluator {
   Eigen::VectorXd ra_, rb_;  // sqrt(d) of both sample sets
 };
 
+/// g''(s) at the newer of two evaluations (s - h: g0, gd0; s: g, gd) and a bound `err` on its
+/// error. The cubic Hermite interpolant gives g'' with error O(g'''' h^2); the secant
+/// (gd - gd0)/h is g'' at the midpoint, off by ~|g'''| h / 2, so their difference bounds how fast
+/// g'' changes there (large for arc-cosine kernels as |rho| -> 1). For tiny h the Hermite
+/// formula loses ~eps |g| / h^2 to cancellation; when that rounding noise exceeds the
+/// difference, the secant is used. h = 0 gives 0, 0.
+inline void hermite_curvature(double h, double g0, double gd0, double g, double gd, double& curv, double& err) {
+  constexpr double eps = 2.220446049250313e-16;
+  const double on = h != 0.0 ? 1.0 : 0.0, ih = 1.0 / (h != 0.0 ? h : 1.0), aih = std::abs(ih);
+  const double sec = (gd - gd0) * ih;
+  const double herm = (6.0 * ((g0 - g) * ih + gd) - 2.0 * (gd - gd0)) * ih;
+  const double noise = eps * (12.0 * (std::abs(g0) + std::abs(g)) * aih + 6.0 * (std::abs(gd0) + std::abs(gd))) * aih;
+  const double diff = std::abs(herm - sec);
+  curv = on * (noise < diff ? herm : sec);
+  err = on * (diff + noise);
+}
+
+/// The pair solver of the arc-cosine family (linear, ReLU, leaky ReLU) for a run of pairs
+/// (i, j_0 .. j_{m-1}) at once, vectorised: solve_pair's start and its first two evaluations
+/// without branches (acos_vec instead of the C library's acos), then solve_pair's stopping
+/// rule per pair. Nearly every pair stops there (2.0 evaluations on average); a pair that does
+/// not, or where a safeguard would act, is flagged (evals = 0) for the scalar solve_pair.
+class ArcCosineRun {
+ public:
+  ArcCosineRun(const Activation& phi, const KernelOptions& o)
+      : sa2_(o.sigma_a2), tol_(o.tol), c_(phi.shift), a1_(phi.p1 * phi.p1 + phi.p1 * (phi.p0 - phi.p1)),
+        d2_((phi.p0 - phi.p1) * (phi.p0 - phi.p1)), lin_(phi.p0 - phi.p1) {
+    const double gd0 = (phi.p1 + 0.5 * lin_) * (phi.p1 + 0.5 * lin_);  // E phi'(u) E phi'(v)
+    inv0_ = 1.0 / (1.0 - sa2_ * gd0);
+  }
+
+  /// E[ReLU-part(u)] / (p0 - p1) = sqrt(d) / sqrt(2 pi), per sample: lu = (p0 - p1) sqrt(d / 2 pi).
+  double lu(double r) const { return lin_ * r / kSqrt2Pi; }
+
+  /// Pairs (r_i, r_j[k]) with r = sqrt(S*_ii), ir = 1 / r, l = lu(r), gram[k] = x_i.x_j;
+  /// sb2 = sigma_b2. Divisions are the costly vector instructions here: five per pair.
+  void solve(double ri, double iri, double li, const double* rj, const double* irj, const double* lj,
+             const double* gram, double sb2, int m, double* s_out, double* g_out, double* gd_out, double* err_out,
+             double* evals) const {
+    const double sa2 = sa2_, tol = tol_, c = c_, a1 = a1_, d2 = d2_, inv0 = inv0_;
+    const double k2pi = 1.0 / (2.0 * kPi);
+#pragma omp simd
+    for (int k = 0; k < m; ++k) {
+      const double sq = ri * rj[k], isq = iri * irj[k], bound = sq, b = sb2 * gram[k];
+      const double cst = c * c - c * (li + lj[k]);
+      // g(s), gd(s): the arc-cosine closed form of PairEvaluator::eval
+      auto eval = [&](double s, double& g, double& gd) {
+        const double rho = std::min(1.0, std::max(-1.0, s * isq));
+        const double th = acos_vec(rho), sn = std::sqrt(std::max(0.0, 1.0 - rho * rho));
+        g = a1 * rho * sq + d2 * (sq * k2pi * (sn + (kPi - th) * rho)) + cst;
+        gd = a1 + d2 * (kPi - th) * k2pi;
+      };
+      // start: the problem linearised at s = 0 (PairEvaluator::eval_zero)
+      double s1 = (b + sa2 * (li - c) * (lj[k] - c)) * inv0;
+      s1 = std::abs(s1) < bound ? s1 : (b > bound ? bound : (b < -bound ? -bound : b));
+      double g1, gd1, g2, gd2;
+      eval(s1, g1, gd1);
+      const double fp1 = 1.0 - sa2 * gd1;
+      const double s2 = s1 - (s1 - sa2 * g1 - b) / fp1;
+      // bitwise & keeps the loop free of branches (if-converted, vectorised)
+      const bool ok1 = (fp1 > 0) & (std::abs(s2) <= bound);
+      const double step1 = s2 - s1;
+      eval(ok1 ? s2 : s1, g2, gd2);
+      const double fp2 = 1.0 - sa2 * gd2, ifp2 = 1.0 / fp2;
+      const double s3 = s2 - (s2 - sa2 * g2 - b) * ifp2;
+      const bool ok2 = (fp2 > 0) & (std::abs(s3) <= bound);
+      const double step2 = s3 - s2;
+      double curv, spread;
+      hermite_curvature(s2 - s1, g1, gd1, g2, gd2, curv, spread);
+      const double pred = 0.5 * sa2 * std::abs(curv) * step2 * step2 * ifp2;
+      const bool predicted = (pred <= 0.01 * tol) & (spread * std::abs(step2) <= tol);
+      const bool acc1 = ok1 & (std::abs(step1) <= tol);
+      const bool acc2 = ok1 & ok2 & ((std::abs(step2) <= tol) | predicted);
+      s_out[k] = acc1 ? s2 : s3;
+      g_out[k] = acc1 ? g1 + gd1 * step1 : g2 + gd2 * step2 + 0.5 * curv * step2 * step2;
+      gd_out[k] = acc1 ? gd1 : gd2 + curv * step2;
+      err_out[k] = acc1 ? std::abs(step1) : (predicted ? std::min(std::abs(step2), pred) : std::abs(step2));
+      evals[k] = acc1 ? 1.0 : (acc2 ? 2.0 : 0.0);
+    }
+  }
+
+ private:
+  double sa2_, tol_, c_, a1_, d2_, lin_, inv0_ = 1.0;
+};
+
 /// Which kernels to write (bit mask).
 enum Output : unsigned { kS = 1, kG = 2, kGdot = 4, kK = 8, kTheta = 16 };
 
@@ -334,11 +420,11 @@ struct AssemblyStats {
 ///
 /// The start is the solution of the problem linearised at s = 0 (where g and g' are products of
 /// one-point moments: a free first Newton step). Newton converges quadratically, so once the
-/// curvature g'' is estimated from two evaluations, the error left after the current step is
-/// predicted as sigma_a2 |g''| step^2 / (2 f'); when that is below tol/100 the step is accepted
-/// and G, Gdot are extrapolated to second order. The extrapolated Gdot errs by about
-/// g''' * |previous step| * |step|, so that product must be below tol too. This saves the
-/// confirming evaluation that a plain |step| <= tol test would cost.
+/// curvature g'' is estimated from two evaluations (hermite_curvature), the error left after the
+/// current step is predicted as sigma_a2 |g''| step^2 / (2 f'); when that is below tol/100 the
+/// step is accepted and G, Gdot are extrapolated to second order. The extrapolated Gdot errs by
+/// at most about the curvature's error bound `spread` times |step|, so that product must be
+/// below tol too. This saves the confirming evaluation that a plain |step| <= tol test would cost.
 inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, double b, double bound,
                       const KernelOptions& o, double& s_out, double& g_out, double& gd_out, bool& quad,
                       long long& picard, double& err) {
@@ -347,7 +433,7 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
   ev.eval_zero(i, j, g, gd);
   double s = (b + sa2 * g) / (1.0 - sa2 * gd);
   if (!(std::abs(s) < bound)) s = std::clamp(b, -bound, bound);
-  double s_prev = 0, gd_prev = 0;
+  double s_prev = 0, g_prev = 0, gd_prev = 0;
   bool have_prev = false;
   double last_step = 0;
   for (int it = 0; it < o.max_iter; ++it) {
@@ -364,11 +450,11 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
     }
     const double step = sn - s;
     last_step = std::abs(step);
-    double curv = 0.0;  // estimate of g''
-    if (have_prev && s != s_prev) curv = (gd - gd_prev) / (s - s_prev);
+    double curv = 0.0, spread = 0.0;  // estimate of g'' and of its error
+    if (have_prev) hermite_curvature(s - s_prev, g_prev, gd_prev, g, gd, curv, spread);
     const bool predicted = have_prev && fp > 0 &&
                            0.5 * sa2 * std::abs(curv) * step * step / fp <= 0.01 * o.tol &&
-                           std::abs(s - s_prev) * last_step <= o.tol;  // bounds the error of curv * step
+                           spread * last_step <= o.tol;  // bounds the error of curv * step
     if (last_step <= o.tol || predicted) {
       // error estimate of s: the quadratic-convergence prediction, else the last step
       err = predicted ? std::min(last_step, 0.5 * sa2 * std::abs(curv) * step * step / fp) : last_step;
@@ -378,6 +464,7 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
       return it + 1;
     }
     s_prev = s;
+    g_prev = g;
     gd_prev = gd;
     have_prev = true;
     s = sn;
@@ -387,6 +474,21 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
   gd_out = gd;
   err = last_step;
   return o.max_iter + 1;
+}
+
+/// dst(c, r) = src(r, c) for the ni x nj tile src, dst with row stride ld: eight source columns
+/// at a time, so each step reads one contiguous run of eight and appends one entry to each of
+/// eight destination rows (Eigen's transposed block copy moves two entries per step here and
+/// took twice as long; 8 x 8 register blocks were no faster).
+inline void mirror(const RowMatrix& src, double* dst, Eigen::Index ld) {
+  const Eigen::Index ni = src.rows(), nj = src.cols(), nj8 = nj - nj % 8;
+  for (Eigen::Index c = 0; c < nj8; c += 8)
+    for (Eigen::Index r = 0; r < ni; ++r) {
+      const double* s = src.data() + r * nj + c;
+      for (int k = 0; k < 8; ++k) dst[(c + k) * ld + r] = s[k];
+    }
+  for (Eigen::Index c = nj8; c < nj; ++c)
+    for (Eigen::Index r = 0; r < ni; ++r) dst[c * ld + r] = src(r, c);
 }
 
 /// Assemble rows [r0, r1) x columns [c0, c1) of the kernels between sample sets A (rows) and
@@ -413,6 +515,18 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
   double max_error = 0;
   const double sa2 = o.sigma_a2, sb2 = o.sigma_b2;
   const Eigen::Index ld = out.ld;
+  // The arc-cosine family runs through the vectorised ArcCosineRun: sqrt(S*_ii) and lu per sample.
+  const bool vec = ev.method() == PairMethod::ArcCosine;
+  const ArcCosineRun run(phi, o);
+  Eigen::VectorXd rA, rB, iA, iB, lA, lB;
+  if (vec) {
+    rA = A.d.cwiseSqrt();
+    rB = B.d.cwiseSqrt();
+    iA = rA.cwiseInverse();
+    iB = rB.cwiseInverse();
+    lA = rA.unaryExpr([&](double r) { return run.lu(r); });
+    lB = rB.unaryExpr([&](double r) { return run.lu(r); });
+  }
 
 #ifdef DEQFAST_HAVE_OPENMP
   const int nt = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
@@ -423,6 +537,39 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
     RowMatrix gram;
     RowMatrix buf[5];  // the tile of each requested output, written back as whole blocks
     double* ptrs[5] = {out.S, out.G, out.Gdot, out.K, out.Theta};
+    std::vector<double> rs(bs), rg(bs), rgd(bs), rerr(bs);  // one row of a tile (vectorised path)
+    std::vector<double> revals(bs);
+    // Solve pair (i, j) by the scalar solve_pair into position k of the row arrays.
+    auto scalar = [&](Eigen::Index a, Eigen::Index bcol, Eigen::Index i, Eigen::Index j, Eigen::Index k) {
+      const double bij = sb2 * gram(a, bcol);
+      const double bound = std::sqrt(A.d[i] * B.d[j]);
+      bool quad = false;
+      double last = 0;
+      const int it = solve_pair(ev, i, j, bij, bound, o, rs[k], rg[k], rgd[k], quad, picard, last);
+      newton += it;
+      if (quad) ++quad_pairs;
+      if (it > o.max_iter) ++unconv;
+      max_it = std::max(max_it, it);
+      max_error = std::max(max_error, last);
+    };
+    // Write the row arrays (S, G, Gdot of m pairs) into columns [start, start + m) of row a of
+    // every requested tile buffer, with the NTKs K = G / (1 - sa2 Gdot), Theta = G + Gdot S / (...).
+    auto write_row = [&](Eigen::Index a, Eigen::Index start, Eigen::Index m) {
+      const double *S_ = rs.data(), *G_ = rg.data(), *D_ = rgd.data();
+      if (ptrs[0]) std::copy(S_, S_ + m, buf[0].row(a).data() + start);
+      if (ptrs[1]) std::copy(G_, G_ + m, buf[1].row(a).data() + start);
+      if (ptrs[2]) std::copy(D_, D_ + m, buf[2].row(a).data() + start);
+      if (ptrs[3]) {
+        double* K_ = buf[3].row(a).data() + start;
+#pragma omp simd
+        for (Eigen::Index k = 0; k < m; ++k) K_[k] = G_[k] / (1.0 - sa2 * D_[k]);
+      }
+      if (ptrs[4]) {
+        double* T_ = buf[4].row(a).data() + start;
+#pragma omp simd
+        for (Eigen::Index k = 0; k < m; ++k) T_[k] = G_[k] + D_[k] * S_[k] / (1.0 - sa2 * D_[k]);
+      }
+    };
 #pragma omp for schedule(dynamic, 1)
     for (std::size_t t = 0; t < tiles.size(); ++t) {
       const Eigen::Index i0 = tiles[t].i0, j0 = tiles[t].j0;
@@ -432,32 +579,43 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
         if (ptrs[q]) buf[q].resize(ni, nj);
       for (Eigen::Index a = 0; a < ni; ++a) {
         const Eigen::Index i = i0 + a;
-        for (Eigen::Index bcol = 0; bcol < nj; ++bcol) {
-          const Eigen::Index j = j0 + bcol;
-          if (symmetric && j < i) continue;  // filled by symmetry below (diagonal tiles only)
-          double s, g, gd;
-          if (symmetric && j == i) {
-            s = A.d[i];
-            g = A.m2[i];
-            gd = A.e2[i];
-          } else {
-            const double bij = sb2 * gram(a, bcol);
-            const double bound = std::sqrt(A.d[i] * B.d[j]);
-            bool quad = false;
-            double last = 0;
-            const int it = solve_pair(ev, i, j, bij, bound, o, s, g, gd, quad, picard, last);
-            ++pairs;
-            newton += it;
-            if (quad) ++quad_pairs;
-            if (it > o.max_iter) ++unconv;
-            max_it = std::max(max_it, it);
-            max_error = std::max(max_error, last);
-          }
-          const double den = 1.0 - sa2 * gd;
-          const double vals[5] = {s, g, gd, g / den, g + gd * s / den};
-          for (int q = 0; q < 5; ++q)
-            if (ptrs[q]) buf[q](a, bcol) = vals[q];
+        // columns left of `start` are filled by symmetry below (diagonal tiles only)
+        Eigen::Index start = 0;
+        if (symmetric && j0 <= i) {  // the diagonal entry comes from the diagonal solve
+          start = i - j0;
+          rs[0] = A.d[i];
+          rg[0] = A.m2[i];
+          rgd[0] = A.e2[i];
+          write_row(a, start, 1);
+          ++start;
         }
+        const Eigen::Index m = nj - start;
+        if (m <= 0) continue;
+        pairs += m;
+        if (!vec) {
+          for (Eigen::Index k = 0; k < m; ++k) scalar(a, start + k, i, j0 + start + k, k);
+          write_row(a, start, m);
+          continue;
+        }
+        const Eigen::Index j = j0 + start;
+        run.solve(rA[i], iA[i], lA[i], rB.data() + j, iB.data() + j, lB.data() + j, gram.row(a).data() + start, sb2,
+                  int(m), rs.data(), rg.data(), rgd.data(), rerr.data(), revals.data());
+        double evsum = 0, evmax = 0, errmax = 0;
+        int failed = 0;
+#pragma omp simd reduction(+ : evsum, failed) reduction(max : evmax, errmax)
+        for (Eigen::Index k = 0; k < m; ++k) {
+          evsum += revals[k];
+          evmax = std::max(evmax, revals[k]);
+          failed += revals[k] == 0.0;
+          errmax = std::max(errmax, revals[k] == 0.0 ? 0.0 : rerr[k]);
+        }
+        newton += (long long)evsum;
+        max_error = std::max(max_error, errmax);
+        max_it = std::max(max_it, int(evmax));
+        if (failed)
+          for (Eigen::Index k = 0; k < m; ++k)
+            if (revals[k] == 0.0) scalar(a, start + k, i, j0 + start + k, k);
+        write_row(a, start, m);
       }
       for (int q = 0; q < 5; ++q) {
         if (!ptrs[q]) continue;
@@ -467,7 +625,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
           M.block(i0, j0, ni, nj) = buf[q];
         } else {
           M.block(i0, j0, ni, nj) = buf[q];
-          if (symmetric) M.block(j0, i0, nj, ni) = buf[q].transpose();
+          if (symmetric) mirror(buf[q], ptrs[q] + j0 * ld + i0, ld);
         }
       }
     }
