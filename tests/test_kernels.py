@@ -9,6 +9,7 @@ import pytest
 
 import deqfast as df
 import reference as ref
+from deqfast import _core
 
 
 def _rel(A: np.ndarray, B: np.ndarray) -> float:
@@ -36,6 +37,25 @@ def test_relu_matches_arccos_picard(mixture, sigma_a2):
     off = ~np.eye(len(mixture.X), dtype=bool)
     assert _rel(got.Gdot[off], want["Gdot"][off]) < 1e-10
     np.testing.assert_allclose(np.diag(got.Gdot), 0.5, rtol=0, atol=1e-15)
+
+
+def test_vectorised_arccos_is_accurate_to_two_ulp(rng):
+    """The branch-free arccos of the vectorised ReLU pair solver (Cephes' asin rational with
+    the half-angle reduction for |x| > 1/2) against NumPy's, including the branch points."""
+    x = np.concatenate(
+        [
+            np.linspace(-1.0, 1.0, 200_001),
+            rng.uniform(-1.0, 1.0, 200_000),
+            1.0 - np.logspace(-16, -1, 400),
+            -1.0 + np.logspace(-16, -1, 400),
+            np.nextafter(0.5, [0.0, 1.0]),
+            np.nextafter(-0.5, [-1.0, 0.0]),
+            [-1.0, -0.5, 0.0, 0.5, 1.0],
+        ]
+    )
+    want = np.arccos(x)
+    got = _core._acos_vec(x)
+    assert np.all(np.abs(got - want) <= 2 * np.spacing(want))
 
 
 def test_relu_over_the_whole_correlation_range(rng):

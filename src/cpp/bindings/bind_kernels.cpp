@@ -137,4 +137,9 @@ void bind_kernels(py::module_& m) {
       py::arg("phi"), py::arg("S"), py::arg("A"), py::arg("B"), py::arg("symmetric"), py::arg("G") = py::none(),
       py::arg("Gdot") = py::none(), py::arg("num_threads") = 0,
       "G = F_phi(S) and Gdot = F_phi'(S) elementwise (THEORY.md §5): one explicit layer's kernel map.");
+
+  m.def(
+      "_acos_vec",
+      [](const Eigen::Ref<const Eigen::ArrayXd>& x) -> Eigen::ArrayXd { return x.unaryExpr(&dq::acos_vec); },
+      py::arg("x"), "The vectorisable arccos of the arc-cosine pair solver (exposed for its accuracy test).");
 }
