@@ -106,8 +106,10 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, repeat=3):
-    """Best of ``repeat`` fresh-process runs (the fastest: timings on a shared machine vary)."""
+def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, repeat=5):
+    """Best of ``repeat`` fresh-process runs (the fastest: timings on a shared machine vary, and
+    on this VM a fresh process sometimes pays 0.5 s more for first-touch page faults of the
+    outputs; both implementations get the same number of tries)."""
     cmd = [sys.executable, __file__, "--child", impl, act, str(n), str(threads)]
     if save:
         cmd += ["--save", save]
