@@ -53,8 +53,8 @@ struct KernelOptions {
 struct SampleData {
   Eigen::VectorXd d, m2, e2;  // S*_ii, G*_ii, Gdot*_ii
   RowMatrix herm;             // n x K normalised Hermite coefficients (Mehler only)
-  RowMatrix tail;             // n x (K+1): tail(i,k) = sum_{l>=k} h_l^2 (Parseval, incl. remainder)
-  RowMatrix dtail;            // n x (K+1): dtail(i,k) = sum_{l>=k} l h_l^2 (incl. remainder)
+  RowMatrix rtail;            // n x (K+1): rtail(i,k) = sqrt(sum_{l>=k} h_l^2) (Parseval, incl. remainder)
+  RowMatrix rdtail;           // n x (K+1): rdtail(i,k) = sqrt(sum_{l>=k} l h_l^2) (incl. remainder)
   int iterations = 0;         // max Newton iterations over samples
   double residual = 0;        // max |d - sigma_a2 m2(sqrt d) - sigma_b2 |x|^2|
 };
@@ -68,14 +68,14 @@ inline void fill_sample(const Activation& phi, SampleData& sd, Eigen::Index i, c
   const HermiteExpansion he = hermite_expansion(phi, std::sqrt(sd.d[i]), K);
   // Polynomials of degree < K have no remainder: the series is exact.
   double t = phi.is_polynomial() ? 0.0 : he.rem, td = phi.is_polynomial() ? 0.0 : he.remd;
-  sd.tail(i, K) = t;
-  sd.dtail(i, K) = td;
+  sd.rtail(i, K) = std::sqrt(t);
+  sd.rdtail(i, K) = std::sqrt(td);
   for (int k = K - 1; k >= 0; --k) {
     sd.herm(i, k) = he.h[k];
     t += he.h[k] * he.h[k];
     td += k * he.h[k] * he.h[k];
-    sd.tail(i, k) = t;
-    sd.dtail(i, k) = td;
+    sd.rtail(i, k) = std::sqrt(t);
+    sd.rdtail(i, k) = std::sqrt(td);
   }
 }
 
@@ -87,8 +87,8 @@ inline SampleData allocate_samples(const Activation& phi, Eigen::Index n, int he
   if (pair_method(phi) == PairMethod::Mehler) {
     const int K = phi.is_polynomial() ? int(phi.coef.size()) : hermite_terms;
     sd.herm.resize(n, K);
-    sd.tail.resize(n, K + 1);
-    sd.dtail.resize(n, K + 1);
+    sd.rtail.resize(n, K + 1);
+    sd.rdtail.resize(n, K + 1);
   }
   return sd;
 }
@@ -187,6 +187,12 @@ class PairEvaluator {
       sneg_ = phi.p1;
       dlt_ = phi.p0 - phi.p1;
     }
+    if (method_ == PairMethod::Mehler) {  // scales of the tail-bound targets
+      sm2a_ = a.m2.cwiseSqrt();
+      sm2b_ = b.m2.cwiseSqrt();
+      se2a_ = a.e2.cwiseSqrt();
+      se2b_ = b.e2.cwiseSqrt();
+    }
   }
 
   PairMethod method() const { return method_; }
@@ -219,11 +225,13 @@ class PairEvaluator {
         // Shortest series whose Cauchy–Schwarz tail bounds are negligible:
         //   |sum_{l>=k} h_l^i h_l^j rho^l|          <= |rho|^k     sqrt(tail_i(k)  tail_j(k))
         //   |sum_{l>=k} l h_l^i h_l^j rho^(l-1)|    <= |rho|^(k-1) sqrt(dtail_i(k) dtail_j(k))
-        const double tg = 1e-15 * std::sqrt(a_.m2[i] * b_.m2[j]) + 1e-300;
-        const double tgd = 1e-14 * std::sqrt(a_.e2[i] * b_.e2[j]) * sq + 1e-300;
+        // with the square roots rtail, rdtail stored per sample (no sqrt in this loop).
+        const double tg = 1e-15 * sm2a_[i] * sm2b_[j] + 1e-300;
+        const double tgd = 1e-14 * se2a_[i] * se2b_[j] * sq + 1e-300;
+        const double *ti = a_.rtail.row(i).data(), *tj = b_.rtail.row(j).data();
+        const double *di = a_.rdtail.row(i).data(), *dj = b_.rdtail.row(j).data();
         auto ok = [&](int kk, double pkm1) {  // pkm1 = |rho|^(kk-1)
-          return pkm1 * ar * std::sqrt(a_.tail(i, kk) * b_.tail(j, kk)) <= tg &&
-                 pkm1 * std::sqrt(a_.dtail(i, kk) * b_.dtail(j, kk)) <= tgd;
+          return (pkm1 * ar * ti[kk] * tj[kk] <= tg) & (pkm1 * di[kk] * dj[kk] <= tgd);
         };
         int k = std::min(2, K_);  // rho = 0: g = h_0 h_0, gd = h_1 h_1 / sq exactly
         double pkm1 = ar;
@@ -310,6 +318,7 @@ class PairEvaluator {
   int K_;
   double sneg_ = 0, dlt_ = 0;
   Eigen::VectorXd ra_, rb_;  // sqrt(d) of both sample sets
+  Eigen::VectorXd sm2a_, sm2b_, se2a_, se2b_;  // sqrt(m2), sqrt(e2) of both sets (Mehler only)
 };
 
 /// g''(s) at the newer of two evaluations (s - h: g0, gd0; s: g, gd) and a bound `err` on its

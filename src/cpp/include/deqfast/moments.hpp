@@ -141,13 +141,25 @@ struct HermiteExpansion {
 inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int K) {
   HermiteExpansion out;
   out.h.assign(K, 0.0);
+  // He_k(xi) e^{-xi^2/4} / sqrt(k!) lives in |xi| < 2 sqrt(k); beyond that the Gaussian wins.
+  const double L = std::max(12.0, 2.0 * std::sqrt(double(K)) + 8.0);
   Rule r;
+  const Rule* rule = &r;
   if (phi.is_polynomial()) {
     r = gauss_hermite_prob(int(phi.coef.size()) + K / 2 + 4);
   } else {
-    // He_k(xi) e^{-xi^2/4} / sqrt(k!) lives in |xi| < 2 sqrt(k); beyond that the Gaussian wins.
-    const double L = std::max(12.0, 2.0 * std::sqrt(double(K)) + 8.0);
-    r = gaussian_composite_rule(scaled_kinks(phi, tau), L, 0.5);
+    const std::vector<double> kinks = scaled_kinks(phi, tau);
+    if (kinks.empty()) {  // smooth activation: the same rule for every sample (one per thread)
+      thread_local double cached_L = -1.0;
+      thread_local Rule cached;
+      if (cached_L != L) {
+        cached = gaussian_composite_rule({}, L, 0.5);
+        cached_L = L;
+      }
+      rule = &cached;
+    } else {
+      r = gaussian_composite_rule(kinks, L, 0.5);
+    }
   }
   // normalised recurrence h_{k+1} = xi h_k / sqrt(k+1) - sqrt(k / (k+1)) h_{k-1}
   std::vector<double> a(K + 1), b(K + 1);
@@ -155,21 +167,41 @@ inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int
     a[k] = 1.0 / std::sqrt(double(k + 1));
     b[k] = std::sqrt(double(k) / double(k + 1));
   }
+  // W nodes at a time, each lane its own recurrence and partial sums (the recurrence is a
+  // dependency chain per node; across nodes it vectorises).
+  constexpr int W = 8;
+  std::vector<double> acc(std::size_t(K) * W, 0.0);
   double m2 = 0, e2 = 0;
-  for (std::size_t i = 0; i < r.x.size(); ++i) {
-    const double xi = r.x[i], w = r.w[i];
-    const double f = phi(tau * xi), d = phi.deriv(tau * xi);
-    const double wf = w * f;
-    m2 += wf * f;
-    e2 += w * d * d;
-    double hm1 = 0.0, hk = 1.0;
+  const std::size_t N = rule->x.size();
+  for (std::size_t i0 = 0; i0 < N; i0 += W) {
+    double xi[W], wf[W], hk[W], hm1[W];
+    for (int l = 0; l < W; ++l) {
+      const std::size_t i = i0 + l;
+      hk[l] = 1.0;
+      hm1[l] = 0.0;
+      xi[l] = wf[l] = 0.0;
+      if (i >= N) continue;
+      const double w = rule->w[i];
+      xi[l] = rule->x[i];
+      const double f = phi(tau * xi[l]), d = phi.deriv(tau * xi[l]);
+      wf[l] = w * f;
+      m2 += wf[l] * f;
+      e2 += w * d * d;
+    }
     for (int k = 0; k < K; ++k) {
-      out.h[k] += wf * hk;
-      const double hp1 = xi * hk * a[k] - b[k] * hm1;
-      hm1 = hk;
-      hk = hp1;
+      double* ak = acc.data() + std::size_t(k) * W;
+      const double ka = a[k], kb = b[k];
+#pragma omp simd
+      for (int l = 0; l < W; ++l) {
+        ak[l] += wf[l] * hk[l];
+        const double hp1 = xi[l] * hk[l] * ka - kb * hm1[l];
+        hm1[l] = hk[l];
+        hk[l] = hp1;
+      }
     }
   }
+  for (int k = 0; k < K; ++k)
+    for (int l = 0; l < W; ++l) out.h[k] += acc[std::size_t(k) * W + l];
   double s = 0, sd = 0;
   for (int k = 0; k < K; ++k) {
     s += out.h[k] * out.h[k];
