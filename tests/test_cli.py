@@ -170,16 +170,17 @@ def test_design_command(capsys):
 
 
 def test_reproduce_without_optional_dependencies(tmp_path, monkeypatch):
-    """Without matplotlib, scikit-learn or the design module the report still comes out."""
+    """Without matplotlib or scikit-learn the report still comes out, without figures and
+    without the digits section."""
     from deqfast import report
 
-    missing = {"matplotlib", "sklearn", "deqfast.design"}
+    missing = {"matplotlib", "sklearn"}
     real = report._have
     monkeypatch.setattr(report, "_have", lambda m: m not in missing and real(m))
     cfg = report.ReproduceConfig.make(p=32)
     res = report.reproduce(tmp_path, config=cfg, progress=False)
     assert res["digits"] == {"skipped": "scikit-learn not installed"}
-    assert res["design"] == {"skipped": "deqfast.design not available"}
+    assert "skipped" not in res["design"] and "skipped" not in res["finite_width"]
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "Figures skipped: matplotlib is not installed" in md and "![" not in md
     assert not os.listdir(tmp_path / "figures")

@@ -547,9 +547,6 @@ def _design_section(
     cfg: ReproduceConfig, doc: _Doc, bars: _Progress, headline: list[list[str]]
 ) -> dict[str, Any]:
     doc.h(2, "2. A not-so-deep explicit net with the DEQ's kernel")
-    if not _have("deqfast.design"):
-        doc.p("Skipped: `deqfast.design` is not available in this installation.")
-        return {"skipped": "deqfast.design not available"}
     from deqfast.deq import DEQ
     from deqfast.design import design_explicit
     from deqfast.explicit import ExplicitNet
@@ -649,9 +646,6 @@ def _finite_section(
     cfg: ReproduceConfig, doc: _Doc, bars: _Progress, headline: list[list[str]]
 ) -> dict[str, Any]:
     doc.h(2, "3. Empirical CK at finite width")
-    if not _have("deqfast.finite"):
-        doc.p("Skipped: `deqfast.finite` is not available in this installation.")
-        return {"skipped": "deqfast.finite not available"}
     from deqfast.deq import DEQ
     from deqfast.finite import empirical_ck
     from deqfast.plots import plot_error_curves
