@@ -86,6 +86,9 @@ def _check_tau(tau: float) -> float:
     return t
 
 
+_CoreActivation = _core.Activation  # (inside the class, `_core` names the attribute)
+
+
 class Activation:
     """An activation ``phi(x) = raw(x) - shift`` evaluated in C++.
 
@@ -102,6 +105,13 @@ class Activation:
     """
 
     __slots__ = ("_core", "coef", "display", "kind", "name", "params", "shift")
+    name: str
+    kind: str
+    params: tuple[float, ...]
+    coef: tuple[float, ...]
+    shift: float
+    display: tuple[tuple[str, float], ...]
+    _core: _CoreActivation
 
     def __init__(
         self,
@@ -133,7 +143,7 @@ class Activation:
 
     # -- evaluation ---------------------------------------------------------------
     @property
-    def core(self) -> _core.Activation:
+    def core(self) -> _CoreActivation:
         """The C++ object (``deqfast._core.Activation``) used by the compiled code."""
         return self._core
 

@@ -157,16 +157,16 @@ def plot_spectra(
         everything = np.concatenate(
             [c.spikes_a, c.spikes_b, c.low_spikes_a, c.low_spikes_b, theory_spikes]
         )
-        for x, (spk, low, _name, color, marker) in enumerate(columns):
+        for pos, (spk, low, _name, color, marker) in enumerate(columns):
             vals = np.concatenate([spk, low])
-            ax2.scatter(np.full(vals.size, x), vals, color=color, marker=marker, s=36, zorder=3)
+            ax2.scatter(np.full(vals.size, pos), vals, color=color, marker=marker, s=36, zorder=3)
             min_sep = 0.045 * max(float(np.ptp(everything)), 1e-12)
             last = np.inf
             for v in np.sort(vals)[::-1]:  # label from the top, skipping crowded values
                 if last - v < min_sep:
                     continue
                 ax2.annotate(
-                    f"{v:.3g}", (x, v), xytext=(7, 0), textcoords="offset points",
+                    f"{v:.3g}", (pos, v), xytext=(7, 0), textcoords="offset points",
                     va="center", fontsize=8, color=color,
                 )  # fmt: skip
                 last = v
