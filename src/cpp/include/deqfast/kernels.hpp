@@ -441,9 +441,9 @@ class MehlerRun {
       : A_(A), B_(B), K_(int(A.herm.cols())), sa2_(o.sigma_a2), tol_(o.tol) {}
 
   /// Take columns [j0, j0 + nj) of set B: transposed coefficients and tail roots, per-column
-  /// scales, padded to whole lane groups.
+  /// scales, padded by W columns (a lane group may start at any column c < nj and read c + W - 1).
   void load_columns(Eigen::Index j0, Eigen::Index nj) {
-    ld_ = (nj + W - 1) / W * W;
+    ld_ = (nj + W - 1) / W * W + W;
     hT_.assign(std::size_t(K_) * ld_, 0.0);
     tT_.assign(std::size_t(K_ + 1) * ld_, 0.0);
     dT_.assign(std::size_t(K_ + 1) * ld_, 0.0);
@@ -580,7 +580,7 @@ class MehlerRun {
   const SampleData& B_;
   int K_;
   double sa2_, tol_;
-  Eigen::Index ld_ = 0;  // row stride of the transposed column data (nj rounded up to W)
+  Eigen::Index ld_ = 0;  // row stride of the transposed column data (padded, see load_columns)
   std::vector<double> hT_, tT_, dT_, col_;
   const double* ti_ = nullptr;  // row i's tail roots (set A)
   const double* di_ = nullptr;
