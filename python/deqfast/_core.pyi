@@ -134,6 +134,10 @@ def _acos_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]
     """
     The vectorisable arccos of the arc-cosine pair solver (exposed for its accuracy test).
     """
+def _asin_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
+    """
+    The vectorisable arcsin of the arcsine (erf) pair solver (exposed for its accuracy test).
+    """
 def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, G: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, Gdot: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, K: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, Theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
     """
     Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (THEORY.md §3). With symmetric=True only the upper triangle is solved and mirrored.

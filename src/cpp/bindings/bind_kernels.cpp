@@ -142,4 +142,8 @@ void bind_kernels(py::module_& m) {
       "_acos_vec",
       [](const Eigen::Ref<const Eigen::ArrayXd>& x) -> Eigen::ArrayXd { return x.unaryExpr(&dq::acos_vec); },
       py::arg("x"), "The vectorisable arccos of the arc-cosine pair solver (exposed for its accuracy test).");
+  m.def(
+      "_asin_vec",
+      [](const Eigen::Ref<const Eigen::ArrayXd>& x) -> Eigen::ArrayXd { return x.unaryExpr(&dq::asin_vec); },
+      py::arg("x"), "The vectorisable arcsin of the arcsine (erf) pair solver (exposed for its accuracy test).");
 }

@@ -382,6 +382,19 @@ inline void accept_two_steps(double s1, double g1, double gd1, double s2, double
   evals = acc1 ? 1.0 : (acc2 ? 2.0 : 0.0);
 }
 
+/// solve_pair's first two steps from the start s1 for one pair whose closed form is
+/// eval(s, g, gd) (inlined into the callers' vectorised loops).
+template <class Eval>
+inline void two_steps(const Eval& eval, double s1, double b, double bound, double sa2, double tol, double& s_out,
+                      double& g_out, double& gd_out, double& err_out, double& evals) {
+  double g1, gd1, g2, gd2;
+  bool ok1;
+  eval(s1, g1, gd1);
+  const double s2 = newton_step(s1, g1, gd1, b, sa2, bound, ok1);
+  eval(ok1 ? s2 : s1, g2, gd2);
+  accept_two_steps(s1, g1, gd1, s2, g2, gd2, ok1, b, bound, sa2, tol, s_out, g_out, gd_out, err_out, evals);
+}
+
 /// The arc-cosine family (linear, ReLU, leaky ReLU) for a run of pairs (i, j_0 .. j_{m-1}):
 /// one loop over the pairs, vectorised whole (acos_vec instead of the C library's acos).
 class ArcCosineRun {
@@ -415,18 +428,40 @@ class ArcCosineRun {
         gd = a1 + d2 * (kPi - th) * k2pi;
       };
       const double s1 = keep_in_bracket((b + sa2 * (li - c) * (lj[k] - c)) * inv0, b, bound);
-      double g1, gd1, g2, gd2;
-      bool ok1;
-      eval(s1, g1, gd1);
-      const double s2 = newton_step(s1, g1, gd1, b, sa2, bound, ok1);
-      eval(ok1 ? s2 : s1, g2, gd2);
-      accept_two_steps(s1, g1, gd1, s2, g2, gd2, ok1, b, bound, sa2, tol, s_out[k], g_out[k], gd_out[k],
-                       err_out[k], evals[k]);
+      two_steps(eval, s1, b, bound, sa2, tol, s_out[k], g_out[k], gd_out[k], err_out[k], evals[k]);
     }
   }
 
  private:
   double sa2_, tol_, c_, a1_, d2_, lin_, inv0_ = 1.0;
+};
+
+/// erf (arcsine kernel) for a run of pairs (i, j_0 .. j_{m-1}), vectorised whole like
+/// ArcCosineRun (asin_vec instead of the C library's asin). Per sample: r = sqrt(S*_ii),
+/// w = 1 / sqrt(1 + 2 S*_ii), so that 2 s / sqrt((1 + 2 d_i)(1 + 2 d_j)) = 2 s w_i w_j.
+class ArcSineRun {
+ public:
+  ArcSineRun(const Activation& phi, const KernelOptions& o) : sa2_(o.sigma_a2), tol_(o.tol), c2_(phi.shift * phi.shift) {}
+
+  void solve(double ri, double wi, const double* rj, const double* wj, const double* gram, double sb2, int m,
+             double* s_out, double* g_out, double* gd_out, double* err_out, double* evals) const {
+    const double sa2 = sa2_, tol = tol_, c2 = c2_;
+#pragma omp simd
+    for (int k = 0; k < m; ++k) {
+      const double bound = ri * rj[k], w = wi * wj[k], b = sb2 * gram[k];
+      // g(s), gd(s): the arcsine closed form of PairEvaluator::eval
+      auto eval = [&](double s, double& g, double& gd) {
+        const double sc = s > bound ? bound : (s < -bound ? -bound : s), z = 2.0 * sc * w;
+        g = (2.0 / kPi) * asin_vec(z) + c2;
+        gd = (4.0 / kPi) * w / std::sqrt((1.0 - z) * (1.0 + z));
+      };
+      const double s1 = keep_in_bracket((b + sa2 * c2) / (1.0 - sa2 * (4.0 / kPi) * w), b, bound);
+      two_steps(eval, s1, b, bound, sa2, tol, s_out[k], g_out[k], gd_out[k], err_out[k], evals[k]);
+    }
+  }
+
+ private:
+  double sa2_, tol_, c2_;
 };
 
 /// Mehler's series (generic activations) for a run of pairs (i, j_0 .. j_{m-1}), eight pairs per
@@ -705,13 +740,20 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
   const double sa2 = o.sigma_a2, sb2 = o.sigma_b2;
   const Eigen::Index ld = out.ld;
   // The arc-cosine family runs through the vectorised ArcCosineRun: sqrt(S*_ii) and lu per sample.
-  // The arc-cosine family and Mehler's series run through the vectorised ArcCosineRun and
-  // MehlerRun (arcsine/erf pairs through the scalar solve_pair).
-  const bool arc = ev.method() == PairMethod::ArcCosine;
+  // Pairs run through the vectorised ArcCosineRun, ArcSineRun and MehlerRun; the scalar
+  // solve_pair takes the pairs they flag (and polynomials of degree < 2).
+  const bool arc = ev.method() == PairMethod::ArcCosine, asn = ev.method() == PairMethod::ArcSine;
   const bool mehler = ev.method() == PairMethod::Mehler && A.herm.cols() >= 2;
-  const bool vec = arc || mehler;
+  const bool vec = arc || asn || mehler;
   const ArcCosineRun run(phi, o);
-  Eigen::VectorXd rA, rB, iA, iB, lA, lB;  // sqrt(S*_ii), its inverse and lu per sample
+  const ArcSineRun srun(phi, o);
+  Eigen::VectorXd rA, rB, iA, iB, lA, lB;  // sqrt(S*_ii), its inverse and lu (or w) per sample
+  if (asn) {
+    rA = A.d.cwiseSqrt();
+    rB = B.d.cwiseSqrt();
+    lA = (1.0 + 2.0 * A.d.array()).rsqrt().matrix();
+    lB = (1.0 + 2.0 * B.d.array()).rsqrt().matrix();
+  }
   if (arc) {
     rA = A.d.cwiseSqrt();
     rB = B.d.cwiseSqrt();
@@ -797,6 +839,9 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
         if (arc)
           run.solve(rA[i], iA[i], lA[i], rB.data() + j, iB.data() + j, lB.data() + j, gram.row(a).data() + start,
                     sb2, int(m), rs.data(), rg.data(), rgd.data(), rerr.data(), revals.data());
+        else if (asn)
+          srun.solve(rA[i], lA[i], rB.data() + j, lB.data() + j, gram.row(a).data() + start, sb2, int(m), rs.data(),
+                     rg.data(), rgd.data(), rerr.data(), revals.data());
         else
           mrun->solve(i, start, gram.row(a).data() + start, sb2, int(m), rs.data(), rg.data(), rgd.data(),
                       rerr.data(), revals.data());
