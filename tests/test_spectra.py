@@ -167,3 +167,24 @@ def test_spectral_plots(tmp_path, rng):
         plot_eigenvectors(compare_spectra(A, A))
     with pytest.raises(TypeError, match="SpectralComparison"):
         plot_spectra("not a comparison")  # type: ignore[arg-type]
+
+
+def test_spectral_norm_matches_the_full_eigensolver(rng):
+    """Lanczos ‖M‖₂ against numpy's full eigvalsh: indefinite, tied ±λ extremes, a spike
+    over a bulk, the zero matrix and a small matrix (full solver path)."""
+    from deqfast.spectra import spectral_norm
+
+    def full(M):
+        return float(np.abs(np.linalg.eigvalsh(M)).max())
+
+    W = rng.standard_normal((300, 300))
+    sym = (W + W.T) / np.sqrt(600)
+    Q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    tied = Q @ np.diag(np.r_[3.0, -3.0, rng.uniform(-1, 1, 298)]) @ Q.T
+    u = rng.standard_normal(300)
+    spiked = sym + 5.0 * np.outer(u, u) / 300
+    for M in (sym, tied, spiked, sym[:20, :20]):
+        assert spectral_norm(M) == pytest.approx(full(M), rel=1e-13)
+    assert spectral_norm(np.zeros((100, 100))) == 0.0
+    with pytest.raises(ValueError, match="symmetric"):
+        spectral_norm(W)
