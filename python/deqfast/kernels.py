@@ -114,7 +114,12 @@ def compute_kernels(
     outputs
         Any of :data:`OUTPUTS`; only these ``n × n`` matrices are allocated.
     tol
-        Absolute tolerance of every scalar fixed point (Newton step size).
+        Absolute tolerance of every scalar fixed point (Newton step size). ``S*`` and
+        ``G*`` are accurate to about ``tol``; ``Ġ*`` (and so ``K*``, ``Θ*``) is as well
+        except where ``|ρ_ij|`` → 1 for kinked activations: ReLU's
+        ``Ġ = (π − θ)/2π`` with ``θ ≈ √(2(1 − ρ))`` turns an error ``ε`` of ``ρ`` into
+        ``√(2ε)/2π``, so duplicated samples carry ``Ġ*`` errors near 1e-8 (conditioning,
+        not the solver).
     max_iter
         Iteration cap per scalar fixed point; exceeding it raises ``RuntimeError``.
     hermite_terms
