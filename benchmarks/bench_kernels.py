@@ -115,15 +115,18 @@ def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, re
         cmd += ["--save", save]
     if check:
         cmd += ["--check", check]
-    res = None
+    res, times = None, []
     for _ in range(repeat):
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         one = json.loads(out.strip().splitlines()[-1])
+        times.append(one["seconds"])
         if res is None or one["seconds"] < res["seconds"]:
             res = one
     res["repeats"] = repeat
+    res["median_seconds"] = float(np.median(times))
     print(
-        f"{impl:6s} {act:6s} n={n:6d} threads={threads}  {res['seconds']:8.2f} s  "
+        f"{impl:6s} {act:6s} n={n:6d} threads={threads}  {res['seconds']:8.2f} s "
+        f"(median {res['median_seconds']:.2f})  "
         f"{res['pairs_per_second'] / 1e6:7.2f} Mpairs/s  mem x{res['memory_ratio']:.2f}"
         + (
             f"  diff {res['max_rel_diff_G_vs_numpy']:.1e}"
@@ -161,6 +164,8 @@ def main() -> None:
         ours = run("cpp", "relu", n, threads=2, check=tmp)
         runs += [ref, ours]
         summary[f"relu_speedup_vs_numpy_n{n}"] = ref["seconds"] / ours["seconds"]
+        median = ref["median_seconds"] / ours["median_seconds"]
+        summary[f"relu_median_speedup_vs_numpy_n{n}"] = median
     os.remove(tmp)
     n_thr = sizes[-1]
     for act in ("relu", "tanh", "swish"):
