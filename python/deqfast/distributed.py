@@ -125,7 +125,8 @@ def _tile(
         raise RuntimeError(
             f"tile rows {r0}:{r1} × cols {c0}:{c1}: {st.unconverged} pair fixed points did not "
             f"converge within max_iter={params['max_iter']} (largest last step "
-            f"{st.max_error:.3e} > tol={params['tol']:g}); increase max_iter or tol"
+            f"{st.max_error:.3e}; tol={params['tol']:g} is relative to each entry's scale); "
+            "increase max_iter or tol"
         )
     stats = dict(
         pairs=int(st.pairs), newton_steps=int(st.newton_steps),

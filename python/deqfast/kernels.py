@@ -114,9 +114,11 @@ def compute_kernels(
     outputs
         Any of :data:`OUTPUTS`; only these ``n × n`` matrices are allocated.
     tol
-        Absolute tolerance of every scalar fixed point (Newton step size). ``S*`` and
-        ``G*`` are accurate to about ``tol``; ``Ġ*`` (and so ``K*``, ``Θ*``) is as well
-        except where ``|ρ_ij|`` → 1 for kinked activations: ReLU's
+        Tolerance of every scalar fixed point (Newton step size), relative to the
+        entry's scale ``√(S*_ii S*_jj)`` (the diagonal's: ``S*_ii``): at most ``tol`` in
+        absolute terms for normalised data (scale ≤ 1), and data of any magnitude
+        converge. ``S*`` and ``G*`` are accurate to about that; ``Ġ*`` (and so ``K*``,
+        ``Θ*``) is as well except where ``|ρ_ij|`` → 1 for kinked activations: ReLU's
         ``Ġ = (π − θ)/2π`` with ``θ ≈ √(2(1 − ρ))`` turns an error ``ε`` of ``ρ`` into
         ``√(2ε)/2π``, so duplicated samples carry ``Ġ*`` errors near 1e-8 (conditioning,
         not the solver).
@@ -179,7 +181,8 @@ def compute_kernels(
             if st.unconverged:
                 raise RuntimeError(
                     f"{st.unconverged} pair fixed points did not converge within max_iter="
-                    f"{max_iter} (largest last step {st.max_error:.3e} > tol={tol:g}); "
+                    f"{max_iter} (largest last step {st.max_error:.3e}; tol={tol:g} is relative "
+                    "to each entry's scale); "
                     "increase max_iter or tol"
                 )
             bar.update(st.pairs)

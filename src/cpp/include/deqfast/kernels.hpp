@@ -43,7 +43,7 @@ inline PairMethod pair_method(const Activation& phi) {
 
 struct KernelOptions {
   double sigma_a2 = 0.2, sigma_b2 = 0.8;
-  double tol = 1e-12;   // absolute tolerance on each scalar fixed point
+  double tol = 1e-12;   // tolerance of each scalar fixed point, relative to its scale sqrt(S_ii S_jj)
   int max_iter = 100;   // per scalar fixed point
   int hermite_terms = 64;  // Mehler series length for generic activations
   int block = 64;          // tile edge of the assembly
@@ -141,7 +141,7 @@ inline SampleData solve_diagonal(const Activation& phi, const Eigen::Ref<const E
       if (!(dn >= c) || !std::isfinite(dn)) dn = std::max(c, o.sigma_a2 * m.m2 + c);
       const double step = std::abs(dn - d);
       d = dn;
-      if (step <= o.tol * std::max(1.0, d)) {
+      if (step <= o.tol * d) {  // relative: data of any magnitude
         m = gaussian_moments(phi, std::sqrt(d));
         res = std::abs(d - o.sigma_a2 * m.m2 - c);
         break;
@@ -364,6 +364,9 @@ inline double newton_step(double s, double g, double gd, double b, double sa2, d
 inline void accept_two_steps(double s1, double g1, double gd1, double s2, double g2, double gd2, bool ok1, double b,
                              double bound, double sa2, double tol, double& s_out, double& g_out, double& gd_out,
                              double& err_out, double& evals) {
+  // S's tolerance is relative to the pair's scale sqrt(S_ii S_jj), like the diagonal's; Gdot's
+  // criterion is scale-free
+  const double ts = tol * bound;
   const double step1 = s2 - s1;
   const double fp2 = 1.0 - sa2 * gd2, ifp2 = 1.0 / fp2;
   const double s3 = s2 - (s2 - sa2 * g2 - b) * ifp2;
@@ -372,9 +375,9 @@ inline void accept_two_steps(double s1, double g1, double gd1, double s2, double
   double curv, spread;
   hermite_curvature(step1, g1, gd1, g2, gd2, curv, spread);
   const double pred = 0.5 * sa2 * std::abs(curv) * step2 * step2 * ifp2;
-  const bool predicted = (pred <= 0.01 * tol) & (spread * std::abs(step2) <= tol);
-  const bool acc1 = ok1 & (std::abs(step1) <= tol);
-  const bool acc2 = ok1 & ok2 & ((std::abs(step2) <= tol) | predicted);
+  const bool predicted = (pred <= 0.01 * ts) & (spread * std::abs(step2) <= tol);
+  const bool acc1 = ok1 & (std::abs(step1) <= ts);
+  const bool acc2 = ok1 & ok2 & ((std::abs(step2) <= ts) | predicted);
   s_out = acc1 ? s2 : s3;
   g_out = acc1 ? g1 + gd1 * step1 : g2 + gd2 * step2 + 0.5 * curv * step2 * step2;
   gd_out = acc1 ? gd1 : gd2 + curv * step2;
@@ -653,6 +656,7 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
                       const KernelOptions& o, double& s_out, double& g_out, double& gd_out, bool& quad,
                       long long& picard, double& err) {
   const double sa2 = o.sigma_a2;
+  const double tol = o.tol * bound;  // for S, relative to its scale; Gdot's criterion is scale-free
   double g = 0, gd = 0;
   ev.eval_zero(i, j, g, gd);
   double s = (b + sa2 * g) / (1.0 - sa2 * gd);
@@ -677,9 +681,9 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
     double curv = 0.0, spread = 0.0;  // estimate of g'' and of its error
     if (have_prev) hermite_curvature(s - s_prev, g_prev, gd_prev, g, gd, curv, spread);
     const bool predicted = have_prev && fp > 0 &&
-                           0.5 * sa2 * std::abs(curv) * step * step / fp <= 0.01 * o.tol &&
+                           0.5 * sa2 * std::abs(curv) * step * step / fp <= 0.01 * tol &&
                            spread * last_step <= o.tol;  // bounds the error of curv * step
-    if (last_step <= o.tol || predicted) {
+    if (last_step <= tol || predicted) {
       // error estimate of s: the quadratic-convergence prediction, else the last step
       err = predicted ? std::min(last_step, 0.5 * sa2 * std::abs(curv) * step * step / fp) : last_step;
       s_out = sn;
