@@ -188,3 +188,30 @@ def test_spectral_norm_matches_the_full_eigensolver(rng):
     assert spectral_norm(np.zeros((100, 100))) == 0.0
     with pytest.raises(ValueError, match="symmetric"):
         spectral_norm(W)
+
+
+def test_repeated_references_reuse_their_decomposition_by_content(rng, monkeypatch):
+    """compare_spectra caches eigendecompositions by matrix content: a repeated reference
+    gives bit-identical results, an edited matrix (same object, new content) is
+    recomputed, and editing a returned array cannot corrupt the cache."""
+    A = _wishart(rng, 120, 200, spikes=(4.0,))
+    B = A + 0.01 * _wishart(rng, 120, 200)
+    labels = np.repeat([0, 1], 60)
+    first = compare_spectra(A, B, labels=labels, top=2)
+    vals, vecs = first.eigvals_a.copy(), first.eigvecs_a.copy()
+    np.testing.assert_allclose(vals, np.linalg.eigvalsh(A), rtol=0, atol=1e-12)
+    first.eigvals_a[:] = 0.0  # a caller scribbling on its result
+    first.eigvecs_a[:] = 0.0
+    import scipy.linalg
+
+    calls = []
+    real = scipy.linalg.eigvalsh
+    monkeypatch.setattr(scipy.linalg, "eigvalsh", lambda M: calls.append(M.shape) or real(M))
+    again = compare_spectra(A, 0.5 * B, labels=labels, top=2)
+    assert len(calls) == 1  # only the new B was decomposed
+    np.testing.assert_array_equal(again.eigvals_a, vals)
+    np.testing.assert_array_equal(again.eigvecs_a, vecs)
+    A[0, 0] += 1.0  # same array, new content
+    edited = compare_spectra(A, B)
+    np.testing.assert_allclose(edited.eigvals_a, np.linalg.eigvalsh(A), rtol=0, atol=1e-12)
+    assert not np.allclose(edited.eigvals_a, again.eigvals_a)

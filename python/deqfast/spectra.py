@@ -20,7 +20,9 @@ Only symmetric eigensolvers are used (:func:`scipy.linalg.eigvalsh`,
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import hashlib
+from collections import OrderedDict
+from typing import Any, Callable
 
 import numpy as np
 import scipy.linalg
@@ -315,7 +317,32 @@ def spectral_norm(M: Any) -> float:
     return float(max(abs(w[0]), abs(w[-1])))
 
 
+#: Eigendecompositions of the last matrices seen, keyed by their content (a report compares
+#: one reference kernel with several approximations; each decomposition costs O(n³)).
+_CACHE: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def _cached(kind: tuple[Any, ...], M: np.ndarray, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    key = (*kind, M.shape, hashlib.sha1(np.ascontiguousarray(M).data).hexdigest())
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+    else:
+        _CACHE[key] = compute()
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[key].copy()
+
+
+def _eigvalsh(M: np.ndarray) -> np.ndarray:
+    return _cached(("eigvalsh",), M, lambda: scipy.linalg.eigvalsh(M))
+
+
 def _top_eigvecs(M: np.ndarray, top: int) -> np.ndarray:
+    return _cached(("top", top), M, lambda: _top_eigvecs_uncached(M, top))
+
+
+def _top_eigvecs_uncached(M: np.ndarray, top: int) -> np.ndarray:
     n = M.shape[0]
     _, U = scipy.linalg.eigh(M, subset_by_index=[n - top, n - 1])
     U = U[:, ::-1].copy()
@@ -383,8 +410,8 @@ def compare_spectra(
         raise TypeError(f"names must be a pair of strings; got {names!r}")
     names = (str(names[0]), str(names[1]))
 
-    la = scipy.linalg.eigvalsh(Am)
-    lb = scipy.linalg.eigvalsh(Bm)
+    la = _eigvalsh(Am)  # (cached by content: references are compared with several matrices)
+    lb = _eigvalsh(Bm)
     D = Am - Bm
     norm_a = float(max(abs(la[0]), abs(la[-1])))
     if norm_a == 0:
