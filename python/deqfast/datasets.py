@@ -304,11 +304,15 @@ def load_digits(
     )
 
 
-def _check_file(path: Any, name: str) -> str:
+def _fspath(path: Any, name: str) -> str:
     try:
-        fspath = os.fspath(path)
+        return os.fspath(path)
     except TypeError as exc:
         raise TypeError(f"{name} must be a path; got {type(path).__name__}") from exc
+
+
+def _check_file(path: Any, name: str) -> str:
+    fspath = _fspath(path, name)
     if not os.path.exists(fspath):
         raise FileNotFoundError(f"{name}: no such file: {fspath!r}")
     if not os.path.isfile(fspath):
@@ -441,10 +445,7 @@ def load_cifar10(
     The batches are Python pickles; unpickling runs code from the file, so
     only read files from a trusted source.
     """
-    try:
-        d = os.fspath(directory)
-    except TypeError as exc:
-        raise TypeError(f"directory must be a path; got {type(directory).__name__}") from exc
+    d = _fspath(directory, "directory")
     if not os.path.isdir(d):
         raise FileNotFoundError(f"directory: no such directory: {d!r}")
     if isinstance(batches, str):

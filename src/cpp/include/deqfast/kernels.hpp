@@ -751,16 +751,17 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
   const bool vec = arc || asn || mehler;
   const ArcCosineRun run(phi, o);
   const ArcSineRun srun(phi, o);
-  Eigen::VectorXd rA, rB, iA, iB, lA, lB;  // sqrt(S*_ii), its inverse and lu (or w) per sample
-  if (asn) {
+  // per sample: sqrt(S*_ii); arc-cosine: its inverse and lu; arcsine: w = 1 / sqrt(1 + 2 S*_ii)
+  Eigen::VectorXd rA, rB, iA, iB, lA, lB, wA, wB;
+  if (arc || asn) {
     rA = A.d.cwiseSqrt();
     rB = B.d.cwiseSqrt();
-    lA = (1.0 + 2.0 * A.d.array()).rsqrt().matrix();
-    lB = (1.0 + 2.0 * B.d.array()).rsqrt().matrix();
+  }
+  if (asn) {
+    wA = (1.0 + 2.0 * A.d.array()).rsqrt().matrix();
+    wB = (1.0 + 2.0 * B.d.array()).rsqrt().matrix();
   }
   if (arc) {
-    rA = A.d.cwiseSqrt();
-    rB = B.d.cwiseSqrt();
     iA = rA.cwiseInverse();
     iB = rB.cwiseInverse();
     lA = rA.unaryExpr([&](double r) { return run.lu(r); });
@@ -844,7 +845,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
           run.solve(rA[i], iA[i], lA[i], rB.data() + j, iB.data() + j, lB.data() + j, gram.row(a).data() + start,
                     sb2, int(m), rs.data(), rg.data(), rgd.data(), rerr.data(), revals.data());
         else if (asn)
-          srun.solve(rA[i], lA[i], rB.data() + j, lB.data() + j, gram.row(a).data() + start, sb2, int(m), rs.data(),
+          srun.solve(rA[i], wA[i], rB.data() + j, wB.data() + j, gram.row(a).data() + start, sb2, int(m), rs.data(),
                      rg.data(), rgd.data(), rerr.data(), revals.data());
         else
           mrun->solve(i, start, gram.row(a).data() + start, sb2, int(m), rs.data(), rg.data(), rgd.data(),
