@@ -1,4 +1,4 @@
-"""The coefficient algebra of GMM-structured kernels (THEORY.md §4–§5).
+"""The coefficient algebra of GMM-structured kernels (:ref:`§4 <theory-4>`–:ref:`§5 <theory-5>`).
 
 In the high-dimensional mixture regime every kernel built from the data by
 Gaussian maps, sums and Hadamard products is, in operator norm, the surrogate
@@ -32,7 +32,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class KernelCoefficients:
-    """Surrogate coefficients of a GMM-structured kernel (THEORY.md §4–§5).
+    """Surrogate coefficients of a kernel (:ref:`§4 <theory-4>`, :ref:`§5 <theory-5>`).
 
     ``d`` is the diagonal level, ``c1`` the weight of ``XXᵀ``, ``c2`` of the
     ``ψ``/trace terms, ``c3`` of the covariance-product term ``T``, and ``c4`` the
@@ -90,7 +90,7 @@ def scale(A: KernelCoefficients, s: float) -> KernelCoefficients:
 
 def hadamard_derivative(m: Moments, c1_S: float, Theta: KernelCoefficients) -> KernelCoefficients:
     """``K̇ ∘ Θ`` where ``K̇ = F_σ'(S)``, ``S`` has linear coefficient ``c1_S`` and ``m`` are
-    σ's moments at ``√S.d``: ``(e2 θ, a1² b1, a1² b2, a1² b3 + a2² c1 b1)`` (THEORY.md §5).
+    σ's moments at ``√S.d``: ``(e2 θ, a1² b1, a1² b2, a1² b3 + a2² c1 b1)`` (:ref:`§5 <theory-5>`).
     """
     a1s, a2s = m.a1 * m.a1, m.a2 * m.a2
     return KernelCoefficients(

@@ -1,4 +1,8 @@
-"""The deep equilibrium model ``z = σ_a Ã φ(z)/√m + σ_b B x`` (THEORY.md §3–§4)."""
+"""The deep equilibrium model ``z = σ_a Ã φ(z)/√m + σ_b B x``.
+
+The model and its exact kernels are :ref:`§3 <theory-3>` of the theory page, its equilibrium
+equations and surrogates :ref:`§4 <theory-4>`.
+"""
 
 from __future__ import annotations
 
@@ -51,10 +55,10 @@ class DEQ:
         :class:`~deqfast.activations.Activation`, or a callable.
     sigma_a2, sigma_b2
         Variances of the hidden and input weights; ``sigma_b2`` defaults to
-        ``1 − sigma_a2`` (variance preserving, the paper's choice; THEORY.md §3).
+        ``1 − sigma_a2`` (variance preserving, the paper's choice; :ref:`§3 <theory-3>`).
     tau0
         Input scale ``τ0`` (``‖x_i‖² ≈ τ0²``, e.g. ``stats.tau0``), in ``[1e-100, 1e100]``.
-        With it, the activation is centred at the equilibrium scale ``τ*`` (THEORY.md §2)
+        With it, the activation is centred at the equilibrium scale ``τ*`` (:ref:`§2 <theory-2>`)
         and the surrogates are available; without it the activation is used as is.
 
     Examples
@@ -164,7 +168,7 @@ class DEQ:
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, self._key())
 
-    # -- the equations (THEORY §4) --------------------------------------------------------
+    # -- the equations (docs/theory.md §4) ----------------------------------------------------
     @property
     def _equilibrium(self) -> Equilibrium:
         if self._eq is None:
@@ -181,7 +185,7 @@ class DEQ:
         return self._eq
 
     def equilibrium(self) -> Equilibrium:
-        """``τ*``, the centring constant and ``α1..α4`` of E1–E4 (THEORY.md §4)."""
+        """``τ*``, the centring constant and ``α1..α4`` of E1–E4 (:ref:`§4 <theory-4>`)."""
         return self._equilibrium
 
     @property
@@ -192,14 +196,14 @@ class DEQ:
         return self.activation.uncentered().centered(self._equilibrium.center)
 
     def coefficients(self, kind: str = "ck") -> KernelCoefficients:
-        """Surrogate coefficients ``(d, c1, c2, c3)`` (THEORY.md §4 table).
+        """Surrogate coefficients ``(d, c1, c2, c3)`` (the table of :ref:`§4 <theory-4>`).
 
         ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K*``) or
         ``"ntk_all"`` (``Θ*``).
         """
         return surrogate_coefficients(self._equilibrium, check_choice(kind, "kind", KINDS))
 
-    # -- surrogates (THEORY §4) -------------------------------------------------------------
+    # -- surrogates (docs/theory.md §4) -------------------------------------------------------
     def _surrogate(self, X: Any, stats: MixtureStats, kind: str) -> np.ndarray:
         if not isinstance(stats, MixtureStats):
             raise TypeError(f"stats must be a deqfast.MixtureStats, got {type(stats).__name__}")
@@ -212,11 +216,11 @@ class DEQ:
         return surrogate_matrix(X, stats, self.coefficients(kind))
 
     def pre_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
-        """``S̄``: the surrogate of the pre-activation kernel ``S*`` (THEORY.md §4)."""
+        """``S̄``: the surrogate of the pre-activation kernel ``S*`` (:ref:`§4 <theory-4>`)."""
         return self._surrogate(X, stats, "pre")
 
     def ck_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
-        """``Ḡ``: the surrogate of the Implicit-CK ``G*`` (THEORY.md §4)."""
+        """``Ḡ``: the surrogate of the Implicit-CK ``G*`` (:ref:`§4 <theory-4>`)."""
         return self._surrogate(X, stats, "ck")
 
     def ntk_surrogate(self, X: Any, stats: MixtureStats, *, trained: str = "hidden") -> np.ndarray:
@@ -224,7 +228,7 @@ class DEQ:
         t = check_choice(trained, "trained", _TRAINED)
         return self._surrogate(X, stats, "ntk" if t == "hidden" else "ntk_all")
 
-    # -- exact kernels (THEORY §3) ----------------------------------------------------------
+    # -- exact kernels (docs/theory.md §3) ----------------------------------------------------
     def kernels(
         self, X: Any, X2: Any = None, *, trained: str = "hidden", **options: Any
     ) -> KernelResult:
@@ -235,13 +239,13 @@ class DEQ:
         return self._compute(X, X2, outputs, options)
 
     def ck(self, X: Any, X2: Any = None, **options: Any) -> np.ndarray:
-        """The Implicit-CK ``G* = F_φ(S*)`` (THEORY.md §3), ``(n, n)`` or ``(n, n2)``."""
+        """The Implicit-CK ``G* = F_φ(S*)`` (:ref:`§3 <theory-3>`), ``(n, n)`` or ``(n, n2)``."""
         G = self._compute(X, X2, ("G",), options).G
         assert G is not None
         return G
 
     def ntk(self, X: Any, X2: Any = None, *, trained: str = "hidden", **options: Any) -> np.ndarray:
-        """The Implicit-NTK (THEORY.md §3): ``K* = G* ⊘ (1 − σ_a² Ġ*)`` by default,
+        """The Implicit-NTK (:ref:`§3 <theory-3>`): ``K* = G* ⊘ (1 − σ_a² Ġ*)`` by default,
         ``Θ*`` with ``trained="all"``."""
         t = check_choice(trained, "trained", _TRAINED)
         key = "K" if t == "hidden" else "Theta"
@@ -251,7 +255,7 @@ class DEQ:
         return out
 
     def pre_kernel(self, X: Any, X2: Any = None, **options: Any) -> np.ndarray:
-        """The pre-activation kernel ``S*`` (THEORY.md §3)."""
+        """The pre-activation kernel ``S*`` (:ref:`§3 <theory-3>`)."""
         S = self._compute(X, X2, ("S",), options).S
         assert S is not None
         return S
@@ -272,7 +276,7 @@ class DEQ:
         """How many iterations the plain iteration of the diagonal (and of the pairs) needs.
 
         At the diagonal ``d*`` of the median-norm sample, the iteration contracts by
-        ``r = σ_a² max(ṁ2, e2)`` per step (THEORY.md §3); started at ``d0 = σ_b² ‖x‖²``
+        ``r = σ_a² max(ṁ2, e2)`` per step (:ref:`§3 <theory-3>`); started at ``d0 = σ_b² ‖x‖²``
         its step ``(1 − r) rᵏ |d* − d0|`` falls below ``tol · d*`` after
         ``k = log(tol d* / ((1 − r)|d* − d0|)) / log r`` steps. ``None`` when ``r ≥ 1``
         (not contracting: more iterations would not help) or the estimate fails.
@@ -300,7 +304,7 @@ class DEQ:
             f"iterations are needed; pass max_iter={suggest}"
         )
 
-    # -- finite width (THEORY §3) --------------------------------------------------------
+    # -- finite width (docs/theory.md §3) -----------------------------------------------------
     def forward(self, X: Any, width: int, **options: Any) -> Any:
         """Solve the width-``m`` DEQ for the batch ``X`` with Anderson acceleration;
         see :func:`deqfast.finite.forward` for ``options`` (seed, solver, tol, ...)."""

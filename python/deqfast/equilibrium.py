@@ -1,4 +1,4 @@
-"""The equilibrium equations of the DEQ in the mixture regime (THEORY.md §4).
+"""The equilibrium equations of the DEQ in the mixture regime (:ref:`§4 <theory-4>`).
 
 ``(E1)`` ``τ*² = σ_a² m2(τ*) + σ_b² τ0²`` is the only genuinely nonlinear
 equation (solved with a bracketed Newton method, the activation being centred at
@@ -33,7 +33,7 @@ KINDS = ("pre", "ck", "ntk", "ntk_all")
 
 @dataclass(frozen=True)
 class Equilibrium:
-    """Solution of the equilibrium equations E1–E4 (THEORY.md §4).
+    """Solution of the equilibrium equations E1–E4 (:ref:`§4 <theory-4>`).
 
     The moments ``a1, a2, a3, m2, m2_dot, e2`` are those of the activation centred at
     ``tau`` (``center`` is the subtracted constant ``E φ(τ* ξ)``); ``D = 1 − σ_a² a1²``.
@@ -126,7 +126,7 @@ def solve_equilibrium(
     max_iter: int = 200,
     strict: bool = True,
 ) -> Equilibrium:
-    """Solve E1–E4 of THEORY.md §4 for the raw activation ``phi``.
+    """Solve E1–E4 of :ref:`§4 <theory-4>` for the raw activation ``phi``.
 
     E1 is solved for ``u = τ²`` on the bracket ``[σ_b² τ0², u_hi]`` (the variance is
     non-negative, so ``F(u) = u − σ_a² Var φ(√u ξ) − σ_b² τ0²`` is ``≤ 0`` at the left
@@ -170,8 +170,8 @@ def solve_equilibrium(
     except _NoBracket:
         raise ValueError(
             f"sigma_a2={sigma_a2!r} admits no equilibrium scale for {phi!r}: the variance "
-            "E phi(tau xi)^2 grows faster than tau^2 / sigma_a2 (E1 of THEORY.md §4 has no "
-            "solution); reduce sigma_a2"
+            "E phi(tau xi)^2 grows faster than tau^2 / sigma_a2 (E1, §4 of the theory page "
+            "docs/theory.md, has no solution); reduce sigma_a2"
         ) from None
     if not converged:
         msg = (
@@ -188,7 +188,8 @@ def solve_equilibrium(
     if sigma_a2 * cen.e2 >= 1.0:
         raise ValueError(
             f"sigma_a2={sigma_a2!r} is not contracting for {phi!r}: sigma_a2 * E phi'(tau* xi)^2 "
-            f"= {sigma_a2 * cen.e2:.6g} >= 1 at tau*={tau:.6g} (THEORY.md §3); reduce sigma_a2"
+            f"= {sigma_a2 * cen.e2:.6g} >= 1 at tau*={tau:.6g} (§3 of the theory page); reduce "
+            "sigma_a2"
         )
     # E2–E4 as the fixed point of S -> sigma_a2 F_phi(S) + sigma_b2 XX^T in the algebra.
     S = pre_activation_coefficients(
@@ -205,7 +206,7 @@ def solve_equilibrium(
 def diagonal_fixed_point(
     phi: AnyActivation, *, sigma_a2: float, sigma_b2: float, sqnorm: float
 ) -> Moments:
-    """The exact kernels' diagonal for one sample (THEORY.md §3), solved in Python.
+    """The exact kernels' diagonal for one sample (:ref:`§3 <theory-3>`), solved in Python.
 
     ``d = σ_a² E φ(√d ξ)² + σ_b² ‖x‖²`` with ``φ`` used as given (its shift is kept, as
     in :func:`deqfast.kernels.compute_kernels`). Returns ``φ``'s moments at ``τ = √d``;
@@ -255,7 +256,7 @@ def pre_activation_coefficients(
 
 
 def surrogate_coefficients(eq: Equilibrium, kind: str = "ck") -> alg.KernelCoefficients:
-    """Surrogate coefficients ``(d, c1, c2, c3)`` of THEORY.md §4's table.
+    """Surrogate coefficients ``(d, c1, c2, c3)`` of the table in :ref:`§4 <theory-4>`.
 
     ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K* = G* ⊘ (1 − σ_a² Ġ*)``,
     the paper's NTK) or ``"ntk_all"`` (``Θ*``, input weights trained too). All are
