@@ -244,3 +244,33 @@ def test_reference_linear_equilibrium_closed_form():
     assert eq["alpha1"] == pytest.approx(0.7 / 0.7, rel=1e-13)
     assert eq["alpha2"] == pytest.approx(0.0, abs=1e-20)
     assert np.isfinite(eq["alpha4"])
+
+
+def test_e1_iteration_cap_raises_with_residual_and_count():
+    """E1 stopped by its iteration cap must not return an unconverged scale silently."""
+    from deqfast.equilibrium import solve_equilibrium
+
+    phi = df.activations.get("tanh")
+    with pytest.raises(RuntimeError, match=r"E1 .*within max_iter=1 iterations.*residual"):
+        solve_equilibrium(phi, sigma_a2=0.5, sigma_b2=0.5, tau0=1.0, max_iter=1)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        eq = solve_equilibrium(phi, sigma_a2=0.5, sigma_b2=0.5, tau0=1.0, max_iter=1, strict=False)
+    assert eq.iterations == 1 and eq.residual > 1e-8
+    full = solve_equilibrium(phi, sigma_a2=0.5, sigma_b2=0.5, tau0=1.0)
+    assert full.residual <= 1e-14 * full.tau**2 and full.iterations < 20
+
+
+@pytest.mark.parametrize("bad", (0.0, -1e-3, math.nan))
+def test_e1_bad_tolerance_raises(bad):
+    from deqfast.equilibrium import solve_equilibrium
+
+    with pytest.raises(ValueError, match="tol"):
+        solve_equilibrium(df.activations.get("relu"), sigma_a2=0.5, sigma_b2=0.5, tau0=1.0, tol=bad)
+
+
+def test_diagonal_fixed_point_matches_closed_form():
+    """ReLU: d = σ_a² d/2 + σ_b² s  ⇒  d = σ_b² s / (1 − σ_a²/2)."""
+    from deqfast.equilibrium import diagonal_fixed_point
+
+    m = diagonal_fixed_point(df.activations.get("relu"), sigma_a2=0.6, sigma_b2=0.4, sqnorm=2.5)
+    assert m.tau**2 == pytest.approx(0.4 * 2.5 / (1 - 0.3), rel=1e-13)

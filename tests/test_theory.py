@@ -17,16 +17,10 @@ import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
 import deqfast as df
+from deqfast._mp import CovModel, _solve, model_from_mixture
 from deqfast.coefficients import KernelCoefficients
 from deqfast.surrogate import low_rank_factors, surrogate_matrix
-from deqfast.theory import (
-    TheorySpectrum,
-    _CovModel,
-    _model_from_mixture,
-    _solve,
-    mp_mixture_density,
-    theory_spectrum,
-)
+from deqfast.theory import TheorySpectrum, mp_mixture_density, theory_spectrum
 
 COEF = KernelCoefficients(1.3, 0.7, 0.4, 0.6)  # generic surrogate: c2, c3 != 0
 
@@ -109,7 +103,7 @@ def test_mixture_stieltjes_matches_dual_fixed_point() -> None:
     """δ-form (p × p side) vs the dual g_a = 1/(−z + (1/p) tr C_a (I + c Σ_b c_b g_b C_b)⁻¹)."""
     gm = _mixture(200, 3, seed=1)
     n = 300
-    model = _model_from_mixture(gm, n)
+    model = model_from_mixture(gm, n)
     z = np.array([0.7 + 0.3j, 2.0 + 0.05j, 5.0 + 0.2j])
     delta, ok = _solve(model, z)
     assert ok.all()
@@ -310,9 +304,9 @@ def test_non_commuting_covariances_match_the_commuting_path() -> None:
     d = rng.uniform(0.5, 2.0, (2, p))
     full = np.stack([Q @ np.diag(di) @ Q.T for di in d])
     mix_full = df.GaussianMixture(np.zeros((2, p)), full)
-    commuting = _model_from_mixture(mix_full, 60)
+    commuting = model_from_mixture(mix_full, 60)
     assert commuting.commuting  # shared eigenbasis detected
-    generic = _CovModel(p, 1.5, commuting.fractions, None, None, None, full, None, p)
+    generic = CovModel(p, 1.5, commuting.fractions, None, None, None, full, None, p)
     delta = np.array([[0.3 + 0.1j, 0.2 + 0.05j]])
     z = np.array([1.0 + 0.2j])
     F1, J1 = commuting.evaluate(delta, z)

@@ -1,4 +1,4 @@
-"""Activation functions and their Gaussian moments (THEORY.md §2).
+"""Activation functions and their Gaussian moments (:ref:`§2 <theory-2>`).
 
 Every activation is an immutable :class:`Activation` evaluated in C++
 (``deqfast._core``) so that the same code path serves the moments, the exact

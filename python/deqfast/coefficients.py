@@ -1,4 +1,4 @@
-"""The coefficient algebra of GMM-structured kernels (THEORY.md §4–§5).
+"""The coefficient algebra of GMM-structured kernels (:ref:`§4 <theory-4>`–:ref:`§5 <theory-5>`).
 
 In the high-dimensional mixture regime every kernel built from the data by
 Gaussian maps, sums and Hadamard products is, in operator norm, the surrogate
@@ -13,7 +13,8 @@ these maps, and explicit networks are finite compositions of the same maps.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 from deqfast.activations import Moments
@@ -31,7 +32,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class KernelCoefficients:
-    """Surrogate coefficients of a GMM-structured kernel (THEORY.md §4–§5).
+    """Surrogate coefficients of a kernel (:ref:`§4 <theory-4>`, :ref:`§5 <theory-5>`).
 
     ``d`` is the diagonal level, ``c1`` the weight of ``XXᵀ``, ``c2`` of the
     ``ψ``/trace terms, ``c3`` of the covariance-product term ``T``, and ``c4`` the
@@ -89,7 +90,7 @@ def scale(A: KernelCoefficients, s: float) -> KernelCoefficients:
 
 def hadamard_derivative(m: Moments, c1_S: float, Theta: KernelCoefficients) -> KernelCoefficients:
     """``K̇ ∘ Θ`` where ``K̇ = F_σ'(S)``, ``S`` has linear coefficient ``c1_S`` and ``m`` are
-    σ's moments at ``√S.d``: ``(e2 θ, a1² b1, a1² b2, a1² b3 + a2² c1 b1)`` (THEORY.md §5).
+    σ's moments at ``√S.d``: ``(e2 θ, a1² b1, a1² b2, a1² b3 + a2² c1 b1)`` (:ref:`§5 <theory-5>`).
     """
     a1s, a2s = m.a1 * m.a1, m.a2 * m.a2
     return KernelCoefficients(
@@ -107,25 +108,75 @@ def affine_fixed_point(
     rate: float,
     name: str,
     rtol: float = 1e-15,
+    strict: bool = True,
 ) -> KernelCoefficients:
     """Iterate ``x ← step(x)`` to its fixed point.
 
     ``step`` must be a contraction of factor ``rate < 1`` on the coefficients (all
     maps above are, under ``σ_a² e2 < 1``), so the iteration converges geometrically;
     it stops when the change is below ``rtol`` relative to the coefficients' size.
+    The iteration cap is ``200 + 60 / |log rate|`` steps (enough for a factor
+    ``e⁻⁶⁰`` beyond the first 200).
+
+    Parameters
+    ----------
+    step
+        The map; coefficients it returns as ``nan`` (e.g. an untracked ``c4``) are ignored.
+    start
+        First iterate.
+    rate
+        The caller's bound on the contraction factor, in ``[0, 1)``.
+    name
+        What is being solved, for messages.
+    rtol
+        Relative tolerance of the change between iterates.
+    strict
+        If the cap is reached (``step`` contracts more slowly than ``rate``, or not at
+        all), raise ``RuntimeError``; with ``strict=False`` warn (``RuntimeWarning``) and
+        return the last iterate as a best effort.
+
+    Raises
+    ------
+    ValueError
+        If ``rate`` is not in ``[0, 1)``.
+    RuntimeError
+        If an iterate is not finite (the map diverges), or the cap is reached and
+        ``strict`` is true; the message gives the last change (residual) and the
+        iteration count.
     """
     if not (0.0 <= rate < 1.0):
         raise ValueError(f"{name}: the coefficient map is not a contraction (rate {rate:.6g} >= 1)")
     x = start
     max_iter = 200 + int(60.0 / max(1e-300, -math.log(max(rate, 1e-300))))
-    for _ in range(max_iter):
+    change = math.inf
+    for it in range(1, max_iter + 1):
         y = step(x)
         tracked = [(a, b) for a, b in zip(_vals(x), _vals(y)) if not math.isnan(b)]
+        if not all(math.isfinite(b) for _, b in tracked):
+            raise RuntimeError(
+                f"{name}: the coefficient iteration diverged (non-finite coefficients after {it} "
+                f"iterations: {y!r}); the map is not a contraction"
+            )
         scale_ = max(1e-300, max(abs(b) for _, b in tracked))
-        if max(abs(a - b) for a, b in tracked) <= rtol * scale_:
+        change = max(abs(a - b) for a, b in tracked)
+        if change <= rtol * scale_:
             return y
         x = y
-    return replace(x)
+    msg = (
+        f"{name}: did not converge within {max_iter} iterations (residual: last change "
+        f"{change:.3e}, {change / scale_:.3e} relative, tolerance {rtol:g}); the map contracts "
+        f"more slowly than the rate {rate:.6g} it was given, or not at all"
+    )
+    not_converged(msg, strict=strict)
+    return x
+
+
+def not_converged(msg: str, *, strict: bool) -> None:
+    """Raise ``RuntimeError(msg)``, or with ``strict=False`` warn (``RuntimeWarning``) that
+    the last iterate is returned as a best effort."""
+    if strict:
+        raise RuntimeError(msg)
+    warnings.warn(msg + "; returning the last iterate", RuntimeWarning, stacklevel=3)
 
 
 def _vals(k: KernelCoefficients) -> tuple[float, ...]:

@@ -4,14 +4,15 @@ Everything here needs only the product ``M v`` (a :class:`scipy.sparse.linalg.Li
 a dense array, or anything :func:`scipy.sparse.linalg.aslinearoperator` accepts), so the same
 code serves
 
-* the exact kernels of THEORY.md §3 on one machine (a dense array) or spread over a Dask
+* the exact kernels of :ref:`§3 <theory-3>` on one machine (a dense array) or spread over a Dask
   cluster as tiles (:func:`deqfast.distributed.tiled_operator`), and
-* the random-matrix surrogates of THEORY.md §4 through their low-rank form
-  (:func:`surrogate_operator`), ``M̄ v = c1 X (Xᵀ v) + V (A (Vᵀ v)) + (d − c1 τ0²) v`` in
-  ``O(np)`` — ``M̄`` is never formed, so ``n`` can be in the millions.
+* the random-matrix surrogates of :ref:`§4 <theory-4>` through their low-rank form
+  (:func:`deqfast.surrogate.surrogate_operator`),
+  ``M̄ v = c1 X (Xᵀ v) + V (A (Vᵀ v)) + (d − c1 τ0²) v`` in ``O(np)`` — ``M̄`` is never
+  formed, so ``n`` can be in the millions.
 
 :func:`lanczos_top`
-    The extreme eigenpairs ("spikes", THEORY.md §6) by the Lanczos process with full
+    The extreme eigenpairs ("spikes", :ref:`§6 <theory-6>`) by the Lanczos process with full
     reorthogonalisation (classical Gram–Schmidt, twice), stopping when every wanted Ritz
     pair has residual ``‖M u − θ u‖ ≤ tol · max|θ|``.
 :func:`slq_density`
@@ -36,20 +37,17 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 
 from deqfast._validation import (
-    as_data_matrix,
     as_rng,
     check_choice,
     check_integer,
     check_positive,
 )
-from deqfast.data import MixtureStats
-from deqfast.equilibrium import KINDS
-from deqfast.surrogate import low_rank_factors
+from deqfast.surrogate import SurrogateOperator, surrogate_operator
 
 __all__ = [
     "EigenResult",
     "SpectralDensity",
-    "SurrogateOperator",
+    "SurrogateOperator",  # defined in deqfast.surrogate, with the dense surrogate
     "lanczos_top",
     "slq_density",
     "surrogate_operator",
@@ -84,129 +82,6 @@ def _matmat(op: spla.LinearOperator, V: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(W)):
         raise ValueError("the operator returned NaN/inf")
     return W
-
-
-def _check_data(X: Any, name: str = "X") -> np.ndarray:
-    """A float32/float64 ``(n, p)`` array, kept as is (no copy) when already contiguous."""
-    if isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64) and X.ndim == 2:
-        if not (X.flags.c_contiguous or X.flags.f_contiguous):
-            X = np.ascontiguousarray(X)
-        n, p = X.shape
-        if n == 0 or p == 0:
-            raise ValueError(f"{name} must be non-empty; got shape {X.shape}")
-        step = max(1, (1 << 24) // p)  # finiteness check in 16M-entry slices: no n × p mask
-        for r in range(0, n, step):
-            if not np.all(np.isfinite(X[r : r + step])):
-                raise ValueError(f"{name} must be finite; found NaN/inf in rows {r}..{r + step}")
-        return X
-    return as_data_matrix(X, name)
-
-
-class SurrogateOperator(spla.LinearOperator):
-    """``M̄ = c1 XXᵀ + V A Vᵀ + (d − c1 τ0²) I`` as a matrix-free operator (THEORY.md §4).
-
-    ``M̄ W = c1 X (Xᵀ W) + V (A (Vᵀ W)) + (d − c1 τ0²) W`` costs ``O(n p k)`` for
-    ``W`` of shape ``(n, k)``; memory is ``X`` (kept in its own dtype: a float32 ``X``
-    is used in single precision for the ``XXᵀ`` part, everything else in float64)
-    plus ``O(n (K + 1 + k))``. Build with :func:`surrogate_operator`.
-    """
-
-    def __init__(
-        self, X: np.ndarray, c1: float, V: np.ndarray, A: np.ndarray, shift: float
-    ) -> None:
-        n = X.shape[0]
-        super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
-        self.X = X
-        self.c1 = float(c1)
-        self.V = np.ascontiguousarray(V, dtype=np.float64)
-        self.A = np.ascontiguousarray(A, dtype=np.float64)
-        self.shift = float(shift)
-
-    def _matmat(self, W: np.ndarray) -> np.ndarray:
-        W = np.asarray(W)
-        if W.ndim == 1:
-            W = W[:, None]
-        W64 = np.asarray(W, dtype=np.float64)
-        Wx = np.asarray(W64, dtype=self.X.dtype)
-        out = np.asarray(self.X @ (self.X.T @ Wx), dtype=np.float64)
-        out *= self.c1
-        out += self.V @ (self.A @ (self.V.T @ W64))
-        out += self.shift * W64
-        return out
-
-    def _matvec(self, w: np.ndarray) -> np.ndarray:
-        return self._matmat(np.asarray(w).reshape(-1, 1)).reshape(-1)
-
-    def _rmatmat(self, W: np.ndarray) -> np.ndarray:
-        return self._matmat(W)
-
-    def _rmatvec(self, w: np.ndarray) -> np.ndarray:
-        return self._matvec(w)
-
-    def _adjoint(self) -> SurrogateOperator:
-        return self
-
-    def to_dense(self) -> np.ndarray:
-        """The ``n × n`` matrix (small ``n`` only: for checks)."""
-        X = np.asarray(self.X, dtype=np.float64)
-        M = self.c1 * (X @ X.T) + (self.V @ self.A) @ self.V.T
-        M[np.diag_indices_from(M)] += self.shift
-        return M
-
-    def __repr__(self) -> str:
-        n, p = self.X.shape
-        return (
-            f"SurrogateOperator(n={n}, p={p}, rank={self.V.shape[1]}+{p}, c1={self.c1:.6g}, "
-            f"shift={self.shift:.6g}, X dtype={self.X.dtype})"
-        )
-
-
-def surrogate_operator(
-    deq: Any, X: Any, stats: MixtureStats, *, kind: str = "ck"
-) -> SurrogateOperator:
-    """The surrogate of a DEQ kernel as a matrix-free :class:`SurrogateOperator` (THEORY.md §4).
-
-    Parameters
-    ----------
-    deq
-        A :class:`deqfast.DEQ` built with ``tau0=stats.tau0``.
-    X
-        Data ``(n, p)``; a float32 or float64 NumPy array is used without a copy (so an
-        ``X`` of several GB can be used as long as it fits in memory once).
-    stats
-        :class:`deqfast.MixtureStats` of the same samples.
-    kind
-        ``"pre"`` (``S̄``), ``"ck"`` (``Ḡ``), ``"ntk"`` (``K̄``) or ``"ntk_all"`` (``Θ̄``).
-
-    Examples
-    --------
-    >>> import deqfast as df
-    >>> from deqfast.linalg import surrogate_operator, lanczos_top
-    >>> mix = df.GaussianMixture.paper(64)
-    >>> s = mix.sample(200, seed=0)
-    >>> deq = df.DEQ("relu", tau0=s.stats.tau0)
-    >>> op = surrogate_operator(deq, s.X, s.stats)
-    >>> lanczos_top(op, 2).eigenvalues.shape
-    (2,)
-    """
-    kind = check_choice(kind, "kind", KINDS)
-    if not isinstance(stats, MixtureStats):
-        raise TypeError(f"stats must be a deqfast.MixtureStats, got {type(stats).__name__}")
-    Xa = _check_data(X)
-    n, p = Xa.shape
-    if stats.n != n or stats.p != p:
-        raise ValueError(
-            f"stats describe n={stats.n}, p={stats.p} samples but X has shape {Xa.shape}"
-        )
-    eq = deq.equilibrium()
-    if not math.isclose(stats.tau0, eq.tau0, rel_tol=1e-9):
-        raise ValueError(
-            f"the DEQ was centred for tau0={eq.tau0!r} but stats has tau0={stats.tau0!r}; "
-            "build the DEQ with tau0=stats.tau0"
-        )
-    coef = deq.coefficients(kind)
-    V, A = low_rank_factors(stats, coef)
-    return SurrogateOperator(Xa, coef.c1, V, A, coef.d - coef.c1 * stats.tau0**2)
 
 
 # --------------------------------------------------------------------------- #
