@@ -235,7 +235,12 @@ def test_m2_dot_is_derivative_in_tau_squared(spec, tau, center):
 @pytest.mark.parametrize(
     ("name", "params", "exc", "match"),
     [
-        ("leaky_relu", {"slope": "a"}, TypeError, r"^leaky_relu: slope must be a real number; got 'a'"),
+        (
+            "leaky_relu",
+            {"slope": "a"},
+            TypeError,
+            r"^leaky_relu: slope must be a real number; got 'a'",
+        ),
         ("leaky_relu", {"slope": None}, TypeError, r"^leaky_relu: slope must be a real number"),
         ("leaky_relu", {"slope": math.nan}, ValueError, r"^leaky_relu: slope must be finite"),
         ("lrelu", {"s_neg": [0.1]}, TypeError, r"^lrelu: s_neg must be a real number"),

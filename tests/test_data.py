@@ -497,17 +497,23 @@ def test_as_data_matrix_row_norms():
     # representable extremes: ‖x‖² = 25e-300 and 25e300 are normal doubles
     as_data_matrix(base * 1e-150)
     as_data_matrix(base * 1e150)
-    with pytest.raises(ValueError, match=(
-        r"X has 2 row\(s\) too small for float64: their squared norms underflow below "
-        r"2\.23e-308 \(‖x_i‖ < 1\.49e-154; first: row 0, ‖x_i‖ = 5e-300\); rescale X"
-    )):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"X has 2 row\(s\) too small for float64: their squared norms underflow below "
+            r"2\.23e-308 \(‖x_i‖ < 1\.49e-154; first: row 0, ‖x_i‖ = 5e-300\); rescale X"
+        ),
+    ):
         as_data_matrix(base * 1e-300)
     big = base.copy()
     big[2] *= 1e160
-    with pytest.raises(ValueError, match=(
-        r"Z has 1 row\(s\) too large .*above 1\.8e\+308 \(‖x_i‖ > 1\.34e\+154; first: row 2, "
-        r"‖x_i‖ = 1\.41e\+160\)"
-    )):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"Z has 1 row\(s\) too large .*above 1\.8e\+308 \(‖x_i‖ > 1\.34e\+154; first: row 2, "
+            r"‖x_i‖ = 1\.41e\+160\)"
+        ),
+    ):
         as_data_matrix(big, "Z")
     np.testing.assert_array_equal(as_data_matrix(big, check_norms=False), big)
 

@@ -329,7 +329,9 @@ def test_load_cifar10_string_labels_and_object_data(tmp_path):
         load_cifar10(tmp_path)
     with open(tmp_path / "data_batch_1", "wb") as fh:
         pickle.dump({b"data": np.full((2, 3072), b"x", object), b"labels": [0, 1]}, fh)
-    with pytest.raises(ValueError, match=r"dtype object; CIFAR-10 batches hold \(n, 3072\) numbers"):
+    with pytest.raises(
+        ValueError, match=r"dtype object; CIFAR-10 batches hold \(n, 3072\) numbers"
+    ):
         load_cifar10(tmp_path)
 
 

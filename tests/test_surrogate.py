@@ -230,7 +230,9 @@ def test_surrogate_without_tau0_raises(small):
 @pytest.mark.parametrize("scale", (1e-200, 1e200))
 def test_extreme_scales_raise_clearly(small, scale):
     sample, deq = small
-    with pytest.raises(ValueError, match=r"X has 40 row\(s\) too (small|large) for float64.*rescale X"):
+    with pytest.raises(
+        ValueError, match=r"X has 40 row\(s\) too (small|large) for float64.*rescale X"
+    ):
         deq.ck_surrogate(sample.X * scale, sample.stats)
 
 

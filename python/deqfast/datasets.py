@@ -19,6 +19,7 @@ makes a stratified split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import math
 import os
@@ -591,9 +592,7 @@ def _inside(directory: str, entry: Any, name: str) -> str:
     if not isinstance(rel, str):
         raise TypeError(f"{name}: entries must be file names (str); got {rel!r}")
     if os.path.isabs(rel):
-        raise ValueError(
-            f"{name}: {rel!r} is an absolute path; name a file inside {directory!r}"
-        )
+        raise ValueError(f"{name}: {rel!r} is an absolute path; name a file inside {directory!r}")
     root = os.path.realpath(directory)
     full = os.path.realpath(os.path.join(root, rel))
     if os.path.commonpath([root, full]) != root:
@@ -616,45 +615,43 @@ def _empty_bytes() -> bytes:
     return b""
 
 
+@functools.cache
+def _batch_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR batch may name, under their NumPy 1 and 2 module names."""
+    arr = np.zeros(1)
+    found = {  # NumPy's own reconstructors, found from how NumPy pickles
+        "_reconstruct": arr.__reduce__()[0],
+        "_frombuffer": arr.__reduce_ex__(5)[0],
+        "scalar": np.int64(0).__reduce__()[0],
+    }
+    table: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_bytes,
+        ("builtins", "bytes"): _empty_bytes,
+        ("__builtin__", "bytes"): _empty_bytes,
+    }
+    for pkg in ("numpy.core", "numpy._core"):
+        for func in ("_reconstruct", "scalar"):
+            table[f"{pkg}.multiarray", func] = found[func]
+        table[f"{pkg}.numeric", "_frombuffer"] = found["_frombuffer"]
+    return table
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickler that builds only what a CIFAR batch holds.
 
     Containers, strings, bytes and numbers come from pickle opcodes and need
     no lookup; the only globals resolved are NumPy's array, dtype and scalar
-    reconstructors (under their NumPy 1 and 2 module names), ``bytes()`` and
-    latin-1 ``_codecs.encode``.  Any other global — ``os.system``,
+    reconstructors, ``bytes()`` and latin-1 ``_codecs.encode``
+    (:func:`_batch_globals`).  Any other global — ``os.system``,
     ``builtins.eval``, a class's ``__reduce__`` target — raises
     :class:`pickle.UnpicklingError` before it is called.
     """
 
-    _ALLOWED: dict[tuple[str, str], Any] = {}
-
-    @classmethod
-    def _allowed(cls) -> dict[tuple[str, str], Any]:
-        if not cls._ALLOWED:
-            arr = np.zeros(1)
-            found = {
-                "_reconstruct": arr.__reduce__()[0],
-                "_frombuffer": arr.__reduce_ex__(5)[0],
-                "scalar": np.int64(0).__reduce__()[0],
-            }
-            table: dict[tuple[str, str], Any] = {
-                ("numpy", "ndarray"): np.ndarray,
-                ("numpy", "dtype"): np.dtype,
-                ("_codecs", "encode"): _latin1_bytes,
-                ("builtins", "bytes"): _empty_bytes,
-                ("__builtin__", "bytes"): _empty_bytes,
-            }
-            for pkg in ("numpy.core", "numpy._core"):
-                for func in ("_reconstruct", "scalar"):
-                    table[(f"{pkg}.multiarray", func)] = found[func]
-                table[(f"{pkg}.numeric", "_frombuffer")] = found["_frombuffer"]
-            cls._ALLOWED = table
-        return cls._ALLOWED
-
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return self._allowed()[(module, name)]
+            return _batch_globals()[module, name]
         except KeyError:
             raise pickle.UnpicklingError(
                 f"refusing to load {module}.{name}: a CIFAR batch holds only dicts, lists, "
