@@ -119,7 +119,8 @@ def _check_row_norms(arr: np.ndarray, name: str) -> None:
     """Refuse nonzero rows whose squared norm underflows or overflows float64."""
     with np.errstate(over="ignore", under="ignore"):
         sq = np.einsum("ij,ij->i", arr, arr)
-    small = np.flatnonzero((sq < _SQ_NORM_MIN) & np.any(arr != 0, axis=1))
+    small = np.flatnonzero(sq < _SQ_NORM_MIN)
+    small = small[np.any(arr[small] != 0, axis=1)]  # all-zero rows pass
     large = np.flatnonzero(~(sq <= _SQ_NORM_MAX))
     for rows, size, bound in ((small, "small", _SQ_NORM_MIN), (large, "large", _SQ_NORM_MAX)):
         if rows.size:
