@@ -190,36 +190,26 @@ def _check_numpy_file(path: str, what: str, kind: str = ".npz or .npy") -> None:
     """
     with open(path, "rb") as fh:
         head = fh.read(len(_NPY_MAGIC))
+    dtypes: dict[str, np.dtype[Any]] = {}
     try:
         if head[:4] in _ZIP_MAGIC:
             with zipfile.ZipFile(path) as zf:
                 for member in zf.namelist():
                     with zf.open(member) as fh:
-                        if _npy_dtype(fh).hasobject:
-                            raise ValueError(
-                                f"{what}: {path!r} holds an object array ({member!r}): pickled "
-                                "Python objects, which deqfast never loads since they can run "
-                                "code; save plain numeric arrays"
-                            )
-            return
-        if head == _NPY_MAGIC:
+                        dtypes[member] = _npy_dtype(fh)
+        elif head == _NPY_MAGIC:
             with open(path, "rb") as fh:
-                if _npy_dtype(fh).hasobject:
-                    raise ValueError(
-                        f"{what}: {path!r} is an object array (pickled Python objects), which "
-                        "deqfast never loads since they can run code; save a numeric array"
-                    )
-            return
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                dtypes[os.path.basename(path)] = _npy_dtype(fh)
+        else:
+            raise ValueError(f"it starts with {head!r}, not with a zip or NumPy header")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{what}: {path!r} is not a valid {kind} file ({exc})") from None
-    except ValueError as exc:
-        if "object" in str(exc):
-            raise
-        raise ValueError(f"{what}: {path!r} is not a valid {kind} file ({exc})") from None
-    raise ValueError(
-        f"{what}: {path!r} is not a valid {kind} file (it starts with {head!r}, not with a "
-        "zip or NumPy header)"
-    )
+    objects = [name for name, dt in dtypes.items() if dt.hasobject]
+    if objects:
+        raise ValueError(
+            f"{what}: {path!r} holds object arrays {objects}: pickled Python objects, which "
+            "deqfast never loads since they can run code; save plain numeric arrays"
+        )
 
 
 def _output_file(path: str, what: str, *, suffix: str = "") -> tuple[str, str]:
