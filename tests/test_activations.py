@@ -230,3 +230,29 @@ def test_m2_dot_is_derivative_in_tau_squared(spec, tau, center):
     q, h = tau * tau, 1e-4
     fd = (act.moments(math.sqrt(q + h)).m2 - act.moments(math.sqrt(q - h)).m2) / (2 * h)
     assert act.moments(tau).m2_dot == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "exc", "match"),
+    [
+        (
+            "leaky_relu",
+            {"slope": "a"},
+            TypeError,
+            r"^leaky_relu: slope must be a real number; got 'a'",
+        ),
+        ("leaky_relu", {"slope": None}, TypeError, r"^leaky_relu: slope must be a real number"),
+        ("leaky_relu", {"slope": math.nan}, ValueError, r"^leaky_relu: slope must be finite"),
+        ("lrelu", {"s_neg": [0.1]}, TypeError, r"^lrelu: s_neg must be a real number"),
+        ("linear", {"slope": math.inf}, ValueError, r"^linear: slope must be finite"),
+        ("elu", {"alpha": True}, TypeError, r"^elu: alpha must be a real number; got True"),
+        ("clip", {"c": "x"}, TypeError, r"^clip: c must be a real number"),
+        ("polynomial", {"coef": ["a"]}, TypeError, r"^polynomial: coef must be a 1-D sequence"),
+        ("leaky_relu", {"slop": 1}, TypeError, r"^activation 'leaky_relu': .*keyword.*'slop'"),
+    ],
+)
+def test_bad_parameters_name_the_activation_and_parameter(name, params, exc, match):
+    with pytest.raises(exc, match=match):
+        df.activations.get(name, **params)
+    with pytest.raises(exc, match=match):
+        df.DEQ(name, **params)

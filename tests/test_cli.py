@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -160,6 +161,79 @@ def test_cli_errors_are_reported_not_raised(kernel_file, tmp_path, capsys):
     assert "available keys" in capsys.readouterr().err
     assert main(["kernels", str(kernel_file), "--classes", "7", "8"]) == 2
     assert "not among the labels" in capsys.readouterr().err
+
+
+def test_kernels_rejects_invalid_npz_without_suggesting_pickle(tmp_path, capsys):
+    bad = tmp_path / "garbage.npz"
+    bad.write_bytes(b"garbage, not an archive")
+    assert main(["kernels", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "data: " in err and "is not a valid .npz file" in err and "allow_pickle" not in err
+    bad.write_bytes(b"PK\x03\x04 a broken zip")
+    assert main(["kernels", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a valid .npz file" in err and "allow_pickle" not in err
+    np.savez(bad, X=np.array([{"a": 1}, None], dtype=object), y=np.zeros(2))
+    assert main(["kernels", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "holds object arrays ['X.npy']" in err and "allow_pickle" not in err
+    np.save(tmp_path / "obj.npy", np.array([None]), allow_pickle=True)
+    assert main(["spectra", str(tmp_path / "obj.npy"), str(tmp_path / "obj.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "a: " in err and "holds object arrays ['obj.npy']" in err and "allow_pickle" not in err
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("computed before checking the output path")
+
+
+@pytest.mark.parametrize(
+    ("out", "match"),
+    [
+        ("missing/k.npz", r"--out: '.*missing' is not an existing directory"),
+        ("data.npz/k.npz", r"--out: '.*data\.npz' is not an existing directory"),
+        (".", r"--out: '\.' is a directory; give a file name"),
+    ],
+)
+def test_kernels_out_is_checked_before_computing(
+    kernel_file, tmp_path, monkeypatch, capsys, out, match
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(df.DEQ, "kernels", _never)
+    assert main(["kernels", str(kernel_file), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and "Traceback" not in err
+
+
+def test_kernels_out_unwritable_directory(kernel_file, monkeypatch, capsys):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux's /proc, a directory no one can create files in")
+    monkeypatch.setattr(df.DEQ, "kernels", _never)
+    assert main(["kernels", str(kernel_file), "--out", "/proc/k.npz"]) == 2
+    assert "--out: cannot write to '/proc'" in capsys.readouterr().err
+
+
+def test_kernels_out_gets_npz_suffix_and_reports_it(kernel_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["kernels", str(kernel_file), "--out", "result", "--no-surrogate"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("to result.npz")
+    with np.load(tmp_path / "result.npz") as z:
+        assert {"G", "K", "S", "Gdot", "X", "labels"} == set(z.files)
+    assert not (tmp_path / "result").exists()
+    # a failing run leaves neither a partial result nor its temporary file
+    before = sorted(os.listdir(tmp_path))
+    assert main(["kernels", str(kernel_file), "--features-key", "nope", "--out", "r2"]) == 2
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_spectra_plot_path_is_checked_first(kernel_file, tmp_path, monkeypatch, capsys):
+    import deqfast.spectra
+
+    monkeypatch.setattr(deqfast.spectra, "compare_spectra", _never)
+    np.save(tmp_path / "a.npy", np.eye(3))
+    plot = str(tmp_path / "missing" / "s.png")
+    assert main(["spectra", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), "--plot", plot]) == 2
+    assert "--plot: " in capsys.readouterr().err
 
 
 def test_design_command(capsys):

@@ -418,8 +418,26 @@ def test_from_data_validation():
         MixtureStats.from_data(X[:, 0], [0, 1] * 4)
     with pytest.raises(TypeError, match="X must be real-valued"):
         MixtureStats.from_data(X + 1j, [0, 1] * 4)
-    with pytest.raises(ValueError, match="zero within-class variance"):
+    with pytest.raises(ValueError, match="identical rows within class 0"):
         MixtureStats.from_data(np.ones((8, 3)), [0, 1] * 4)
+
+
+def test_mixture_stats_from_data_refuses_degenerate_classes():
+    sample = GaussianMixture.paper(64).sample(40, seed=0)
+    X, y = sample.X.copy(), sample.labels
+    X[y == 1] = X[y == 1][0]  # class 1: copies of one row (centring leaves ~1e-16 noise)
+    with pytest.raises(ValueError, match=r"identical rows within class 1 \(1 of 2 .*spread is"):
+        MixtureStats.from_data(X, y)
+    X[y == 0] = X[y == 0][0]  # both classes: tau0 would be ~1e-16
+    with pytest.raises(ValueError, match=r"class 0 \(2 of 2 classes.*tau0, t, T would be"):
+        MixtureStats.from_data(X, y)
+    # a small but genuine spread (1e-6 of the norm) is estimated, not refused
+    Z = sample.X.copy()
+    for a in (0, 1):
+        Z[y == a] = Z[y == a][0] + 1e-6 * (sample.X[y == a] - sample.X[y == a].mean(axis=0))
+    st = MixtureStats.from_data(Z, y)
+    W = np.vstack([Z[y == a] - Z[y == a].mean(axis=0) for a in (0, 1)])
+    assert st.tau0 == pytest.approx(np.sqrt(np.mean(np.sum(W**2, axis=1))), rel=1e-9)
 
 
 def test_mixture_stats_validation():
@@ -471,6 +489,33 @@ def test_as_data_matrix():
         as_data_matrix([["a", "b"]])
     with pytest.raises(TypeError, match="X must be real-valued"):
         as_data_matrix(np.ones((2, 2), dtype=complex))
+
+
+def test_as_data_matrix_row_norms():
+    base = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(as_data_matrix(base), base)  # an all-zero row passes
+    # representable extremes: ‖x‖² = 25e-300 and 25e300 are normal doubles
+    as_data_matrix(base * 1e-150)
+    as_data_matrix(base * 1e150)
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"X has 2 row\(s\) too small for float64: their squared norms underflow below "
+            r"2\.23e-308 \(‖x_i‖ < 1\.49e-154; first: row 0, ‖x_i‖ = 5e-300\); rescale X"
+        ),
+    ):
+        as_data_matrix(base * 1e-300)
+    big = base.copy()
+    big[2] *= 1e160
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"Z has 1 row\(s\) too large .*above 1\.8e\+308 \(‖x_i‖ > 1\.34e\+154; first: row 2, "
+            r"‖x_i‖ = 1\.41e\+160\)"
+        ),
+    ):
+        as_data_matrix(big, "Z")
+    np.testing.assert_array_equal(as_data_matrix(big, check_norms=False), big)
 
 
 def test_as_labels_and_scalar_checks():

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from deqfast import MixtureStats
 from deqfast.datasets import (
+    CIFAR10_CLASSES,
     Dataset,
     load_cifar10,
     load_digits,
@@ -116,7 +119,8 @@ def test_load_cifar10(tmp_path, rng):
     np.testing.assert_array_equal(y, l1 + l2)
     with open(tmp_path / "batches.meta", "wb") as fh:
         pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, fh)
-    assert load_cifar10(tmp_path, batches="test_batch")[2][3] == "c3"
+    assert load_cifar10(tmp_path, batches="test_batch")[2][3] == "cat"  # meta only on request
+    assert load_cifar10(tmp_path, batches="test_batch", read_meta=True)[2][3] == "c3"
 
 
 def test_load_cifar10_errors(tmp_path, rng):
@@ -246,3 +250,128 @@ def test_load_digits():
     assert np.mean(np.sum(ds.X**2, axis=1)) == pytest.approx(1.0)
     small = load_digits(n_per_class=20, seed=0)
     assert small.class_counts.tolist() == [20, 20] and small.class_names == ("0", "1")
+
+
+class _RunsCode:
+    """Pickles as a call of ``func(*args)``: what a crafted batch would use to run code."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: _RunsCode(exec, f"open({str(m)!r}, 'w').close()"),
+        lambda m: _RunsCode(os.mkdir, str(m)),
+        lambda m: {b"data": _RunsCode(np.zeros, (2, 3072)), b"labels": [0, 1], b"x": os.mkdir},
+    ],
+)
+def test_load_cifar10_crafted_pickle_does_not_run(tmp_path, rng, make):
+    marker = tmp_path / "marker"
+    with open(tmp_path / "data_batch_1", "wb") as fh:
+        pickle.dump(make(marker), fh)
+    with pytest.raises(ValueError, match=r"cannot read .*refusing to load (builtins|posix|numpy)"):
+        load_cifar10(tmp_path)
+    assert not marker.exists()
+
+
+def test_load_cifar10_meta_read_only_on_request_and_restricted(tmp_path, rng):
+    marker = tmp_path / "marker"
+    _cifar_batch(tmp_path / "data_batch_1", rng, 4)
+    with open(tmp_path / "batches.meta", "wb") as fh:
+        pickle.dump(_RunsCode(os.mkdir, str(marker)), fh)
+    assert load_cifar10(tmp_path)[2] == CIFAR10_CLASSES
+    assert not marker.exists()
+    with pytest.raises(ValueError, match=r"read_meta: cannot read .*refusing to load posix\.mkdir"):
+        load_cifar10(tmp_path, read_meta=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_load_cifar10_reads_numpy1_and_numpy2_pickles(tmp_path, rng, protocol):
+    data = rng.integers(0, 256, size=(3, 3072), dtype=np.uint8)
+    labels = [np.int64(4), 0, 9]
+    blob = pickle.dumps(
+        {b"data": data, b"labels": labels, b"filenames": [b"a.png", b"", "c"]}, protocol=protocol
+    )
+    if protocol < 4:  # the module name as NumPy 1 (and Python 2 CIFAR files) spell it
+        blob = blob.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    (tmp_path / "test_batch").write_bytes(blob)
+    X, y, _ = load_cifar10(tmp_path, batches=["test_batch"])
+    np.testing.assert_array_equal(X, data)
+    np.testing.assert_array_equal(y, [4, 0, 9])
+
+
+def test_load_cifar10_refuses_entries_outside_directory(tmp_path, rng):
+    inner = tmp_path / "cifar"
+    inner.mkdir()
+    _cifar_batch(tmp_path / "outside_batch", rng, 2)
+    _cifar_batch(inner / "data_batch_1", rng, 2)
+    with pytest.raises(ValueError, match=r"batches: '\.\./outside_batch' resolves to .*outside"):
+        load_cifar10(inner, batches=["data_batch_1", "../outside_batch"])
+    with pytest.raises(ValueError, match="absolute path"):
+        load_cifar10(inner, batches=[str(tmp_path / "outside_batch")])
+    (inner / "link_batch").symlink_to(tmp_path / "outside_batch")
+    with pytest.raises(ValueError, match="symbolic link"):
+        load_cifar10(inner, batches=["link_batch"])
+    (inner / "inner_link").symlink_to(inner / "data_batch_1")  # a link that stays inside is fine
+    assert load_cifar10(inner, batches=["inner_link"])[0].shape == (2, 3072)
+
+
+def test_load_cifar10_string_labels_and_object_data(tmp_path):
+    with open(tmp_path / "data_batch_1", "wb") as fh:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"cat", b"dog"]}, fh)
+    with pytest.raises(ValueError, match=r"labels of dtype \|S3 \(first: b'cat'\).*integer"):
+        load_cifar10(tmp_path)
+    with open(tmp_path / "data_batch_1", "wb") as fh:
+        pickle.dump({b"data": np.full((2, 3072), b"x", object), b"labels": [0, 1]}, fh)
+    with pytest.raises(
+        ValueError, match=r"dtype object; CIFAR-10 batches hold \(n, 3072\) numbers"
+    ):
+        load_cifar10(tmp_path)
+
+
+def _idx_header(type_code: int, dims) -> bytes:
+    return struct.pack(">BBBB", 0, 0, type_code, len(dims)) + b"".join(
+        struct.pack(">I", d) for d in dims
+    )
+
+
+def test_load_idx_bounded_gzip_read(tmp_path, idx_files):
+    _, _, (_, rl), _ = idx_files
+    # a header announcing 4 GB followed by a little data, and a header announcing
+    # 10 bytes in front of 20 MB of zeros (20 kB compressed)
+    huge, lying = tmp_path / "huge.gz", tmp_path / "lying.gz"
+    huge.write_bytes(gzip.compress(_idx_header(0x08, (4000, 1000, 1000)) + bytes(1000)))
+    lying.write_bytes(gzip.compress(_idx_header(0x08, (10, 1)) + bytes(20_000_000)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"huge\.gz.*announces 4000000000 .*max_bytes"):
+            load_idx(huge, rl)
+        # within max_bytes, but more than DEFLATE can expand this file to
+        with pytest.raises(ValueError, match=r"huge\.gz.*more than a \d+-byte gzip file can hold"):
+            load_idx(huge, rl, max_bytes=2**40)
+        # decompression stops one byte past the announced end
+        with pytest.raises(ValueError, match=r"lying\.gz' holds more than the 10 data bytes"):
+            load_idx(lying, rl)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2e6  # nothing of the announced (or actual) decompressed sizes
+
+
+def test_load_idx_bad_dims_name_the_file(tmp_path, idx_files):
+    _, _, (_, rl), _ = idx_files
+    bad = tmp_path / "dims-idx"
+    bad.write_bytes(_idx_header(0x08, (0, 28, 28)))
+    with pytest.raises(ValueError, match=r"dims-idx' declares dims \(0, 28, 28\) with a zero"):
+        load_idx(bad, rl)
+    bad.write_bytes(_idx_header(0x0E, (2**32 - 1,) * 4) + bytes(64))  # 2^128 · 8 bytes
+    with pytest.raises(ValueError, match=r"dims-idx'.*announces \d{39,} data bytes.*max_bytes"):
+        load_idx(bad, rl)
+    with pytest.raises(ValueError, match="max_bytes"):
+        load_idx(bad, rl, max_bytes=0)

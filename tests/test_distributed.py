@@ -19,6 +19,7 @@ from deqfast import finite  # noqa: E402
 from deqfast.linalg import lanczos_top, slq_density  # noqa: E402
 
 N, BLOCK = 300, 128
+_TILE = dd._tile  # the real tile solver, before any test wraps it
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +106,109 @@ def test_blocked_zarr_stores_upper_tiles(zarr_kernel, problem):
 def test_blocked_zarr_refuses_to_overwrite(zarr_kernel, problem, client):
     path, _ = zarr_kernel
     deq, s, _, _ = problem
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        dd.kernels_blocked(deq, s.X, client=client, block=BLOCK, zarr_path=path)
+    with pytest.raises(FileExistsError, match=r"another deqfast kernel \(kernel differ\).*overwr"):
+        dd.kernels_blocked(deq, s.X, client=client, block=BLOCK, zarr_path=path, kernel="ntk")
+    with pytest.raises(FileExistsError, match=r"\(n, block, fingerprint differ\)"):
+        dd.kernels_blocked(deq, s.X[:-1], client=client, block=100, zarr_path=path)
+
+
+@pytest.fixture
+def threads():
+    """Dask's threaded scheduler (in this process) even while the module's client exists."""
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
+def _count_tiles(monkeypatch, fail_at=None):
+    """Count the tiles computed in this process; raise in the one starting at ``fail_at``."""
+    calls = []
+    real = _TILE
+
+    def tile(*args):
+        if args[3][0] == args[4][0] == fail_at:
+            raise RuntimeError("interrupted")
+        calls.append((args[3][0], args[4][0]))
+        return real(*args)
+
+    monkeypatch.setattr(dd, "_tile", tile)
+    return calls
+
+
+def test_zarr_rerun_resumes_missing_tiles(problem, tmp_path, monkeypatch, threads):
+    import zarr
+
+    deq, s, G, _ = problem
+    path = tmp_path / "ck.zarr"
+    calls = _count_tiles(monkeypatch, fail_at=128)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path)
+    written = len(calls)  # tiles finished before the failure (scheduling order varies)
+    assert written < 6 and not dict(zarr.open_array(str(path)).attrs)["deqfast"]["complete"]
+    with pytest.raises(ValueError, match="incomplete"):
+        dd.open_blocked(path)
+    calls = _count_tiles(monkeypatch)
+    K = dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path)
+    assert len(calls) == 6 - written and (128, 128) in calls
+    np.testing.assert_allclose(K.compute(), G, rtol=0, atol=1e-12)
+    meta = dict(zarr.open_array(str(path)).attrs)["deqfast"]
+    assert meta["complete"] and meta["tiles"] == 6 and meta["resumed"] == written
+    # a complete store is returned as it is, nothing recomputed
+    calls = _count_tiles(monkeypatch)
+    K = dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path)
+    np.testing.assert_allclose(K.compute(), G, rtol=0, atol=1e-12)
+    assert calls == []
+
+
+def test_zarr_resume_reuses_marked_tiles_only(problem, tmp_path, monkeypatch, threads):
+    import zarr
+
+    deq, s, G, _ = problem
+    path = tmp_path / "ck.zarr"
+    dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path)
+    # as if interrupted: tile (0, 1) never written, tile (1, 2) written but not marked;
+    # tile (0, 0) carries a sentinel that only a recomputation would erase
+    arr = zarr.open_array(str(path), mode="r+")
+    meta = dict(arr.attrs)["deqfast"]
+    arr.attrs["deqfast"] = {**meta, "complete": False}
+    arr[0:128, 128:256] = 0.0
+    arr[0:128, 0:128] = G[:128, :128] + 1.0
+    for marker in ("0-128.json", "128-256.json"):
+        (path / "deqfast-tiles" / marker).unlink()
+    calls = _count_tiles(monkeypatch)
+    K = dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path).compute()
+    assert sorted(calls) == [(0, 128), (128, 256)]
+    np.testing.assert_allclose(K[:128, 128:], G[:128, 128:], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(K[:128, :128], G[:128, :128] + 1.0, rtol=0, atol=1e-12)
+    # overwrite=True starts over instead
+    calls = _count_tiles(monkeypatch)
+    K = dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path, overwrite=True).compute()
+    assert len(calls) == 6
+    np.testing.assert_allclose(K, G, rtol=0, atol=1e-12)
+
+
+def test_zarr_overwrite_never_deletes_foreign_data(problem, tmp_path, threads):
+    import zarr
+
+    deq, s, _, _ = problem
+    X = s.X[:20]
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    foreign = zarr.create_array(store=str(tmp_path / "other.zarr"), shape=(4, 4), dtype="f8")
+    foreign[:] = 1.0
+    (tmp_path / "file").write_text("keep me too")
+    for target in (mine, tmp_path / "other.zarr", tmp_path / "file"):
+        with pytest.raises(FileExistsError, match="not a kernel store written by deqfast"):
+            dd.kernels_blocked(deq, X, block=8, zarr_path=target, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "file").read_text() == "keep me too"
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "other.zarr"))[:], 1.0)
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty directory holds nothing to lose
+    K = dd.kernels_blocked(deq, X, block=8, zarr_path=empty)
+    np.testing.assert_allclose(K.compute(), deq.ck(X), rtol=0, atol=1e-12)
 
 
 def test_blocked_validates(problem):
@@ -156,6 +258,18 @@ def test_tiled_operator_nonsymmetric(client, rng):
     import dask.array as da
 
     M = rng.standard_normal((90, 90))
+    for c in (client, None):
+        with pytest.raises(ValueError, match=r"K is not symmetric: tile \(\d, \d\).*=False"):
+            dd.tiled_operator(da.from_array(M, chunks=40), client=c)
+    # symmetric diagonal tiles, asymmetric off-diagonal ones
+    B = M.copy()
+    B[:45, :45] = B[:45, :45] + B[:45, :45].T
+    B[45:, 45:] = B[45:, 45:] + B[45:, 45:].T
+    with pytest.raises(ValueError, match=r"tile \(0, 1\) differs"):
+        dd.tiled_operator(da.from_array(B, chunks=45))
+    S = M + M.T
+    op = dd.tiled_operator(da.from_array(S, chunks=40))
+    np.testing.assert_allclose(op.matvec(M[:, 0]), S @ M[:, 0], atol=1e-12)
     op = dd.tiled_operator(da.from_array(M, chunks=40), client=client, symmetric=False)
     V = rng.standard_normal((90, 2))
     np.testing.assert_allclose(op.matmat(V), M @ V, atol=1e-12)

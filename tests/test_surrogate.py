@@ -225,3 +225,26 @@ def test_surrogate_without_tau0_raises(small):
     for method in ("pre_surrogate", "ck_surrogate", "ntk_surrogate"):
         with pytest.raises(ValueError, match="tau0"):
             getattr(deq, method)(sample.X, sample.stats)
+
+
+@pytest.mark.parametrize("scale", (1e-200, 1e200))
+def test_extreme_scales_raise_clearly(small, scale):
+    sample, deq = small
+    with pytest.raises(
+        ValueError, match=r"X has 40 row\(s\) too (small|large) for float64.*rescale X"
+    ):
+        deq.ck_surrogate(sample.X * scale, sample.stats)
+
+
+def test_large_but_representable_scale_is_exact_and_overflow_raises(small):
+    sample, deq = small
+    st = sample.stats
+    cf = deq.coefficients("ck")
+    X = sample.X * 1e100
+    got = df.surrogate_matrix(X, st, cf)
+    ref = R.surrogate_matrix(X @ X.T, st.J, st.psi, st.t, st.T, st.tau0, st.p, *cf.as_tuple())
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    big = df.KernelCoefficients(d=1.0, c1=1e30, c2=0.0, c3=0.0)  # c1 ‖x‖² = 1e330
+    with pytest.raises(ValueError, match=r"surrogate overflows float64 .*c1 = 1e\+30"):
+        df.surrogate_matrix(sample.X * 1e150, st, big)

@@ -108,7 +108,37 @@ def as_finite_array(
     return np.ascontiguousarray(arr)
 
 
-def as_data_matrix(X: Any, name: str = "X", *, min_rows: int = 1, min_cols: int = 1) -> np.ndarray:
+#: Squared row norms must lie in ``[_SQ_NORM_MIN, _SQ_NORM_MAX]`` (or be exactly 0):
+#: below the smallest normal double they lose their digits (or become 0), above
+#: the largest double they overflow.  In norms: ``1.49e-154 <= ‖x_i‖ <= 1.34e154``.
+_SQ_NORM_MIN = float(np.finfo(np.float64).tiny)
+_SQ_NORM_MAX = float(np.finfo(np.float64).max)
+
+
+def _check_row_norms(arr: np.ndarray, name: str) -> None:
+    """Refuse nonzero rows whose squared norm underflows or overflows float64."""
+    with np.errstate(over="ignore", under="ignore"):
+        sq = np.einsum("ij,ij->i", arr, arr)
+    small = np.flatnonzero(sq < _SQ_NORM_MIN)
+    small = small[np.any(arr[small] != 0, axis=1)]  # all-zero rows pass
+    large = np.flatnonzero(~(sq <= _SQ_NORM_MAX))
+    for rows, size, bound in ((small, "small", _SQ_NORM_MIN), (large, "large", _SQ_NORM_MAX)):
+        if rows.size:
+            i = int(rows[0])
+            peak = float(np.max(np.abs(arr[i])))
+            norm = peak * float(np.linalg.norm(arr[i] / peak))
+            way = "underflow below" if size == "small" else "overflow above"
+            raise ValueError(
+                f"{name} has {rows.size} row(s) too {size} for float64: their squared norms "
+                f"{way} {bound:.3g} (‖x_i‖ {'<' if size == 'small' else '>'} "
+                f"{np.sqrt(bound):.3g}; first: row {i}, ‖x_i‖ = {norm:.3g}); rescale {name} — "
+                "deqfast expects ‖x_i‖² of order 1 (THEORY.md §1)"
+            )
+
+
+def as_data_matrix(
+    X: Any, name: str = "X", *, min_rows: int = 1, min_cols: int = 1, check_norms: bool = True
+) -> np.ndarray:
     """Validate a data matrix with rows as samples.
 
     Parameters
@@ -122,6 +152,11 @@ def as_data_matrix(X: Any, name: str = "X", *, min_rows: int = 1, min_cols: int 
         Minimum number of samples ``n``.
     min_cols : int, default 1
         Minimum dimension ``p``.
+    check_norms : bool, default True
+        Also refuse nonzero rows whose squared norm ``‖x_i‖²`` underflows
+        (below the smallest normal double, ``‖x_i‖ < 1.49e-154``) or
+        overflows (``‖x_i‖ > 1.34e154``) float64: every kernel needs the
+        inner products ``x_iᵀx_j``.  All-zero rows pass.
 
     Returns
     -------
@@ -134,7 +169,8 @@ def as_data_matrix(X: Any, name: str = "X", *, min_rows: int = 1, min_cols: int 
         If ``X`` is not real numeric (complex, strings, objects).
     ValueError
         If ``X`` is not 2-D, has fewer than ``min_rows`` rows or ``min_cols``
-        columns, or contains NaN or infinite entries.
+        columns, contains NaN or infinite entries, or (``check_norms``) has a
+        row whose squared norm underflows or overflows.
     """
     arr = _as_real_array(X, name)
     if arr.ndim != 2:
@@ -151,7 +187,10 @@ def as_data_matrix(X: Any, name: str = "X", *, min_rows: int = 1, min_cols: int 
             f"{name} must have at least {max(min_cols, 1)} column(s) (features); "
             f"got shape {arr.shape}"
         )
-    return as_finite_array(arr, name)
+    out = as_finite_array(arr, name)
+    if check_norms:
+        _check_row_norms(out, name)
+    return out
 
 
 def as_labels(

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deqfast import _core
+from deqfast._validation import check_in_range
 
 __all__ = [
     "NAMES",
@@ -231,6 +232,7 @@ def _rebuild(name, kind, params, coef, shift, display):  # type: ignore[no-untyp
 # -- constructors -------------------------------------------------------------------
 def linear(slope: float = 1.0) -> Activation:
     """``slope * x``."""
+    slope = _param(slope, "linear", "slope")
     return Activation(
         "linear", "lrelu", (slope, slope), display=(("slope", slope),) if slope != 1.0 else ()
     )
@@ -243,11 +245,13 @@ def relu() -> Activation:
 
 def leaky_relu(slope: float = 0.01) -> Activation:
     """``max(x, 0) + slope * min(x, 0)``."""
+    slope = _param(slope, "leaky_relu", "slope")
     return Activation("leaky_relu", "lrelu", (1.0, slope), display=(("slope", slope),))
 
 
 def lrelu(s_pos: float = 1.0, s_neg: float = 0.0) -> Activation:
     """Piecewise linear ``s_pos * max(x, 0) + s_neg * min(x, 0)`` (the authors' L-ReLU)."""
+    s_pos, s_neg = _param(s_pos, "lrelu", "s_pos"), _param(s_neg, "lrelu", "s_neg")
     return Activation(
         "lrelu", "lrelu", (s_pos, s_neg), display=(("s_pos", s_pos), ("s_neg", s_neg))
     )
@@ -282,11 +286,13 @@ def softplus() -> Activation:
 
 def elu(alpha: float = 1.0) -> Activation:
     """``x`` for ``x > 0``, ``alpha (e^x - 1)`` otherwise."""
+    alpha = _param(alpha, "elu", "alpha")
     return Activation("elu", "elu", (alpha,), display=(("alpha", alpha),))
 
 
 def clip(a: float = 1.0, c: float = 1.0) -> Activation:
     """``a * clip(x, -c, c)`` (the authors' one-layer explicit net for tanh DEQs)."""
+    a, c = _param(a, "clip", "a"), _param(c, "clip", "c")
     if not c > 0:
         raise ValueError(f"clip: c must be > 0, got {c!r}")
     return Activation("clip", "clip", (a, c), display=(("a", a), ("c", c)))
@@ -304,8 +310,18 @@ def hermite(coef: Any) -> Activation:
     return Activation("hermite", "hermite", coef=c)
 
 
+def _param(value: Any, activation: str, name: str) -> float:
+    """``value`` as a finite float; errors name the activation and the parameter."""
+    return check_in_range(value, f"{activation}: {name}")
+
+
 def _coef(coef: Any, name: str) -> tuple[float, ...]:
-    arr = np.asarray(coef, dtype=np.float64)
+    try:
+        arr = np.asarray(coef, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name}: coef must be a 1-D sequence of real numbers; got {coef!r:.60}"
+        ) from exc
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name}: coef must be a non-empty 1-D sequence, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -469,8 +485,11 @@ def get(activation: Any, **params: Any) -> Activation | CustomActivation:
             )
         try:
             return _REGISTRY[key](**params)
-        except TypeError as exc:
-            raise TypeError(f"activation {activation!r}: {exc}") from None
+        except TypeError as exc:  # unknown keyword or a parameter of the wrong type
+            msg = str(exc)  # parameter checks already name the activation
+            if not msg.startswith(f"{key}:"):
+                msg = f"activation {activation!r}: {msg}"
+            raise TypeError(msg) from None
     if callable(activation):
         return custom(activation, **params)
     raise TypeError(

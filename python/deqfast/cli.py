@@ -16,7 +16,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -170,12 +172,82 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- #
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (an empty one)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npy_dtype(fh: Any) -> np.dtype[Any]:
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    return read(fh)[2]
+
+
+def _check_numpy_file(path: str, what: str, kind: str = ".npz or .npy") -> None:
+    """Refuse a file that is not a ``.npy``/``.npz`` of plain (non-object) arrays.
+
+    Reads only the headers: nothing is unpickled or decompressed.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    dtypes: dict[str, np.dtype[Any]] = {}
+    try:
+        if head[:4] in _ZIP_MAGIC:
+            with zipfile.ZipFile(path) as zf:
+                for member in zf.namelist():
+                    with zf.open(member) as fh:
+                        dtypes[member] = _npy_dtype(fh)
+        elif head == _NPY_MAGIC:
+            with open(path, "rb") as fh:
+                dtypes[os.path.basename(path)] = _npy_dtype(fh)
+        else:
+            raise ValueError(f"it starts with {head!r}, not with a zip or NumPy header")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{what}: {path!r} is not a valid {kind} file ({exc})") from None
+    objects = [name for name, dt in dtypes.items() if dt.hasobject]
+    if objects:
+        raise ValueError(
+            f"{what}: {path!r} holds object arrays {objects}: pickled Python objects, which "
+            "deqfast never loads since they can run code; save plain numeric arrays"
+        )
+
+
+def _output_file(path: str, what: str, *, suffix: str = "") -> tuple[str, str]:
+    """The file ``path`` names (``suffix`` added if missing) and a new temporary file beside it.
+
+    Creating the temporary file now makes a missing or unwritable directory fail before any
+    computation; writing the result into it and renaming it (``os.replace``) at the end
+    means the named file is never left half-written.
+    """
+    if os.path.isdir(path):
+        raise ValueError(
+            f"{what}: {path!r} is a directory; give a file name, e.g. "
+            f"{os.path.join(path, 'result' + suffix)!r}"
+        )
+    real = path if not suffix or path.endswith(suffix) else path + suffix
+    folder = os.path.dirname(os.path.abspath(real))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{what}: {folder!r} is not an existing directory (for {real!r})")
+    if os.path.isdir(real):
+        raise ValueError(f"{what}: {real!r} is a directory; give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".deqfast-", suffix=suffix + ".part")
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot write to {folder!r} ({exc.strerror})") from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the permissions a plain open() would give
+    return real, tmp
+
+
 def _load_array(spec: str, what: str) -> np.ndarray:
     path, key = spec, None
     if ":" in spec and not os.path.exists(spec):
         path, key = spec.rsplit(":", 1)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: no such file: {path!r}")
+    _check_numpy_file(path, what)
     try:
         obj = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -209,6 +281,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
+    if os.path.isfile(args.data):  # a missing file is reported by load_npz
+        _check_numpy_file(args.data, "data", ".npz")
+    real, tmp = _output_file(args.out, "--out", suffix=".npz")
+    try:
+        return _kernels(args, real, tmp)
+    finally:
+        if os.path.exists(tmp):  # a failed or interrupted run leaves no partial file
+            os.remove(tmp)
+
+
+def _kernels(args: argparse.Namespace, real: str, tmp: str) -> int:
     from deqfast.datasets import load_npz, prepare
     from deqfast.deq import DEQ
     from deqfast.report import relative_errors
@@ -238,8 +321,10 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
         for a, b in (("S", "S_bar"), ("G", "G_bar"), ("K", "K_bar")):
             op, fro = relative_errors(out[a], out[b])
             print(f"  ‖{a} − {b}‖₂/‖{a}‖₂ = {op:.4g}   ‖{a} − {b}‖_F/‖{a}‖_F = {fro:.4g}")
-    np.savez_compressed(args.out, **out)  # type: ignore[arg-type]
-    print(f"saved {sorted(out)} to {args.out}")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **out)  # type: ignore[arg-type]
+    os.replace(tmp, real)
+    print(f"saved {sorted(out)} to {real}")
     return 0
 
 
@@ -262,6 +347,8 @@ def _cmd_design(args: argparse.Namespace) -> int:
 def _cmd_spectra(args: argparse.Namespace) -> int:
     from deqfast.spectra import compare_spectra
 
+    if args.plot:  # a bad --plot path fails before the eigendecompositions
+        os.remove(_output_file(args.plot, "--plot")[1])
     A = _load_array(args.a, "a")
     B = _load_array(args.b, "b")
     labels = None if args.labels is None else _load_array(args.labels, "--labels")

@@ -39,6 +39,10 @@ CovKind = Literal["full", "diag", "scalar"]
 
 _PRIOR_SUM_TOL = 1e-8
 
+#: ``from_data`` refuses a class whose within-class spread ``sqrt(tr(Ĉ_a)/p)`` is
+#: below this fraction of its rows' RMS norm (rounding leaves ~1e-16).
+_DEGENERATE_SPREAD = 1e-10
+
 
 def _fmt(arr: np.ndarray) -> str:
     """Compact one-line rendering of a small array for reprs."""
@@ -222,7 +226,9 @@ class MixtureStats:
             If ``X`` is not real numeric or ``labels`` are not valid labels.
         ValueError
             If shapes disagree, ``X`` has NaN/inf, there are fewer than 2
-            classes, or a class has fewer than 2 samples.
+            classes, a class has fewer than 2 samples, or a class's rows are
+            (numerically) identical: within-class spread below ``1e-10`` of
+            the rows' norm, which would make ``τ0``, ``t``, ``T`` rounding noise.
 
         Notes
         -----
@@ -257,6 +263,20 @@ class MixtureStats:
             W[idx] = Xa[idx] - Xa[idx].mean(axis=0)
         sq = np.einsum("ij,ij->i", W, W)  # ‖ω̂_i‖²
         tr = np.array([sq[idx].mean() for idx in order])  # tr(Ĉ_a)/p
+        # A class whose rows coincide up to rounding has no covariance to estimate:
+        # its tr(Ĉ_a)/p is rounding noise (~eps² ‖x‖²) and τ0, t, T would be noise too.
+        scale = np.array([np.einsum("ij,ij->", Xa[idx], Xa[idx]) / idx.size for idx in order])
+        flat = np.flatnonzero(tr <= _DEGENERATE_SPREAD**2 * scale)
+        if flat.size:
+            a = int(flat[0])
+            rel = float(np.sqrt(tr[a] / scale[a])) if scale[a] > 0 else 0.0
+            raise ValueError(
+                f"X has (numerically) identical rows within class {classes[a].tolist()!r} "
+                f"({flat.size} of {K} classes like this): the within-class spread is "
+                f"{rel:.1e} of the rows' norm, below {_DEGENERATE_SPREAD:g}, so its covariance "
+                "cannot be estimated and tau0, t, T would be rounding noise; remove duplicated "
+                "rows or check the labels"
+            )
         priors = counts / n
         tau0_sq = float(priors @ tr)
         if not tau0_sq > 0:

@@ -30,6 +30,8 @@ The same calls run on a laptop (no client: Dask's threaded scheduler), a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import sys
@@ -59,6 +61,14 @@ __all__ = [
 KERNELS = {"ck": "G", "ntk": "K", "ntk_all": "Theta", "pre": "S", "gdot": "Gdot"}
 _DTYPES = ("float64", "float32")
 _ATTR = "deqfast"
+#: Sub-directory of a zarr store holding one JSON marker (the tile's solver statistics) per
+#: finished tile, written after the tile itself: a rerun computes only the unmarked tiles.
+_TILES_DIR = "deqfast-tiles"
+#: Attributes that must agree for a rerun to resume a store instead of replacing it.
+_RESUME_KEYS = (
+    "layout", "kernel", "n", "p", "block", "dtype", "deq", "sigma_a2", "sigma_b2", "tol",
+    "max_iter", "hermite_terms", "fingerprint",
+)  # fmt: skip
 
 
 def _require_dask() -> Any:
@@ -146,6 +156,11 @@ def _tile_to_zarr(path: str, *args: Any) -> dict[str, Any]:
     rows, cols = args[3], args[4]
     arr = zarr.open_array(path, mode="r+")
     arr[rows[0] : rows[1], cols[0] : cols[1]] = tile
+    # the marker appears (atomically) only once the tile is stored
+    marker = os.path.join(path, _TILES_DIR, f"{rows[0]}-{cols[0]}.json")
+    with open(marker + ".part", "w") as fh:
+        json.dump(stats, fh)
+    os.replace(marker + ".part", marker)
     return stats
 
 
@@ -153,10 +168,47 @@ def _ranges(n: int, block: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + block)) for s in range(0, n, block)]
 
 
-def _create_zarr(path: str, n: int, block: int, dtype: str, overwrite: bool, attrs: dict) -> None:
+def _create_zarr(
+    path: str, n: int, block: int, dtype: str, overwrite: bool, attrs: dict
+) -> tuple[dict[str, Any] | None, dict[tuple[int, int], dict[str, Any]]]:
+    """Create the store at ``path``, or reopen the one an interrupted identical call left.
+
+    Returns the stored attributes (``None`` for a new store) and the statistics of the
+    tiles already finished, keyed by their first row and column.  Only an absent path,
+    an empty directory or a store written by deqfast is ever written to or deleted.
+    """
     zarr = _require_zarr()
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"zarr_path {path!r} exists; pass overwrite=True to replace it")
+    old = None
+    if os.path.lexists(path) and not (
+        os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+    ):
+        try:
+            old = dict(zarr.open_array(path, mode="r").attrs).get(_ATTR)
+        except Exception:  # not a zarr array at all: treated as foreign below
+            old = None
+        if not isinstance(old, dict) or old.get("layout") != "upper":
+            raise FileExistsError(
+                f"zarr_path {path!r} exists and is not a kernel store written by deqfast "
+                "(no attrs['deqfast']); refusing to write into or delete it, even with "
+                "overwrite=True: choose another path or remove it yourself"
+            )
+        differ = [k for k in _RESUME_KEYS if old.get(k) != attrs[k]]
+        if not differ and not overwrite:
+            done: dict[tuple[int, int], dict[str, Any]] = {}
+            tiles = os.path.join(path, _TILES_DIR)
+            for name in os.listdir(tiles) if os.path.isdir(tiles) else ():
+                try:
+                    r0, c0 = (int(v) for v in name.removesuffix(".json").split("-"))
+                    with open(os.path.join(tiles, name)) as fh:
+                        done[r0, c0] = json.load(fh)
+                except (ValueError, OSError):  # a partial marker: that tile is redone
+                    continue
+            return old, done
+        if not overwrite:
+            raise FileExistsError(
+                f"zarr_path {path!r} holds another deqfast kernel ({', '.join(differ)} "
+                "differ); pass overwrite=True to replace it"
+            )
     if hasattr(zarr, "create_array"):  # zarr >= 3
         arr = zarr.create_array(
             store=path, shape=(n, n), chunks=(block, block), dtype=dtype, compressors=None,
@@ -167,7 +219,9 @@ def _create_zarr(path: str, n: int, block: int, dtype: str, overwrite: bool, att
             path, mode="w", shape=(n, n), chunks=(block, block), dtype=dtype, compressor=None,
             fill_value=0.0,
         )  # fmt: skip
+    os.makedirs(os.path.join(path, _TILES_DIR), exist_ok=True)
     arr.attrs[_ATTR] = attrs
+    return None, {}
 
 
 def _symmetric_from_upper(U: dask.array.Array) -> dask.array.Array:
@@ -239,9 +293,13 @@ def kernels_blocked(
         Write the upper tiles to a zarr store at this path, from the workers, now (blocking,
         with a progress bar), and return :func:`open_blocked` of it. Without it the array is
         lazy: nothing is computed until ``.compute()``/``.persist()`` (persist it before
-        repeated products, e.g. with :func:`tiled_operator`).
+        repeated products, e.g. with :func:`tiled_operator`). Each finished tile is recorded
+        in the store, so rerunning the same call (same ``deq``, ``X`` and options) after an
+        interruption computes only the missing tiles (and returns a complete store at once).
+        The path must be absent, an empty directory or a store written by this function.
     overwrite
-        Replace an existing store at ``zarr_path``.
+        Replace an existing deqfast store at ``zarr_path`` (even one the same call could
+        resume). A path holding anything else is never deleted: ``FileExistsError``.
     tol, max_iter, hermite_terms
         As in :meth:`deqfast.DEQ.kernels`; a pair that fails to converge raises
         ``RuntimeError`` from its tile.
@@ -311,18 +369,27 @@ def kernels_blocked(
         )
 
     path = os.fspath(zarr_path)
+    fingerprint = hashlib.sha256(X)
+    fingerprint.update(d)
     attrs = dict(
         layout="upper", kernel=kernel, n=n, p=int(X.shape[1]), block=block, dtype=dt,
-        deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, complete=False,
+        deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
+        hermite_terms=terms, fingerprint=fingerprint.hexdigest(), complete=False,
     )  # fmt: skip
-    _create_zarr(path, n, block, dt, bool(overwrite), attrs)
+    old, done = _create_zarr(path, n, block, dt, bool(overwrite), attrs)
+    missing = [(bi, bj) for bi, bj in upper if (ranges[bi][0], ranges[bj][0]) not in done]
+    if old is not None:
+        if old.get("complete") and not missing:
+            return open_blocked(path)
+        if show:
+            _info(f"resuming {path}: {len(done)} of {len(upper)} tiles already written")
     t0 = time.perf_counter()
     if client is not None:
         futures = [
             client.submit(
                 _tile_to_zarr, path, phi, Xs, ds, ranges[bi], ranges[bj], key, params, pure=False
             )
-            for bi, bj in upper
+            for bi, bj in missing
         ]
         if show:
             from distributed import progress as dask_progress
@@ -331,7 +398,9 @@ def kernels_blocked(
         stats = client.gather(futures)
     else:
         write = dask.delayed(_tile_to_zarr, pure=False)
-        tasks = [write(path, phi, Xs, ds, ranges[bi], ranges[bj], key, params) for bi, bj in upper]
+        tasks = [
+            write(path, phi, Xs, ds, ranges[bi], ranges[bj], key, params) for bi, bj in missing
+        ]
         if show:
             from dask.diagnostics import ProgressBar
 
@@ -341,8 +410,10 @@ def kernels_blocked(
             stats = list(dask.compute(*tasks))
     zarr = _require_zarr()
     arr = zarr.open_array(path, mode="r+")
+    kept = [done[k] for k in ((ranges[bi][0], ranges[bj][0]) for bi, bj in upper) if k in done]
+    stats = kept + stats
     attrs.update(
-        complete=True, seconds=time.perf_counter() - t0, tiles=len(stats),
+        complete=True, seconds=time.perf_counter() - t0, tiles=len(stats), resumed=len(kept),
         pairs=sum(s["pairs"] for s in stats), newton_steps=sum(s["newton_steps"] for s in stats),
         quadrature_pairs=sum(s["quadrature_pairs"] for s in stats),
         max_iterations=max(s["max_iterations"] for s in stats),
@@ -445,7 +516,12 @@ class TiledOperator(spla.LinearOperator):
 
 
 def tiled_operator(
-    K: Any, *, client: Any = None, symmetric: bool = True, persist: bool = False
+    K: Any,
+    *,
+    client: Any = None,
+    symmetric: bool = True,
+    persist: bool = False,
+    check_symmetry: bool = True,
 ) -> TiledOperator:
     """``K`` (a square dask array, e.g. from :func:`kernels_blocked`) as a LinearOperator.
 
@@ -461,6 +537,19 @@ def tiled_operator(
         Keep the tiles in the workers' memory first (``client.persist``), so that a lazy
         ``K`` is computed once rather than at every product. Leave it off for a
         zarr-backed ``K`` that should stay out of core.
+    check_symmetry
+        With ``symmetric``, first compare one diagonal tile and one pair of mirrored
+        off-diagonal tiles (chosen at random with a fixed seed) with their transposes, and
+        refuse a ``K`` that is not symmetric (its products from the upper tiles would be
+        wrong). This reads at most three tiles (computes them for a lazy ``K`` that is not
+        persisted); pass ``False`` to skip it for a ``K`` known to be symmetric.
+
+    Raises
+    ------
+    ValueError
+        If ``K`` is not square with square tiles, or (``check_symmetry``) the tiles
+        checked are not symmetric up to ``1e-8`` (float64; ``1e-4`` for float32) of their
+        largest entry: pass ``symmetric=False`` for a general matrix.
     """
     _require_dask()
     import dask.array as da
@@ -479,6 +568,32 @@ def tiled_operator(
             wait(K)
         else:
             K = K.persist()
+    nb = len(K.chunks[0])
+    if symmetric and check_symmetry and nb:
+        import dask
+
+        rng = np.random.default_rng(0)
+        i = int(rng.integers(nb))
+        pairs = [(i, i)]
+        if nb > 1:
+            a, b = sorted(int(v) for v in rng.choice(nb, size=2, replace=False))
+            pairs.append((a, b))
+        tiles = [K.blocks[x, y] for a, b in pairs for x, y in ((a, b), (b, a))]
+        if client is not None:
+            got = client.gather(client.compute(tiles))
+        else:
+            got = dask.compute(*tiles)
+        rtol = 1e-8 if K.dtype == np.float64 else 1e-4
+        for k, (a, b) in enumerate(pairs):
+            T, U = (np.asarray(t, dtype=np.float64) for t in got[2 * k : 2 * k + 2])
+            scale = max(np.max(np.abs(T), initial=0.0), np.max(np.abs(U), initial=0.0))
+            err = float(np.max(np.abs(T - U.T), initial=0.0))
+            if not err <= rtol * scale:
+                raise ValueError(
+                    f"K is not symmetric: tile ({a}, {b}) differs from the transpose of tile "
+                    f"({b}, {a}) by up to {err:.3g} (largest entry {scale:.3g}); pass "
+                    "symmetric=False for a general matrix (products then read every tile)"
+                )
     return TiledOperator(K, client=client, symmetric=bool(symmetric))
 
 

@@ -53,6 +53,14 @@ def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> n
         Mixture statistics of the same samples (``τ0, t, T, ψ, labels``).
     coef
         Surrogate coefficients, e.g. ``DEQ.coefficients("ck")``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is invalid (see :func:`deqfast._validation.as_data_matrix`:
+        NaN/inf, or row norms outside ``[1.49e-154, 1.34e154]``), does not
+        match ``stats``, or the matrix overflows float64 (data far from the
+        ``‖x_i‖² ≈ τ0²`` scale of THEORY.md §1): never a non-finite entry.
     """
     X = as_data_matrix(X, "X")
     n, p = X.shape
@@ -61,10 +69,18 @@ def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> n
             f"stats describe n={stats.n}, p={stats.p} samples but X has shape {X.shape}"
         )
     V, A = low_rank_factors(stats, coef)
-    M = X @ X.T
-    M *= coef.c1
-    M += (V @ A) @ V.T
-    M[np.diag_indices(n)] += coef.d - coef.c1 * stats.tau0**2
+    with np.errstate(over="ignore", invalid="ignore"):
+        M = X @ X.T
+        M *= coef.c1
+        M += (V @ A) @ V.T
+        M[np.diag_indices(n)] += coef.d - coef.c1 * stats.tau0**2
+    if not np.all(np.isfinite(M)):
+        peak = float(np.sqrt(np.max(np.einsum("ij,ij->i", X, X))))  # finite: as_data_matrix
+        raise ValueError(
+            f"the surrogate overflows float64 for this data (largest ‖x_i‖ = {peak:.3g}, "
+            f"c1 = {coef.c1:.3g}, tau0 = {stats.tau0:.3g}); rescale X to ‖x_i‖² of order 1 "
+            "(THEORY.md §1)"
+        )
     return M
 
 
