@@ -4,13 +4,20 @@ renders them, and the two can be used apart."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 import deqfast as df
+from deqfast.cli import main
 from deqfast.finite import empirical_ck
-from deqfast.report import ReproduceConfig, sample_mixture
+from deqfast.report import ReproduceConfig, reproduce, sample_mixture
 from deqfast.report._config import Progress
 from deqfast.report._document import Document, to_html, to_markdown
 from deqfast.report._mixture import (
@@ -116,3 +123,106 @@ def test_workspace_builds_each_deq_and_kernel_once(monkeypatch):
     )
     a = ws.mixture_kernels("relu", 24, 0)
     assert ws.mixture_kernels("relu", 24, 0) is a and len(calls) == 1
+
+
+# --------------------------------------------------------------------------- output directory
+def _fake_report(path, text="old"):
+    """A complete earlier report: the manifest and two files of known content."""
+    from deqfast.report._output import ReportOutput
+
+    with ReportOutput(path) as target:
+        target.write_text("report.md", text)
+        target.write_text("results.json", '{"x": 1}')
+        target.commit()
+
+
+def _tree(path):
+    from pathlib import Path
+
+    return {
+        os.path.relpath(os.path.join(root, f), path): Path(root, f).read_bytes()
+        for root, _, names in os.walk(path)
+        for f in names
+    }
+
+
+def test_output_replaces_an_earlier_report_only_when_complete(tmp_path):
+    from deqfast.report._output import MANIFEST, ReportOutput, is_report
+
+    out = tmp_path / "rep"
+    _fake_report(out)
+    old = _tree(out)
+    assert is_report(str(out)) and set(old) == {MANIFEST, "report.md", "results.json"}
+    with ReportOutput(out) as target:
+        target.write_text("report.md", "new")
+        assert _tree(out) == old  # untouched while the new report is written
+        target.commit()
+    assert (out / "report.md").read_text() == "new" and not (out / "results.json").exists()
+    assert json.loads((out / MANIFEST).read_text())["files"] == ["report.md"]
+    assert os.listdir(tmp_path) == ["rep"]  # no temporary or old directory left
+
+    with pytest.raises(KeyboardInterrupt), ReportOutput(out) as target:
+        target.write_text("report.md", "half")
+        raise KeyboardInterrupt
+    assert (out / "report.md").read_text() == "new" and os.listdir(tmp_path) == ["rep"]
+
+
+def test_output_refuses_what_is_not_a_report(tmp_path):
+    from deqfast.report._output import ReportOutput
+
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.png").write_bytes(b"\x89PNG")
+    with pytest.raises(FileExistsError, match=r"not a deqfast report.*--force"):
+        ReportOutput(other)
+    assert os.listdir(tmp_path) == ["photos"]
+    with ReportOutput(other, force=True) as target:
+        target.write_text("report.md", "r")
+        target.commit()
+    assert sorted(os.listdir(other)) == ["deqfast-report.json", "report.md"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        ReportOutput(tmp_path / "file")
+    with pytest.raises(PermissionError, match="cannot write beside"):
+        ReportOutput(tmp_path / "file" / "rep")  # parent is a file: refused before any work
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ReportOutput(empty).discard()  # an empty directory is fine
+
+
+def test_reproduce_checks_out_before_computing(tmp_path, monkeypatch):
+    from deqfast.report import _run
+
+    monkeypatch.setattr(_run, "compute_sections", lambda *a: pytest.fail("computed"))
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a deqfast report"):
+        reproduce(tmp_path, config=ReproduceConfig.make(p=16), progress=False)
+    assert main(["reproduce", "--p", "16", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_run_leaves_the_earlier_report_whole(tmp_path):
+    """SIGKILL in the middle of a real run: the earlier report is byte-for-byte intact."""
+    out = tmp_path / "rep"
+    _fake_report(out)
+    old = _tree(out)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "deqfast", "reproduce", "--p", "16", "--out", str(out)]
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [*cmd, "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not any(  # kill while the new report's figures are being written
+                f.endswith(".png") for f in _tree(tmp_path) if f.startswith(".rep.partial-")
+            ):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the run never started writing figures"
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert _tree(out) == old

@@ -19,6 +19,7 @@ from deqfast.report._mixture import (
     compute_finite_width,
     compute_mixture,
 )
+from deqfast.report._output import ReportOutput
 from deqfast.report._realdata import compute_digits
 from deqfast.report._render import (
     Headline,
@@ -102,41 +103,64 @@ def reproduce(
     *,
     config: ReproduceConfig | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run the paper's core experiments and write the report to ``out``.
 
     Parameters
     ----------
     out : path-like
-        Output directory (created).  Receives ``report.html``, ``report.md``,
-        ``results.json``, ``config.json`` and ``figures/*.png``.
+        Output directory.  Receives ``report.html``, ``report.md``,
+        ``results.json``, ``config.json``, ``figures/*.png`` and the manifest
+        ``deqfast-report.json`` that marks it as a report.  The report is built in a
+        temporary directory beside ``out`` and moved into place when complete: an
+        earlier report in ``out`` is replaced only then, and stays whole if the run
+        is interrupted.
     config : ReproduceConfig, optional
         Default: :meth:`ReproduceConfig.make` ``()``.
     progress : bool
         Show tqdm progress bars.
+    force : bool
+        Replace the contents of an ``out`` that is not empty and is not a deqfast
+        report (refused otherwise).
 
     Returns
     -------
     dict
         The content of ``results.json``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is a file, or a non-empty directory that is not a deqfast
+        report and ``force`` is false (checked before any computation).
+    PermissionError
+        If nothing can be written beside ``out`` (checked before any computation).
     """
     cfg = config if config is not None else ReproduceConfig.make()
     if not isinstance(cfg, ReproduceConfig):
         raise TypeError(f"config must be a ReproduceConfig; got {type(cfg).__name__}")
-    out = os.fspath(out)
     import deqfast
 
+    with ReportOutput(out, force=force) as target:
+        results = _run(cfg, target, progress, deqfast.__version__)
+        target.commit({"deqfast_version": deqfast.__version__})
+    return results
+
+
+def _run(
+    cfg: ReproduceConfig, target: ReportOutput, progress: bool, version: str
+) -> dict[str, Any]:
     timings: dict[str, float] = {}
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
     sections = compute_sections(cfg, Progress(progress), timings)
-    os.makedirs(os.path.join(out, "figures"), exist_ok=True)
     with timed(timings, "figures"):
-        doc, headline = render_report(cfg, sections, timings, deqfast.__version__)
-        draw_figures(doc, out)
+        doc, headline = render_report(cfg, sections, timings, version)
+        draw_figures(doc, target.tmp)
     timings["total"] = round(time.perf_counter() - t_start, 3)
     results: dict[str, Any] = {
-        "deqfast_version": deqfast.__version__,
+        "deqfast_version": version,
         "created": created,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -148,9 +172,8 @@ def reproduce(
         "config.json": json.dumps(_config_json(cfg), indent=2),
         "results.json": json.dumps(results, indent=2, default=_json_default),
         "report.md": to_markdown(doc),
-        "report.html": to_html(doc, TITLE, figure_dir=out),
+        "report.html": to_html(doc, TITLE, figure_dir=target.tmp),
     }
     for name, text in files.items():
-        with open(os.path.join(out, name), "w", encoding="utf-8") as fh:
-            fh.write(text)
+        target.write_text(name, text)
     return results
