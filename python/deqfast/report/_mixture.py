@@ -113,17 +113,19 @@ class KernelMatch:
 
 def match_kernels(
     deq: Any, X: np.ndarray, stats: Any, labels: np.ndarray, *, top: int, kernels: Any = None,
-    theory_of: Any = None,
+    surrogates: tuple[np.ndarray, np.ndarray] | None = None, theory_of: Any = None,
 ) -> KernelMatch:  # fmt: skip
     """Compare the exact ``G*``, ``K*`` of ``deq`` on ``X`` with the surrogates from ``stats``.
 
-    ``kernels`` reuses an already computed ``deq.kernels(X)``; ``theory_of`` (the
+    ``kernels`` reuses an already computed ``deq.kernels(X)`` and ``surrogates`` the
+    pair ``(Ḡ, K̄)``; ``theory_of`` (the
     mixture sample, or anything :func:`deqfast.theory_spectrum` takes) adds the
     predicted limiting spectra.
     """
     kr = kernels if kernels is not None else deq.kernels(X)
-    Gb = deq.ck_surrogate(X, stats)
-    Kb = deq.ntk_surrogate(X, stats)
+    if surrogates is None:
+        surrogates = (deq.ck_surrogate(X, stats), deq.ntk_surrogate(X, stats))
+    Gb, Kb = surrogates
     with single_blas():
         cg = compare_spectra(kr.G, Gb, labels=labels, top=top, names=("G*", "Ḡ"))
         ck = compare_spectra(kr.K, Kb, labels=labels, top=top, names=("K*", "K̄"))
@@ -180,23 +182,26 @@ def compute_mixture(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Mixt
     ``cfg.spectra_p`` (THEORY.md §4, §6)."""
     err = {a: {k: np.zeros((len(cfg.ps), cfg.draws)) for k in _ERROR_KEYS} for a in cfg.activations}
     steps = [(p, r, a) for p in cfg.ps for r in range(cfg.draws) for a in cfg.activations]
+    surrogates = {}
     for p, r, act in bars.bar(steps, "mixture: exact kernels vs surrogates"):
         s = ws.sample(p, r)
         deq = ws.deq(act, s.stats.tau0)
         kr = ws.mixture_kernels(act, p, r)
+        Gb, Kb = deq.ck_surrogate(s.X, s.stats), deq.ntk_surrogate(s.X, s.stats)
+        if (p, r) == (cfg.spectra_p, 0):
+            surrogates[act] = (Gb, Kb)
         i = cfg.ps.index(p)
         e = err[act]
-        e["ck_op"][i, r], e["ck_fro"][i, r] = relative_errors(kr.G, deq.ck_surrogate(s.X, s.stats))
-        e["ntk_op"][i, r], e["ntk_fro"][i, r] = relative_errors(
-            kr.K, deq.ntk_surrogate(s.X, s.stats)
-        )
+        e["ck_op"][i, r], e["ck_fro"][i, r] = relative_errors(kr.G, Gb)
+        e["ntk_op"][i, r], e["ntk_fro"][i, r] = relative_errors(kr.K, Kb)
     spectra = {}
     if cfg.spectra_p in cfg.ps:
         s = ws.sample(cfg.spectra_p, 0)
         for act in bars.bar(list(cfg.activations), "mixture: spectra"):
             spectra[act] = match_kernels(
                 ws.deq(act, s.stats.tau0), s.X, s.stats, s.labels, top=cfg.top,
-                kernels=ws.mixture_kernels(act, cfg.spectra_p, 0), theory_of=s,
+                kernels=ws.mixture_kernels(act, cfg.spectra_p, 0), surrogates=surrogates[act],
+                theory_of=s,
             )  # fmt: skip
     return MixtureResult(
         ps=tuple(cfg.ps), ns=tuple(round(cfg.n_ratio * p) for p in cfg.ps), draws=cfg.draws,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from deqfast.report._config import Progress, ReproduceConfig, timed
+from deqfast.report._config import Progress, ReproduceConfig, single_blas, timed
 from deqfast.report._document import Document, draw_figures, to_html, to_markdown
 from deqfast.report._mixture import (
     Workspace,
@@ -56,9 +56,10 @@ def compute_sections(
     """Every section's result object, keyed as in ``results.json`` (wall times in ``timings``)."""
     ws = Workspace(cfg)
     results: dict[str, Any] = {}
-    for key, compute, _ in SECTIONS:
-        with timed(timings, key):
-            results[key] = compute(cfg, ws, bars)
+    with single_blas():  # the OpenMP kernels keep their threads; BLAS calls run on one
+        for key, compute, _ in SECTIONS:
+            with timed(timings, key):
+                results[key] = compute(cfg, ws, bars)
     return results
 
 
