@@ -241,21 +241,3 @@ def test_design_command(capsys):
     assert main(["design", "relu", "--family", "lrelu"]) == 0
     out = capsys.readouterr().out
     assert "lrelu" in out and "residual" in out
-
-
-def test_reproduce_without_optional_dependencies(tmp_path, monkeypatch):
-    """Without matplotlib or scikit-learn the report still comes out, without figures and
-    without the digits section."""
-    from deqfast import report
-
-    missing = {"matplotlib", "sklearn"}
-    real = report._have
-    monkeypatch.setattr(report, "_have", lambda m: m not in missing and real(m))
-    cfg = report.ReproduceConfig.make(p=32)
-    res = report.reproduce(tmp_path, config=cfg, progress=False)
-    assert res["digits"] == {"skipped": "scikit-learn not installed"}
-    assert "skipped" not in res["design"] and "skipped" not in res["finite_width"]
-    md = (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert "Figures skipped: matplotlib is not installed" in md and "![" not in md
-    assert not os.listdir(tmp_path / "figures")
-    assert len(res["mixture"]["relu"]["ck_op"]) == 1

@@ -215,3 +215,23 @@ def test_repeated_references_reuse_their_decomposition_by_content(rng, monkeypat
     edited = compare_spectra(A, B)
     np.testing.assert_allclose(edited.eigvals_a, np.linalg.eigvalsh(A), rtol=0, atol=1e-12)
     assert not np.allclose(edited.eigvals_a, again.eigvals_a)
+
+
+@pytest.mark.parametrize("n, top", [(300, 3), (300, 75), (40, 3), (300, 76)])
+def test_top_eigenvectors_by_lanczos_match_a_full_eigh(rng, n, top):
+    """The top eigenvectors (Lanczos above n = 64 for top <= n/4, a full eigh otherwise)
+    agree with numpy's full eigendecomposition, in order and sign convention."""
+    from deqfast.spectra import _top_eigvecs_uncached
+
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.r_[np.linspace(9.0, 5.0, top), rng.uniform(-1.0, 1.0, n - top)]
+    M = (Q * lam) @ Q.T
+    M = 0.5 * (M + M.T)
+    _, V = np.linalg.eigh(M)
+    ref = V[:, ::-1][:, :top]
+    ref = ref * np.sign(ref[np.argmax(np.abs(ref), axis=0), np.arange(top)])
+    U = _top_eigvecs_uncached(M, top)
+    assert U.shape == (n, top)
+    np.testing.assert_allclose(U, ref, rtol=0, atol=1e-10)
+    c = compare_spectra(M, M + 1e-3 * np.eye(n), labels=np.arange(n) % 2, top=top)
+    np.testing.assert_allclose(c.eigvecs_a, ref, rtol=0, atol=1e-10)

@@ -80,13 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
             "two-class mixture for ReLU and tanh, the explicit-net design, the empirical CK at "
             "finite width, and the digits data (surrogates with estimated statistics, "
             "random-feature accuracies) — and write report.html, report.md, results.json, "
-            "config.json and figures/ to --out. The default run takes several minutes on two "
-            "cores; --quick is a smoke run of under three minutes."
+            "config.json and figures/ to --out. The report is built beside --out and moved "
+            "into place when complete, so an interrupted run leaves an earlier report whole."
         ),
     )
     r.add_argument(
-        "--out", default="deqfast-report", help="output directory (default: %(default)s)"
-    )
+        "--out", default="deqfast-report",
+        help="output directory; an earlier deqfast report there is replaced "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    r.add_argument(
+        "--force", action="store_true",
+        help="replace --out even if it is a non-empty directory that is not a deqfast report",
+    )  # fmt: skip
     r.add_argument("--quick", action="store_true", help="small smoke-test configuration")
     r.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default: %(default)s)")
     r.add_argument(
@@ -272,7 +278,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     cfg = ReproduceConfig.make(quick=args.quick, seed=args.seed, p=args.p)
     t0 = time.perf_counter()
-    res = reproduce(args.out, config=cfg, progress=not args.no_progress)
+    try:
+        res = reproduce(args.out, config=cfg, progress=not args.no_progress, force=args.force)
+    except OSError as exc:  # refused or unwritable --out, reported before any computation
+        raise ValueError(str(exc)) from exc
     dt = time.perf_counter() - t0
     print(f"deqfast reproduce: wrote {os.path.join(args.out, 'report.html')} in {dt:.1f} s")
     for k, v in res.get("headline", {}).items():

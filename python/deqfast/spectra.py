@@ -13,8 +13,9 @@ and an approximation ``B`` (e.g. the surrogate ``Ḡ``) and reports
   eigenvectors ``u_k`` with the class indicators ``j_a``, and the overlaps
   ``|u_k(A)ᵀ u_k(B)|²`` of the two matrices' top eigenvectors.
 
-Only symmetric eigensolvers are used (:func:`scipy.linalg.eigvalsh`,
-:func:`scipy.linalg.eigh`; the norm ``‖A − B‖₂`` by Lanczos, :func:`spectral_norm`).
+Only symmetric eigensolvers are used: :func:`scipy.linalg.eigvalsh` for the
+spectra, Lanczos (ARPACK's ``eigsh``) for the norm ``‖A − B‖₂``
+(:func:`spectral_norm`) and for the top eigenvectors.
 """
 
 from __future__ import annotations
@@ -347,9 +348,28 @@ def _top_eigvecs(M: np.ndarray, top: int) -> np.ndarray:
 
 
 def _top_eigvecs_uncached(M: np.ndarray, top: int) -> np.ndarray:
+    """The ``top`` eigenvectors of the largest eigenvalues, in decreasing order, signs fixed
+    so that each vector's largest-magnitude entry is positive.
+
+    By Lanczos (ARPACK's ``eigsh``, ``which="LA"``, ``tol=0``: to machine precision,
+    from a fixed start) for matrices larger than 64 with ``top <= n/4``: two to three
+    times faster than the reduction to tridiagonal form of a full symmetric
+    eigensolver.  Small matrices, and the rare case where Lanczos fails, use
+    :func:`scipy.linalg.eigh` on the index range.
+    """
     n = M.shape[0]
-    _, U = scipy.linalg.eigh(M, subset_by_index=[n - top, n - 1])
-    U = U[:, ::-1].copy()
+    U = None
+    if n > 64 and 4 * top <= n:
+        v0 = np.random.default_rng(0).standard_normal(n)
+        try:
+            w, V = scipy.sparse.linalg.eigsh(M, k=top, which="LA", v0=v0, tol=0)
+            U = V[:, np.argsort(w)[::-1]]
+        except scipy.sparse.linalg.ArpackError:  # incl. ArpackNoConvergence
+            U = None
+    if U is None:
+        _, V = scipy.linalg.eigh(M, subset_by_index=[n - top, n - 1])
+        U = V[:, ::-1]
+    U = np.ascontiguousarray(U)
     idx = np.argmax(np.abs(U), axis=0)
     signs = np.sign(U[idx, np.arange(top)])
     signs[signs == 0] = 1.0

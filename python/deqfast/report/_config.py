@@ -1,0 +1,136 @@
+"""Configuration of a ``reproduce`` run and the helpers its sections share."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from deqfast._validation import check_integer
+
+__all__ = ["Progress", "ReproduceConfig", "relative_errors", "sample_mixture", "single_blas"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig:
+    """Everything that determines a ``reproduce`` run (written to ``config.json``)."""
+
+    seed: int = 0
+    quick: bool = False
+    sigma_a2: float = 0.2
+    activations: tuple[str, ...] = ("relu", "tanh")
+    n_ratio: float = 0.8
+    ps: tuple[int, ...] = (128, 256, 512, 1024, 2048)
+    draws: int = 2
+    spectra_p: int = 2048
+    top: int = 3
+    finite_p: int = 512
+    finite_widths: tuple[int, ...] = (256, 1024, 4096)
+    finite_trials: int = 2
+    designs: tuple[tuple[str, str, str], ...] = (
+        ("relu", "ck", "auto"),
+        ("relu", "ntk", "auto"),
+        ("tanh", "ck", "auto"),
+        ("tanh", "ntk", "auto"),
+    )
+    digits_design_family: str = "lrelu"
+    digits_classes: tuple[int, int] = (3, 5)
+    digits_test_size: float = 0.5
+    rf_widths: tuple[int, ...] = (32, 128, 512, 2048, 4096)
+    rf_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    readout: str = "ridge"
+    ridge: float = 1e-2
+
+    @classmethod
+    def make(cls, *, quick: bool = False, seed: int = 0, p: int | None = None) -> ReproduceConfig:
+        """The default (``quick=False``) or smoke-test configuration.
+
+        ``p`` (for tests) replaces every mixture dimension by that single value
+        and shrinks the finite-width and random-feature sweeps.
+        """
+        seed = check_integer(seed, "seed", min_value=0)
+        if quick:
+            cfg = cls(
+                seed=seed, quick=True, ps=(128, 256, 512), draws=1, spectra_p=512, finite_p=256,
+                finite_widths=(256, 1024), finite_trials=1, rf_widths=(32, 128, 512),
+                rf_seeds=(0, 1, 2), designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
+            )  # fmt: skip
+        else:
+            cfg = cls(seed=seed)
+        if p is not None:
+            p = check_integer(p, "p", min_value=16)
+            cfg = dataclasses.replace(
+                cfg, ps=(p,), draws=1, spectra_p=p, finite_p=p, finite_widths=(64, 256),
+                finite_trials=1, rf_widths=(16, 64), rf_seeds=(0, 1),
+                designs=(("relu", "ck", "lrelu"),),
+            )  # fmt: skip
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        return json.loads(json.dumps(d))
+
+
+def sample_mixture(p: int, draw: int, cfg: ReproduceConfig) -> Any:
+    """The mixture sample of the run for dimension ``p`` and draw ``draw``."""
+    from deqfast.data import GaussianMixture
+
+    n = round(cfg.n_ratio * p)
+    return GaussianMixture.paper(p).sample(n, seed=np.random.default_rng([cfg.seed, p, draw]))
+
+
+def relative_errors(A: np.ndarray, B: np.ndarray) -> tuple[float, float]:
+    """``(‖A − B‖₂/‖A‖₂, ‖A − B‖_F/‖A‖_F)`` for symmetric matrices
+    (:func:`deqfast.spectra.spectral_norm`)."""
+    from deqfast.spectra import spectral_norm
+
+    with single_blas():
+        op = spectral_norm(A - B) / spectral_norm(A)
+    fro = float(np.linalg.norm(A - B) / np.linalg.norm(A))
+    return op, fro
+
+
+@contextmanager
+def single_blas() -> Iterator[None]:
+    """One BLAS thread for the dense linear algebra of the report's small matrices.
+
+    Right after an OpenMP region (the exact kernels) a multi-threaded OpenBLAS
+    competes with the spinning OpenMP threads on a small machine and can stall a
+    solve or eigendecomposition of a few hundred rows by a second or more;
+    single-threaded they take milliseconds.  The report's matrices (``n`` of a
+    few thousand at most) gain little from threads in any case.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+class Progress:
+    """tqdm progress bars when ``enabled``, the plain iterable otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = bool(enabled)
+
+    def bar(self, iterable: Any, desc: str, total: int | None = None) -> Any:
+        if not self.enabled:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True)
+
+
+@contextmanager
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Record the wall time of the block in ``timings[key]`` (seconds, 3 decimals)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = round(time.perf_counter() - t0, 3)

@@ -1,0 +1,180 @@
+"""``reproduce``: compute every section, then render and write the report."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from deqfast.report._config import Progress, ReproduceConfig, single_blas, timed
+from deqfast.report._document import Document, draw_figures, to_html, to_markdown
+from deqfast.report._mixture import (
+    Workspace,
+    compute_design,
+    compute_finite_width,
+    compute_mixture,
+)
+from deqfast.report._output import ReportOutput
+from deqfast.report._realdata import compute_digits
+from deqfast.report._render import (
+    Headline,
+    render_design,
+    render_finite_width,
+    render_mixture,
+    render_realdata,
+)
+
+__all__ = ["reproduce"]
+
+TITLE = "deqfast reproduction report"
+
+#: ``results.json`` key, compute function and render function of each section, in order.
+SECTIONS = (
+    ("mixture", compute_mixture, render_mixture),
+    ("design", compute_design, render_design),
+    ("finite_width", compute_finite_width, render_finite_width),
+    ("digits", compute_digits, render_realdata),
+)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def compute_sections(
+    cfg: ReproduceConfig, bars: Progress, timings: dict[str, float]
+) -> dict[str, Any]:
+    """Every section's result object, keyed as in ``results.json`` (wall times in ``timings``)."""
+    ws = Workspace(cfg)
+    results: dict[str, Any] = {}
+    with single_blas():  # the OpenMP kernels keep their threads; BLAS calls run on one
+        for key, compute, _ in SECTIONS:
+            with timed(timings, key):
+                results[key] = compute(cfg, ws, bars)
+    return results
+
+
+def render_report(
+    cfg: ReproduceConfig, sections: dict[str, Any], timings: dict[str, float], version: str
+) -> tuple[Document, Headline]:
+    """The report document (headline table first) and the headline rows."""
+    body = Document()
+    headline: Headline = []
+    for key, _, render in SECTIONS:
+        render(sections[key], body, headline)
+    doc = Document()
+    doc.h(1, TITLE)
+    doc.p(
+        "Deep equilibrium models (DEQs) vs not-so-deep explicit networks on high-dimensional "
+        "Gaussian mixtures (Ling et al., ICML 2024), recomputed by deqfast "
+        f"{version}. Every number and figure below was computed in this run "
+        f"({'quick' if cfg.quick else 'default'} configuration, seed {cfg.seed}; the exact "
+        "configuration is in `config.json`, all numbers in `results.json`)."
+    )
+    doc.h(2, "Headline numbers")
+    doc.table(["quantity", "value"], headline)
+    doc.extend(body)
+    doc.h(2, "Run")
+    doc.table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()])
+    return doc, headline
+
+
+def _config_json(cfg: ReproduceConfig) -> dict[str, Any]:
+    return {
+        **cfg.to_dict(),
+        "sample_generator": "GaussianMixture.paper(p).sample(round(n_ratio*p), "
+        "seed=np.random.default_rng([seed, p, draw]))",
+        "finite_generator": "empirical_ck(..., seed=np.random.default_rng([seed, 7, width]))",
+        "digits_split_seed": "train_test_split(..., seed=seed)",
+        "rf_generator": "feature_fn(X, width, rf_seed) with the rf_seeds",
+    }
+
+
+def reproduce(
+    out: str | os.PathLike[str] = "deqfast-report",
+    *,
+    config: ReproduceConfig | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run the paper's core experiments and write the report to ``out``.
+
+    Parameters
+    ----------
+    out : path-like
+        Output directory.  Receives ``report.html``, ``report.md``,
+        ``results.json``, ``config.json``, ``figures/*.png`` and the manifest
+        ``deqfast-report.json`` that marks it as a report.  The report is built in a
+        temporary directory beside ``out`` and moved into place when complete: an
+        earlier report in ``out`` is replaced only then, and stays whole if the run
+        is interrupted.
+    config : ReproduceConfig, optional
+        Default: :meth:`ReproduceConfig.make` ``()``.
+    progress : bool
+        Show tqdm progress bars.
+    force : bool
+        Replace the contents of an ``out`` that is not empty and is not a deqfast
+        report (refused otherwise).
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is a file, or a non-empty directory that is not a deqfast
+        report and ``force`` is false (checked before any computation).
+    PermissionError
+        If nothing can be written beside ``out`` (checked before any computation).
+    """
+    cfg = config if config is not None else ReproduceConfig.make()
+    if not isinstance(cfg, ReproduceConfig):
+        raise TypeError(f"config must be a ReproduceConfig; got {type(cfg).__name__}")
+    import deqfast
+
+    with ReportOutput(out, force=force) as target:
+        results = _run(cfg, target, progress, deqfast.__version__)
+        target.commit({"deqfast_version": deqfast.__version__})
+    return results
+
+
+def _run(
+    cfg: ReproduceConfig, target: ReportOutput, progress: bool, version: str
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    t_start = time.perf_counter()
+    sections = compute_sections(cfg, Progress(progress), timings)
+    with timed(timings, "figures"):
+        doc, headline = render_report(cfg, sections, timings, version)
+        draw_figures(doc, target.tmp)
+    timings["total"] = round(time.perf_counter() - t_start, 3)
+    results: dict[str, Any] = {
+        "deqfast_version": version,
+        "created": created,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "timings_seconds": timings,
+        **{key: res.to_dict() for key, res in sections.items()},
+        "headline": dict(headline),
+    }
+    files = {
+        "config.json": json.dumps(_config_json(cfg), indent=2),
+        "results.json": json.dumps(results, indent=2, default=_json_default),
+        "report.md": to_markdown(doc),
+        "report.html": to_html(doc, TITLE, figure_dir=target.tmp),
+    }
+    for name, text in files.items():
+        target.write_text(name, text)
+    return results

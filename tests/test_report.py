@@ -1,0 +1,228 @@
+"""Tests of the report package: sections compute plain result objects, the document layer
+renders them, and the two can be used apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import deqfast as df
+from deqfast.cli import main
+from deqfast.finite import empirical_ck
+from deqfast.report import ReproduceConfig, reproduce, sample_mixture
+from deqfast.report._config import Progress
+from deqfast.report._document import Document, to_html, to_markdown
+from deqfast.report._mixture import (
+    FiniteWidthResult,
+    Workspace,
+    compute_finite_width,
+    compute_mixture,
+)
+from deqfast.report._render import render_finite_width
+
+
+def _op(A, B):
+    return np.linalg.norm(A - B, 2) / np.linalg.norm(A, 2)
+
+
+def test_render_a_hand_made_result():
+    """Rendering needs only the result object: the numbers appear, formatted, in the
+    Markdown table and the headline; the figure is a recipe, drawn only when asked."""
+    r = FiniteWidthResult(
+        p=64, n=51, widths=(100, 400), trials=3, activations=("relu", "tanh"),
+        ck_op={"relu": np.array([0.5, 0.25]), "tanh": np.array([0.125, 0.0625])},
+        ck_fro={"relu": np.array([0.4, 0.2]), "tanh": np.array([0.1, 0.05])},
+    )  # fmt: skip
+    doc, headline = Document(), []
+    render_finite_width(r, doc, headline)
+    md = to_markdown(doc)
+    assert "| width m | relu: ‖CK_m−G*‖/‖G*‖ | tanh: ‖CK_m−G*‖/‖G*‖ |" in md
+    assert "| 100 | 0.5 | 0.125 |" in md and "| 400 | 0.25 | 0.0625 |" in md
+    assert "(p = 64, n = 51)" in md and "averaged over 3 weight draw(s)" in md
+    assert "![" in md and "(figures/finite_width_ck.png)" in md
+    assert headline == [
+        ("finite width p = 64, relu DEQ: ‖CK_m−G*‖/‖G*‖ at m = 400", "0.25"),
+        ("finite width p = 64, tanh DEQ: ‖CK_m−G*‖/‖G*‖ at m = 400", "0.0625"),
+    ]
+    (fig,) = doc.figures
+    assert fig.make().axes  # the recipe draws from the result's arrays
+
+
+def test_markdown_and_html_rendering(tmp_path):
+    doc = Document()
+    doc.h(2, "Title <b>")
+    doc.p("text with `code`")
+    doc.table(["a|b", "c"], [["1", "x|y"]])
+    doc.pre("raw <text>")
+    md = to_markdown(doc)
+    assert md == (
+        "## Title <b>\n\ntext with `code`\n\n| a\\|b | c |\n|---|---|\n| 1 | x\\|y |\n\n"
+        "```\nraw <text>\n```\n"
+    )
+    page = to_html(doc, "t", figure_dir=str(tmp_path))
+    assert "<h2>Title &lt;b&gt;</h2>" in page and "<code>code</code>" in page
+    assert "<td>x|y</td>" in page and "<pre>raw &lt;text&gt;</pre>" in page
+
+
+def test_compute_mixture_matches_the_library():
+    """The section's numbers are those of the public functions called directly."""
+    cfg = ReproduceConfig.make(p=32, seed=5)
+    ws = Workspace(cfg)
+    r = compute_mixture(cfg, ws, Progress(False))
+    s = df.GaussianMixture.paper(32).sample(round(0.8 * 32), seed=np.random.default_rng([5, 32, 0]))
+    np.testing.assert_array_equal(s.X, sample_mixture(32, 0, cfg).X)
+    for act in cfg.activations:
+        deq = df.DEQ(act, sigma_a2=cfg.sigma_a2, tau0=s.stats.tau0)
+        G, K = deq.ck(s.X), deq.ntk(s.X)
+        Gb, Kb = deq.ck_surrogate(s.X, s.stats), deq.ntk_surrogate(s.X, s.stats)
+        assert r.errors[act]["ck_op"][0, 0] == pytest.approx(_op(G, Gb), rel=1e-8)
+        assert r.errors[act]["ntk_op"][0, 0] == pytest.approx(_op(K, Kb), rel=1e-8)
+        assert r.errors[act]["ck_fro"][0, 0] == pytest.approx(
+            np.linalg.norm(G - Gb) / np.linalg.norm(G), rel=1e-8
+        )
+        m = r.spectra[act]
+        np.testing.assert_allclose(m.ck.eigvals_a, np.linalg.eigvalsh(G), atol=1e-10)
+        np.testing.assert_allclose(m.ntk.eigvals_b, np.linalg.eigvalsh(Kb), atol=1e-10)
+    d = r.to_dict()
+    assert d["ps"] == [32] and d["relu"]["ck_op"] == [r.errors["relu"]["ck_op"][0, 0]]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.ps = (64,)  # type: ignore[misc]
+
+
+def test_compute_finite_width_matches_the_library():
+    cfg = dataclasses.replace(ReproduceConfig.make(p=24, seed=2), finite_widths=(32, 64))
+    ws = Workspace(cfg)
+    r = compute_finite_width(cfg, ws, Progress(False))
+    s = sample_mixture(24, 0, cfg)
+    for act in cfg.activations:
+        deq = df.DEQ(act, sigma_a2=cfg.sigma_a2, tau0=s.stats.tau0)
+        G = deq.ck(s.X)
+        for i, w in enumerate(cfg.finite_widths):
+            C = empirical_ck(deq, s.X, w, seed=np.random.default_rng([2, 7, w]), progress=False)
+            assert r.ck_op[act][i] == pytest.approx(_op(G, C), rel=1e-8)
+
+
+def test_workspace_builds_each_deq_and_kernel_once(monkeypatch):
+    cfg = ReproduceConfig.make(p=24)
+    ws = Workspace(cfg)
+    s = ws.sample(24, 0)
+    assert ws.sample(24, 0) is s  # kept: the spectra and finite-width sections reuse it
+    assert ws.deq("relu", s.stats.tau0) is ws.deq("relu", s.stats.tau0)
+    calls = []
+    real = df.DEQ.kernels
+    monkeypatch.setattr(
+        df.DEQ, "kernels", lambda self, X, **k: calls.append(1) or real(self, X, **k)
+    )
+    a = ws.mixture_kernels("relu", 24, 0)
+    assert ws.mixture_kernels("relu", 24, 0) is a and len(calls) == 1
+
+
+# --------------------------------------------------------------------------- output directory
+def _fake_report(path, text="old"):
+    """A complete earlier report: the manifest and two files of known content."""
+    from deqfast.report._output import ReportOutput
+
+    with ReportOutput(path) as target:
+        target.write_text("report.md", text)
+        target.write_text("results.json", '{"x": 1}')
+        target.commit()
+
+
+def _tree(path):
+    from pathlib import Path
+
+    return {
+        os.path.relpath(os.path.join(root, f), path): Path(root, f).read_bytes()
+        for root, _, names in os.walk(path)
+        for f in names
+    }
+
+
+def test_output_replaces_an_earlier_report_only_when_complete(tmp_path):
+    from deqfast.report._output import MANIFEST, ReportOutput, is_report
+
+    out = tmp_path / "rep"
+    _fake_report(out)
+    old = _tree(out)
+    assert is_report(str(out)) and set(old) == {MANIFEST, "report.md", "results.json"}
+    with ReportOutput(out) as target:
+        target.write_text("report.md", "new")
+        assert _tree(out) == old  # untouched while the new report is written
+        target.commit()
+    assert (out / "report.md").read_text() == "new" and not (out / "results.json").exists()
+    assert json.loads((out / MANIFEST).read_text())["files"] == ["report.md"]
+    assert os.listdir(tmp_path) == ["rep"]  # no temporary or old directory left
+
+    with pytest.raises(KeyboardInterrupt), ReportOutput(out) as target:
+        target.write_text("report.md", "half")
+        raise KeyboardInterrupt
+    assert (out / "report.md").read_text() == "new" and os.listdir(tmp_path) == ["rep"]
+
+
+def test_output_refuses_what_is_not_a_report(tmp_path):
+    from deqfast.report._output import ReportOutput
+
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.png").write_bytes(b"\x89PNG")
+    with pytest.raises(FileExistsError, match=r"not a deqfast report.*--force"):
+        ReportOutput(other)
+    assert os.listdir(tmp_path) == ["photos"]
+    with ReportOutput(other, force=True) as target:
+        target.write_text("report.md", "r")
+        target.commit()
+    assert sorted(os.listdir(other)) == ["deqfast-report.json", "report.md"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        ReportOutput(tmp_path / "file")
+    with pytest.raises(PermissionError, match="cannot write beside"):
+        ReportOutput(tmp_path / "file" / "rep")  # parent is a file: refused before any work
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ReportOutput(empty).discard()  # an empty directory is fine
+
+
+def test_reproduce_checks_out_before_computing(tmp_path, monkeypatch):
+    from deqfast.report import _run
+
+    monkeypatch.setattr(_run, "compute_sections", lambda *a: pytest.fail("computed"))
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a deqfast report"):
+        reproduce(tmp_path, config=ReproduceConfig.make(p=16), progress=False)
+    assert main(["reproduce", "--p", "16", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_run_leaves_the_earlier_report_whole(tmp_path):
+    """SIGKILL in the middle of a real run: the earlier report is byte-for-byte intact."""
+    out = tmp_path / "rep"
+    _fake_report(out)
+    old = _tree(out)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "deqfast", "reproduce", "--p", "16", "--out", str(out)]
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [*cmd, "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not any(  # kill while the new report's figures are being written
+                f.endswith(".png") for f in _tree(tmp_path) if f.startswith(".rep.partial-")
+            ):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the run never started writing figures"
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert _tree(out) == old
