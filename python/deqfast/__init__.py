@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
     ) from exc
 
 from deqfast import activations, coefficients, datasets, finite, linalg, plots, random_features
+from deqfast import estimators
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, MixtureStats, Sample
 from deqfast.deq import DEQ
@@ -51,6 +52,7 @@ __all__ = [
     "compare_spectra",
     "datasets",
     "design_explicit",
+    "estimators",
     "finite",
     "linalg",
     "mp_mixture_density",
