@@ -36,7 +36,7 @@ import deqfast  # noqa: E402
 
 project = "deqfast"
 author = "The deqfast developers"
-copyright = "the deqfast developers"  # noqa: A001
+copyright = "the deqfast developers"
 release = deqfast.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -104,7 +104,11 @@ def _home(obj: object, default: str) -> str:
     mod = getattr(obj, "__module__", None)
     if inspect.ismodule(obj):
         return obj.__name__
-    if isinstance(mod, str) and mod.startswith("deqfast") and (inspect.isclass(obj) or inspect.isfunction(obj)):
+    if (
+        isinstance(mod, str)
+        and mod.startswith("deqfast")
+        and (inspect.isclass(obj) or inspect.isfunction(obj))
+    ):
         return mod
     return default
 

@@ -2,7 +2,7 @@
 
 Private: the public face is :func:`deqfast.theory.mp_mixture_density` and
 :func:`deqfast.theory.theory_spectrum` (the equations are in the module docstring of
-:mod:`deqfast.theory` and in ``docs/theory-spectra.md``).
+:mod:`deqfast.theory` and in :doc:`/theory-spectra`).
 
 Covariances that commute (scalar, diagonal, or full matrices sharing an eigenbasis) are
 reduced to their joint eigenvalues (:class:`CovModel`), so one iteration costs ``O(K r)``

@@ -2,7 +2,7 @@
 
 Private: the public face is :func:`deqfast.theory.theory_spectrum`. An eigenvalue
 ``ρ = s + c1 λ`` outside the bulk is a root of ``det H(λ) = 0`` with
-``H(λ) = c1 B⁻¹ + Ξ(λ)`` (see :mod:`deqfast.theory` and ``docs/theory-spectra.md``);
+``H(λ) = c1 B⁻¹ + Ξ(λ)`` (see :mod:`deqfast.theory` and :doc:`/theory-spectra`);
 roots are bracketed by counting negative eigenvalues of ``H`` (multisection) and
 refined by the Illinois method; the alignments come from the residue formula.
 """

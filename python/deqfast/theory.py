@@ -1,4 +1,4 @@
-"""Limiting spectra of GMM-structured kernels, straight from the equations (issue 8).
+"""Limiting spectra of GMM-structured kernels, straight from the equations.
 
 The surrogate of :ref:`§4 <theory-4>`, ``M̄ = c1 XXᵀ + V A Vᵀ + (d − c1 τ0²) I``, is a
 finite-rank perturbation of ``c1 ΩΩᵀ + s I`` (``Ω`` the ``n × p`` matrix of rows
@@ -24,7 +24,7 @@ finite-rank perturbation of ``c1 ΩΩᵀ + s I`` (``Ω`` the ``n × p`` matrix o
   ``H(λ_k)``.
 
 The derivation, the approximations and the checks against simulation are in
-``docs/theory-spectra.md``.
+:doc:`/theory-spectra`.
 
 Solvers: covariances that commute (scalar, diagonal, or full matrices sharing
 an eigenbasis) are reduced to their joint eigenvalues, so one iteration costs
@@ -222,7 +222,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 @dataclasses.dataclass(frozen=True, repr=False)
 class TheorySpectrum:
-    """Predicted spectrum of a GMM-structured kernel (issue 8; see ``docs/theory-spectra.md``).
+    """Predicted spectrum of a GMM-structured kernel (see :doc:`/theory-spectra`).
 
     Attributes
     ----------
@@ -368,7 +368,7 @@ def theory_spectrum(
     The kernel is replaced by its surrogate ``M̄ = c1 XXᵀ + V A Vᵀ + (d − c1 τ0²) I``
     (:ref:`§4 <theory-4>`) with ``(d, c1, c2, c3) = deq_or_net.coefficients(kind)``; its bulk is
     ``c1 · MP-mixture + (d − c1 τ0²)`` and its spikes are the roots of
-    ``det(c1 B⁻¹ + Ξ(λ)) = 0`` outside the bulk (``docs/theory-spectra.md``).
+    ``det(c1 B⁻¹ + Ξ(λ)) = 0`` outside the bulk (:doc:`/theory-spectra`).
 
     Parameters
     ----------
