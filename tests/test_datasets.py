@@ -356,7 +356,7 @@ def test_load_idx_bounded_gzip_read(tmp_path, idx_files):
         with pytest.raises(ValueError, match=r"huge\.gz.*more than a \d+-byte gzip file can hold"):
             load_idx(huge, rl, max_bytes=2**40)
         # decompression stops one byte past the announced end
-        with pytest.raises(ValueError, match=r"lying\.gz' holds more than the 10 data bytes"):
+        with pytest.raises(ValueError, match=r"lying\.gz' holds more data than the 10 bytes its"):
             load_idx(lying, rl)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

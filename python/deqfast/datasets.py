@@ -391,7 +391,8 @@ def _parse_idx(
             "needs at least one element along every dimension"
         )
     expected = math.prod(dims) * dtype.itemsize  # Python integers: no overflow
-    what = f"its header (dims {dims}, {dtype.itemsize}-byte {dtype.kind}) announces {expected}"
+    header_desc = f"its header (dims {dims}, {dtype.itemsize}-byte {dtype.kind})"
+    what = f"{header_desc} announces {expected}"
     if expected > max_bytes:
         raise ValueError(
             f"{name}: {path!r}: {what} data bytes, more than max_bytes = {max_bytes}; "
@@ -421,8 +422,8 @@ def _parse_idx(
         )
     if fh.read(1):
         raise ValueError(
-            f"{name}: {path!r} holds more than the {expected} data bytes {what[4:]}; "
-            "the file is corrupt"
+            f"{name}: {path!r} holds more data than the {expected} bytes {header_desc} "
+            "announces; the file is corrupt"
         )
     return np.frombuffer(buf, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
