@@ -107,7 +107,7 @@ def test_logistic_readout_minimises_penalised_cross_entropy(rng):
     F = rng.standard_normal((60, 5))
     y = rng.integers(0, 3, size=60)
     lam = 0.5
-    est = _readout_estimator("logistic", lam, 1000).fit(F, y)
+    est = _readout_estimator("logistic", lam, 1000, 1e-8).fit(F, y)
     onehot = np.eye(3)[y]
 
     def loss(theta):  # Σ cross-entropy + (λ/2)‖W‖², unpenalised intercept
@@ -224,6 +224,7 @@ def test_inference_timing(models, rng):
     ref = df.finite.forward(deq, X, 64, seed=2)
     assert t.deq_evaluations == ref.evaluations and t.deq_residual <= t.tol == ref.tol
     assert t.deq_seconds.shape == (2,) and np.all(t.deq_seconds > 0) and np.all(t.net_seconds > 0)
+    assert t.deq_cpu_seconds.shape == (2,) and np.all(t.net_cpu_seconds >= 0)
     assert t.speedup == pytest.approx(t.deq_per_sample / t.net_per_sample)
     assert t.deq_per_sample == pytest.approx(t.deq_seconds.min() / 20)
     assert t.net_layers == 2 and t.dtype == "float64"
