@@ -119,3 +119,17 @@ def test_estimator_cg_solver_equals_dense(mixture):
     clf = DEQKernelClassifier(solver="cg", cg_block=128).fit(X, labels)
     want = DEQKernelClassifier(solver="dense").fit(X, labels).decision_function(Xte)
     np.testing.assert_allclose(clf.decision_function(Xte), want, rtol=0, atol=1e-8)
+
+
+def test_auto_solver_switches_to_cg_above_the_threshold(mixture, monkeypatch):
+    from deqfast import estimators
+
+    _, X, _, _ = mixture
+    X, y = X[:60], np.cos(3 * X[:60, 1] * np.sqrt(X.shape[1]))
+    monkeypatch.setattr(estimators, "DENSE_MAX_SAMPLES", 50)
+    assert DEQKernelRegressor(cg_block=32).fit(X, y).solver_ == "cg"
+    assert DEQKernelRegressor(t=10.0).fit(X, y).solver_ == "dense"  # finite t: eigh
+    explicit = estimators.ExplicitKernelRegressor(tau0=1.0, kernel="ck", family="lrelu")
+    assert explicit.fit(X, y).solver_ == "dense"  # no tiles for explicit nets
+    monkeypatch.setattr(estimators, "DENSE_MAX_SAMPLES", 60)
+    assert DEQKernelRegressor().fit(X, y).solver_ == "dense"

@@ -207,8 +207,9 @@ _PREDICTOR_PARAMS = """
         :func:`deqfast.distributed.kernels_blocked` and ``(K + λI)α = Y`` is solved by
         :func:`deqfast.distributed.conjugate_gradient` on the Dask scheduler in use
         (create a ``dask.distributed.Client`` first to use a cluster); the solver report
-        is kept as ``cg_result_``. ``"auto"``: ``"cg"`` when ``t = ∞`` and there are more
-        than :data:`DENSE_MAX_SAMPLES` training samples, else ``"dense"``.
+        is kept as ``cg_result_``; DEQ estimators only. ``"auto"``: ``"cg"`` for a DEQ
+        estimator when ``t = ∞`` and there are more than :data:`DENSE_MAX_SAMPLES`
+        training samples, else ``"dense"``.
     cg_tol : float, default 1e-10
         Relative residual at which conjugate gradients stop.
     cg_block : int, default 2048
@@ -282,7 +283,8 @@ class _KernelPredictor(BaseEstimator):
         n = X.shape[0]
         solver = p["solver"]
         if solver == "auto":
-            solver = "cg" if (math.isinf(p["t"]) and n > DENSE_MAX_SAMPLES) else "dense"
+            large = math.isinf(p["t"]) and n > DENSE_MAX_SAMPLES
+            solver = "cg" if (large and not self._explicit) else "dense"
         if solver == "cg":
             if not math.isinf(p["t"]):
                 raise ValueError(
