@@ -18,10 +18,20 @@ One weight draw at m = 2048 on n = 1024 samples of the authors' mixture
 Also records issue 4's acceptance 1 at full size (σ_a² = 0.8, tol = 1e-8,
 Anderson vs Picard evaluations).
 
+Solver section (``"solvers"`` in the JSON): ``picard``, ``anderson`` and ``auto`` in
+float64 and float32 on the same problems, each against the bare matrix products of
+the same number of evaluations (SciPy's ``?gemm`` on the same operands: the
+evaluations' products plus the input term σ_b·B·Xᵀ formed once, timed right after
+the solve so that both see the same machine load), plus a structured map
+(symmetric Gaussian Ã, real Jacobian spectrum, σ_a² = 0.35) where acceleration
+pays. Ratios reported: Anderson / Picard time, auto / min(Picard, Anderson) time,
+Picard / bare products.
+
 Every method's final iterate is scored with the same metric,
 ``‖f(Z) − Z‖_F / ‖f(Z)‖_F``, and against deqfast's Anderson equilibrium.
 Writes ``benchmarks/results/forward.json``. Run: ``python benchmarks/bench_forward.py``
-(about two minutes on two cores).
+(about three minutes on two idle cores); ``--solvers-only`` runs the solver section
+alone and writes ``benchmarks/results/forward_solvers.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +55,9 @@ TOL = 1e-6
 SIGMA_A2 = (0.2, 0.8)
 SEED = 0
 OUT = Path(__file__).resolve().parent / "results" / "forward.json"
+OUT_SOLVERS = OUT.with_name("forward_solvers.json")
+SOLVERS = ("picard", "anderson", "auto")
+STRUCTURED_SIGMA_A2 = 0.35
 
 
 def rel_residual(deq: Any, A: np.ndarray, B: np.ndarray, X: np.ndarray, Z: np.ndarray) -> float:
@@ -105,6 +118,117 @@ def timed(fn, repeat: int = 1):
     return out, best
 
 
+def bare_products(
+    A: np.ndarray, B: np.ndarray, X: np.ndarray, dtype: Any, repeat: int = 3
+) -> tuple[float, float]:
+    """Median times of the products the solver cannot avoid, with SciPy's ?gemm on the same
+    operands and layouts as the core: one evaluation's ``c·A·Φ + U`` and the input term
+    ``σ_b·B·Xᵀ`` formed once per solve."""
+    from scipy.linalg import blas
+
+    gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
+    m, n = A.shape[0], X.shape[0]
+    At = np.ascontiguousarray(A, dtype=dtype).T  # Fortran views of the transposes: no copies
+    Bt = np.ascontiguousarray(B, dtype=dtype).T
+    Xt = np.ascontiguousarray(X, dtype=dtype).T
+    Phi = np.asfortranarray(np.random.default_rng(1).standard_normal((m, n)).astype(dtype))
+    C = np.asfortranarray(np.ones((m, n), dtype=dtype))
+    t_eval, t_input = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        gemm(0.5, At, Phi, beta=1.0, c=C, trans_a=1, overwrite_c=True)
+        t_eval.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        gemm(0.5, Bt, Xt, trans_a=1)
+        t_input.append(time.perf_counter() - t)
+    return float(np.median(t_eval)), float(np.median(t_input))
+
+
+def structured_weights(m: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric Gaussian Ã (GOE scaling): J = c·Ã·diag φ' has a real spectrum."""
+    A, B, v = finite.draw_weights(m, p, seed=SEED + 1)
+    return (A + A.T) / math.sqrt(2.0), B, v
+
+
+def solver_section(sample: Any, X: np.ndarray, weights: tuple[Any, ...]) -> dict[str, Any]:
+    """picard / anderson / auto in float64 and float32 against the bare products."""
+    cases = [(f"sigma_a2={sa2}", sa2, weights) for sa2 in SIGMA_A2]
+    cases.append(
+        (
+            f"structured sigma_a2={STRUCTURED_SIGMA_A2}",
+            STRUCTURED_SIGMA_A2,
+            structured_weights(M, P),
+        )
+    )
+    out: dict[str, Any] = {}
+    for dtype in (np.float64, np.float32):
+        dname = np.dtype(dtype).name
+        for label, sa2, W in cases:
+            if label.startswith("structured") and dtype == np.float32:
+                continue
+            deq = df.DEQ("relu", sigma_a2=sa2, tau0=sample.stats.tau0)
+            row: dict[str, Any] = {}
+            for solver in SOLVERS:
+                res, t = timed(
+                    lambda s=solver, d=deq, w=W, dt=dtype: finite.forward(
+                        d, X, M, weights=w, solver=s, tol=TOL, dtype=dt, max_iter=2000
+                    )
+                )
+                t_eval, t_input = bare_products(W[0], W[1], X, dtype)
+                bare = t_input + t_eval * res.evaluations
+                row[solver] = {
+                    "seconds": t,
+                    "evaluations": res.evaluations,
+                    "phases": [list(ph) for ph in res.phases],
+                    "residual": res.residual,
+                    "bare_product_seconds": {"evaluation": t_eval, "input_term": t_input},
+                    "bare_products_seconds": bare,
+                    "over_bare_products": t / bare,
+                }
+                print(
+                    f"{dname} {label}: {solver:8s} {t:7.2f} s  {res.evaluations:4d} evaluations  "
+                    f"{row[solver]['over_bare_products']:.2f}x bare products  {res.solver_used}",
+                    flush=True,
+                )
+            tp, ta, tau = (row[k]["seconds"] for k in SOLVERS)
+            row["ratios"] = {
+                "anderson_over_picard_time": ta / tp,
+                "auto_over_best_time": tau / min(tp, ta),
+                "picard_over_bare_products": row["picard"]["over_bare_products"],
+                "anderson_over_picard_evaluations": row["anderson"]["evaluations"]
+                / row["picard"]["evaluations"],
+            }
+            print(f"{dname} {label}: {json.dumps(row['ratios'])}", flush=True)
+            out[f"{dname} {label}"] = row
+    return out
+
+
+def load_note() -> dict[str, Any]:
+    """Machine load around a measurement (os.getloadavg: 1, 5, 15 min)."""
+    try:
+        return {"loadavg": list(os.getloadavg()), "cpu_count": os.cpu_count()}
+    except OSError:
+        return {"loadavg": None, "cpu_count": os.cpu_count()}
+
+
+def main_solvers() -> dict[str, Any]:
+    sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
+    X = np.ascontiguousarray(sample.X)
+    W = finite.draw_weights(M, P, seed=SEED)
+    deq = df.DEQ("relu", sigma_a2=0.5, tau0=sample.stats.tau0)
+    finite.forward(deq, X[:64], 256, seed=1)  # warm-up
+    results = {
+        "setting": {"m": M, "n": N, "p": P, "tol": TOL, "activation": "relu (centred at tau*)"},
+        "load_before": load_note(),
+        "solvers": solver_section(sample, X, W),
+        "load_after": load_note(),
+    }
+    OUT_SOLVERS.parent.mkdir(parents=True, exist_ok=True)
+    OUT_SOLVERS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT_SOLVERS}")
+    return results
+
+
 def main() -> dict[str, Any]:
     sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
     X = np.ascontiguousarray(sample.X)
@@ -126,6 +250,7 @@ def main() -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
             "deqfast_openmp": bool(df._core.has_openmp),
         },
+        "load_before": load_note(),
         "runs": {},
     }
     # warm-up (BLAS thread pools, page faults)
@@ -223,6 +348,8 @@ def main() -> dict[str, Any]:
     )
     results["acceptance_1"] = acc
     print(json.dumps(acc, indent=2), flush=True)
+    results["solvers"] = solver_section(sample, X, (A, B, v))
+    results["load_after"] = load_note()
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
@@ -233,7 +360,13 @@ def main() -> dict[str, Any]:
 if __name__ == "__main__":
     import argparse
 
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()  # --help only; the configuration is fixed above
-    main()
+    )
+    parser.add_argument(
+        "--solvers-only", action="store_true", help="run only the solver section (see above)"
+    )
+    if parser.parse_args().solvers_only:
+        main_solvers()
+    else:
+        main()

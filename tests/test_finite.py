@@ -94,8 +94,70 @@ def test_anderson_accelerates_structured_map(rng):
     # error <= residual / (1 - 0.95)
     assert rel(a.Z, exact.T) < 1e-6
     # damping and a small memory still converge to the same point
-    d = finite.forward(deq, X, m, weights=W, damping=0.7, memory=2, tol=1e-8)
+    d = finite.forward(deq, X, m, weights=W, solver="anderson", damping=0.7, memory=2, tol=1e-8)
     assert rel(d.Z, exact.T) < 1e-6
+    # periodic restarts and float32 storage too
+    r = _core.deq_forward(
+        deq.phi.core,
+        A,
+        W[1],
+        X,
+        math.sqrt(deq.sigma_a2),
+        math.sqrt(deq.sigma_b2),
+        restart=7,
+        tol=1e-8,
+    )
+    assert r[2].converged and r[2].restarts > 0 and rel(r[0], exact) < 1e-6
+    f32 = finite.forward(deq, X, m, weights=W, solver="anderson", tol=1e-6, dtype=np.float32)
+    assert 2 * f32.evaluations <= pic.evaluations and rel(f32.Z.astype(float), exact.T) < 1e-4
+    # auto: Picard's observed rate (0.95) says acceleration pays; it switches and stays
+    au = finite.forward(deq, X, m, weights=W, tol=1e-8)
+    assert au.solver == "auto" and au.solver_used == "picard+anderson"
+    assert au.phases[0] == ("picard", 1) and au.phases[1][1] <= 10
+    assert au.evaluations <= a.evaluations + 10 and 2 * au.evaluations <= pic.evaluations
+    assert rel(au.Z, exact.T) < 1e-6
+
+
+def test_auto_keeps_picard_when_it_contracts_fast(rng):
+    """Random weights, rate ~0.4: auto never leaves Picard and is Picard, bit for bit."""
+    deq = df.DEQ("relu", sigma_a2=0.3, tau0=1.0)
+    X, W = small_problem(rng, m=256, n=64, p=32)
+    au = finite.forward(deq, X, 256, weights=W, solver="auto", tol=1e-10)
+    pic = finite.forward(deq, X, 256, weights=W, solver="picard", tol=1e-10)
+    assert au.phases == (("picard", 1),) and pic.phases == (("picard", 1),)
+    assert au.evaluations == pic.evaluations
+    np.testing.assert_array_equal(au.Z, pic.Z)
+
+
+def test_auto_falls_back_when_anderson_does_not_pay(rng):
+    """Random weights, slow rate: auto tries Anderson; it must end no worse than Picard."""
+    deq = df.DEQ("relu", sigma_a2=1.2, sigma_b2=1.0, tau0=1.0)  # Picard rate ~0.8
+    X, W = small_problem(rng, m=400, n=40, p=16)
+    pic = finite.forward(deq, X, 400, weights=W, solver="picard", tol=1e-10, max_iter=2000)
+    au = finite.forward(deq, X, 400, weights=W, solver="auto", tol=1e-10, max_iter=2000)
+    names = [name for name, _ in au.phases]
+    firsts = [first for _, first in au.phases]
+    assert names[:2] == ["picard", "anderson"] and firsts == sorted(firsts)
+    assert au.evaluations <= 1.1 * pic.evaluations + 3
+    assert rel(au.Z, pic.Z) < 1e-8
+    assert au.residuals.shape == (au.evaluations,) and au.residual <= 1e-10
+
+
+def test_float32_empirical_ck_within_monte_carlo_error():
+    """The default dtype at tol = 1e-6 is float32; its CK differs from float64's far below
+    the Monte-Carlo spread between weight draws."""
+    X, deq = _paper_data(256)  # n = 204
+    kw = dict(trials=1, tol=1e-6, progress=False)
+    c32 = finite.empirical_ck(deq, X, 512, seed=1, **kw)
+    c64 = finite.empirical_ck(deq, X, 512, seed=1, dtype=np.float64, **kw)
+    other = finite.empirical_ck(deq, X, 512, seed=2, dtype=np.float64, **kw)
+    mc = ref.rel_op_err(c64, other)  # spread of one draw, ~1/sqrt(m)
+    err = ref.rel_op_err(c32, c64)
+    assert 0 < err < 1e-3 * mc
+    k32 = finite.empirical_ntk(deq, X[:60], 256, seed=1, **kw)
+    k64 = finite.empirical_ntk(deq, X[:60], 256, seed=1, dtype=np.float64, **kw)
+    k_other = finite.empirical_ntk(deq, X[:60], 256, seed=2, dtype=np.float64, **kw)
+    assert 0 < ref.rel_op_err(k32, k64) < 1e-3 * ref.rel_op_err(k64, k_other)
 
 
 def test_float32_matches_float64(rng, relu_deq):
@@ -124,7 +186,9 @@ def test_forward_repr_and_seed_reproducibility(rng, relu_deq):
     np.testing.assert_array_equal(a.features, c.features)
     assert not np.allclose(a.features, d.features)
     text = repr(a)
-    assert text.startswith("ForwardResult(n=10, width=32, solver='anderson', status='converged'")
+    assert text.startswith(
+        "ForwardResult(n=10, width=32, solver='auto', solver_used='picard', status='converged'"
+    )
     assert "evaluations=" in text and "residual=" in text
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.converged = False  # type: ignore[misc]
@@ -180,6 +244,10 @@ def test_nonfinite_reported(rng, relu_deq):
         (dict(seed=-1), ValueError, "seed"),
         (dict(dtype=np.float32), ValueError, "float32"),
         (dict(dtype=np.int32), ValueError, "dtype"),
+        (dict(dtype="bogus"), TypeError, "dtype"),
+        (dict(max_iter=2**40), ValueError, "max_iter"),
+        (dict(num_threads=-1), ValueError, "num_threads"),
+        (dict(num_threads=1.5), TypeError, "num_threads"),
         (dict(seed=1, weights=finite.draw_weights(16, 4, seed=1)), ValueError, "either"),
         (dict(weights=finite.draw_weights(16, 5, seed=1)), ValueError, r"weights\[1\]"),
         (dict(weights=(np.eye(16),)), TypeError, "weights"),

@@ -119,6 +119,9 @@ class SolverReport:
     def iterations(self) -> int:
         ...
     @property
+    def phases(self) -> list:
+        ...
+    @property
     def residual(self) -> float:
         ...
     @property
@@ -158,6 +161,8 @@ def deq_adjoint(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.
 def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], B: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], X: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, sigma_b: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:
     """
     Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).
+    solver: 'anderson', 'picard' or 'auto' (Picard, switching to Anderson when the observed rate says it pays).
+    Interruptible (Ctrl-C raises KeyboardInterrupt within about one product block).
     A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with
     Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).
     """
@@ -165,6 +170,8 @@ def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.
 def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], B: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], X: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, sigma_b: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:
     """
     Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).
+    solver: 'anderson', 'picard' or 'auto' (Picard, switching to Anderson when the observed rate says it pays).
+    Interruptible (Ctrl-C raises KeyboardInterrupt within about one product block).
     A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with
     Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).
     """

@@ -8,7 +8,9 @@ THEORY.md §3, "finite width". Width ``m``, all weights i.i.d. ``N(0, 1)``::
 The whole batch is solved at once in C++ (``deqfast._core.deq_forward``): the
 state is the ``m × n`` matrix of pre-activations, one matrix product per
 evaluation of the map, plain Picard iteration or Anderson acceleration
-(Walker–Ni form), stopping on ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``.
+(Walker–Ni form), stopping on ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``. The call
+releases the GIL and stops with ``KeyboardInterrupt`` on Ctrl-C (it polls
+Python's signal handlers between blocks of the matrix products).
 
 Random weights
 --------------
@@ -27,7 +29,10 @@ A note on speed: the Jacobian ``(σ_a/√m) Ã diag φ'(z*)`` of a random-weight
 has its eigenvalues spread over a disc of radius about ``√(σ_a² e2)`` (circular
 law), on which no Krylov-type accelerator — Anderson included — beats plain
 iteration by much; Anderson pays off for maps with structured spectra (trained
-weights, nearly symmetric Jacobians). Both are offered; see ``solver``.
+weights, nearly symmetric Jacobians). The default ``solver="auto"`` starts
+with Picard and switches to Anderson only when the observed contraction rate
+says acceleration can pay, falling back to Picard if it does not; the methods
+used are recorded in :attr:`ForwardResult.phases`.
 """
 
 from __future__ import annotations
@@ -52,12 +57,14 @@ from deqfast._validation import (
 
 __all__ = ["ForwardResult", "draw_weights", "empirical_ck", "empirical_ntk", "forward"]
 
-Solver = Literal["anderson", "picard"]
-_SOLVERS = ("anderson", "picard")
+Solver = Literal["auto", "anderson", "picard"]
+_SOLVERS = ("auto", "anderson", "picard")
 _TRAINED = ("hidden", "all")
 _METHODS = ("adjoint", "elementwise")
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 _FLOAT32_MIN_TOL = 1e-6
+_MAX_ITER = 2**30  # the core's limit on evaluations
+_MAX_THREADS_PASSED = 2**31 - 1  # a C int; the core clamps the team size itself
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -81,9 +88,13 @@ class ForwardResult:
     status : str
         ``"converged"``, ``"max_iter"``, ``"diverged"`` or ``"nonfinite"``.
     solver : str
-        ``"anderson"`` or ``"picard"``.
+        The requested solver: ``"auto"``, ``"anderson"`` or ``"picard"``.
     tol : float
         The requested tolerance.
+    phases : tuple of (str, int)
+        The methods that ran, in order, each with the (1-based) index of its first
+        evaluation: e.g. ``(("picard", 1), ("anderson", 6))`` when ``"auto"``
+        switched to Anderson after five Picard evaluations.
     """
 
     features: np.ndarray
@@ -95,6 +106,12 @@ class ForwardResult:
     status: str
     solver: str
     tol: float
+    phases: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def solver_used(self) -> str:
+        """The methods that ran, in order, joined by ``"+"`` (e.g. ``"picard+anderson"``)."""
+        return "+".join(name for name, _ in self.phases)
 
     @property
     def n(self) -> int:
@@ -119,6 +136,7 @@ class ForwardResult:
     def __repr__(self) -> str:
         return (
             f"ForwardResult(n={self.n}, width={self.width}, solver={self.solver!r}, "
+            f"solver_used={self.solver_used!r}, "
             f"status={self.status!r}, evaluations={self.evaluations}, "
             f"iterations={self.iterations}, residual={self.residual:.3e}, tol={self.tol:g})"
         )
@@ -144,10 +162,16 @@ def _solver_options(
 ) -> dict[str, Any]:
     solver = check_choice(solver, "solver", _SOLVERS)
     tol = check_in_range(tol, "tol", 0.0, 1.0, inclusive=(False, False))
-    max_iter = check_integer(max_iter, "max_iter", min_value=1)
+    max_iter = check_integer(max_iter, "max_iter", min_value=1, max_value=_MAX_ITER)
     memory = check_integer(memory, "memory", min_value=0, max_value=64)
     damping = check_in_range(damping, "damping", 0.0, 1.0, inclusive=(False, True))
-    name = np.dtype(dtype).name if dtype is not None else "float64"
+    if dtype is None:  # single precision where tol allows (accuracy: tests/test_finite.py)
+        name = "float32" if tol >= _FLOAT32_MIN_TOL else "float64"
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError as exc:
+            raise TypeError(f"dtype must be numpy.float64 or numpy.float32; got {dtype!r}") from exc
     check_choice(name, "dtype", tuple(_DTYPES))
     if name == "float32" and tol < _FLOAT32_MIN_TOL:
         raise ValueError(
@@ -205,6 +229,20 @@ def _fail_message(what: str, rep: Any, opts: dict[str, Any], sigma_a2: float) ->
             f"did not converge: relative residual {r:.3e} after {evals} evaluations "
             f"(tol {opts['tol']:g}, max_iter {opts['max_iter']})"
         )
+    if rep.status == "max_iter":
+        res = np.asarray(rep.residuals)
+        rate = _observed_rate(res)
+        if rate < 1.0:
+            # twice the evaluations still needed at the observed geometric rate (the rate of
+            # plain iteration slows down as the fast modes die out)
+            more = math.log(opts["tol"] / res[-1]) / math.log(rate)
+            need = int(min(evals + 2 * math.ceil(more) + 1, _MAX_ITER))
+            return (
+                head + body + f". The residual is still falling (rate {rate:.3f} per evaluation): "
+                f"raise max_iter to about {need}, loosen tol"
+                + (", or use solver='anderson'" if opts["solver"] == "picard" else "")
+                + f"; a smaller sigma_a2 (now {sigma_a2:g}) contracts faster."
+            )
     hint = (
         f". The map contracts when sigma_a * ||A/sqrt(m)|| * Lip(phi) < 1 with "
         f"||A/sqrt(m)|| ~ 2, and on average when sigma_a2 * E[phi'(z)^2] < 1: reduce sigma_a2 "
@@ -212,9 +250,17 @@ def _fail_message(what: str, rep: Any, opts: dict[str, Any], sigma_a2: float) ->
     )
     if rep.status == "max_iter":
         hint += ", raise max_iter, or loosen tol"
-    elif opts["solver"] == "anderson":
+    elif opts["solver"] != "picard":
         hint += ", or try solver='picard' / damping < 1"
     return head + body + hint + "."
+
+
+def _observed_rate(residuals: np.ndarray, span: int = 5) -> float:
+    """Geometric-mean residual ratio over the last ``span`` evaluations (inf if unknown)."""
+    span = min(span, residuals.size - 1)
+    if span < 1 or not (residuals[-1] > 0 and residuals[-1 - span] > 0):
+        return math.inf
+    return float((residuals[-1] / residuals[-1 - span]) ** (1.0 / span))
 
 
 def _check_report(rep: Any, what: str, opts: dict[str, Any], sigma_a2: float, strict: bool) -> None:
@@ -236,6 +282,7 @@ def _run_forward(
     opts: dict[str, Any],
     num_threads: int,
 ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Run the core solver; Ctrl-C inside it raises KeyboardInterrupt."""
     dt = _DTYPES[opts["dtype"]]
     Z, Phi, rep = _core.deq_forward(
         phi,
@@ -265,7 +312,7 @@ def forward(
     *,
     seed: Any = None,
     weights: tuple[Any, Any, Any] | None = None,
-    solver: Solver = "anderson",
+    solver: Solver = "auto",
     tol: float = 1e-8,
     max_iter: int = 500,
     memory: int = 5,
@@ -289,12 +336,16 @@ def forward(
     weights : (A, B, v), optional
         Explicit weights of shapes ``(m, m)``, ``(m, p)``, ``(m,)`` (``v`` is unused
         here but checked, so the same triple serves :func:`empirical_ntk`).
-    solver : {"anderson", "picard"}
-        Anderson acceleration (Walker–Ni least squares, QR updated in place) or
-        plain Picard iteration.
+    solver : {"auto", "anderson", "picard"}
+        ``"picard"``: plain iteration. ``"anderson"``: Anderson acceleration
+        (Walker–Ni least squares through the Gram matrix of the stored residuals).
+        ``"auto"``: Picard, switching to Anderson once the observed contraction rate
+        (above 0.7 with many evaluations to go) says acceleration can pay, and back
+        to Picard if Anderson's observed rate is not clearly better; see
+        :attr:`ForwardResult.phases`.
     tol : float in (0, 1)
         Stop when ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``.
-    max_iter : int
+    max_iter : int in [1, 2**30]
         Maximum number of evaluations of the map.
     memory : int in [0, 64]
         Anderson memory (0 is Picard).
@@ -306,13 +357,21 @@ def forward(
         result instead.
     dtype : numpy.float64 or numpy.float32
         Working precision (float32 needs ``tol ≥ 1e-6``).
-    num_threads : int
-        OpenMP threads for the elementwise work (0: default); the matrix products
-        use SciPy's threaded BLAS.
+    num_threads : int ≥ 0
+        OpenMP threads for the elementwise work (0: default; large values are
+        clamped by the core); the matrix products use SciPy's threaded BLAS.
 
     Returns
     -------
     ForwardResult
+
+    Raises
+    ------
+    RuntimeError
+        With ``strict``, when the iteration stops unconverged; the message gives
+        the residual, the evaluation count and what to change.
+    KeyboardInterrupt
+        On Ctrl-C during the solve (nothing is returned).
     """
     sa2, sb2, phi = _deq_params(deq)
     X = as_data_matrix(X)
@@ -320,7 +379,7 @@ def forward(
     m = check_integer(width, "width", min_value=1)
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
     strict = bool(strict)
-    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    num_threads = _check_threads(num_threads)
     if weights is not None:
         if seed is not None:
             raise ValueError("pass either seed or weights, not both")
@@ -343,7 +402,13 @@ def forward(
         status=str(rep.status),
         solver=opts["solver"],
         tol=opts["tol"],
+        phases=tuple((str(name), int(first)) for name, first in rep.phases),
     )
+
+
+def _check_threads(num_threads: Any) -> int:
+    """``num_threads ≥ 0`` as an int the core accepts (it clamps the team size)."""
+    return min(check_integer(num_threads, "num_threads", min_value=0), _MAX_THREADS_PASSED)
 
 
 def _trials_iter(trials: int, progress: bool, desc: str) -> Any:
@@ -362,19 +427,22 @@ def empirical_ck(
     trials: int = 1,
     seed: Any = None,
     progress: bool = True,
-    solver: Solver = "anderson",
+    solver: Solver = "auto",
     tol: float = 1e-8,
     max_iter: int = 500,
     memory: int = 5,
     damping: float = 1.0,
-    dtype: Any = np.float64,
+    dtype: Any = None,
     num_threads: int = 0,
 ) -> np.ndarray:
     """Monte-Carlo empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` over ``trials`` weight draws (THEORY.md §3).
 
     Tends to the Implicit-CK ``G* = deq.ck(X)`` as ``m → ∞``. Memory is one draw
-    at a time (``O(m² + mn + n²)``). Solver options as in :func:`forward`; a
-    draw that fails to converge raises ``RuntimeError``.
+    at a time (``O(m² + mn + n²)``). Solver options as in :func:`forward`,
+    except ``dtype``: ``None`` (default) solves in float32 when ``tol ≥ 1e-6``
+    (its error, ~1e-6 relative, is far below the Monte-Carlo error ~1/√m;
+    checked by the tests) and in float64 otherwise. A draw that fails to converge
+    raises ``RuntimeError``.
 
     Returns
     -------
@@ -386,7 +454,7 @@ def empirical_ck(
     m = check_integer(width, "width", min_value=1)
     trials = check_integer(trials, "trials", min_value=1)
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
-    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    num_threads = _check_threads(num_threads)
     rng = as_rng(seed)
     acc = np.zeros((n, n))
     for _ in _trials_iter(trials, bool(progress), f"empirical CK (m={m})"):
@@ -409,12 +477,12 @@ def empirical_ntk(
     method: Literal["adjoint", "elementwise"] = "adjoint",
     trained: Literal["hidden", "all"] = "hidden",
     progress: bool = True,
-    solver: Solver = "anderson",
+    solver: Solver = "auto",
     tol: float = 1e-8,
     max_iter: int = 500,
     memory: int = 5,
     damping: float = 1.0,
-    dtype: Any = np.float64,
+    dtype: Any = None,
     num_threads: int = 0,
 ) -> np.ndarray:
     """Monte-Carlo empirical NTK of the finite-width DEQ (THEORY.md §3).
@@ -432,7 +500,7 @@ def empirical_ntk(
     ``G_m ⊘ (1 − σ_a² Ġ_m)`` with ``G_m = φ(Z*)ᵀφ(Z*)/m``, ``Ġ_m = φ'(Z*)ᵀφ'(Z*)/m``;
     for ``trained="all"`` ``G_m + Ġ_m ∘ S_m ⊘ (1 − σ_a² Ġ_m)`` with ``S_m = Z*ᵀZ*/m``.
 
-    Other arguments as in :func:`empirical_ck`.
+    Other arguments (``dtype=None`` included) as in :func:`empirical_ck`.
 
     Returns
     -------
@@ -446,7 +514,7 @@ def empirical_ntk(
     method = check_choice(method, "method", _METHODS)
     trained = check_choice(trained, "trained", _TRAINED)
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
-    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    num_threads = _check_threads(num_threads)
     dt = _DTYPES[opts["dtype"]]
     rng = as_rng(seed)
     XX = X @ X.T if trained == "all" else None

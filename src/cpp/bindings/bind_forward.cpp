@@ -1,4 +1,5 @@
 // Finite-width DEQ forward pass and adjoint with Anderson / Picard (THEORY.md §3, "finite width").
+#include <algorithm>
 #include <string>
 
 #include "bindings/pybind11.hpp"
@@ -37,34 +38,43 @@ void set_gemm(dq::ForwardOptions& o, const std::string& gemm) {
   o.sgemm = s;
 }
 
-dq::ForwardOptions make_options(const std::string& solver, double tol, int max_iter, int memory, double damping,
-                                double drop_tol, int restart, double divergence, int num_threads,
-                                const std::string& gemm) {
+constexpr long long kMaxIterLimit = 1LL << 30;  // evaluations; far beyond any useful solve
+
+dq::ForwardOptions make_options(const std::string& solver, double tol, long long max_iter, long long memory,
+                                double damping, double drop_tol, long long restart, double divergence,
+                                long long num_threads, const std::string& gemm) {
   dq::ForwardOptions o;
   set_gemm(o, gemm);
   if (solver == "anderson")
     o.method = dq::FixedPointMethod::Anderson;
   else if (solver == "picard")
     o.method = dq::FixedPointMethod::Picard;
+  else if (solver == "auto")
+    o.method = dq::FixedPointMethod::Auto;
   else
-    throw py::value_error("solver must be 'anderson' or 'picard'; got '" + solver + "'");
+    throw py::value_error("solver must be 'anderson', 'picard' or 'auto'; got '" + solver + "'");
   if (!(tol > 0)) throw py::value_error("tol must be > 0");
-  if (max_iter < 1) throw py::value_error("max_iter must be >= 1");
+  if (max_iter < 1 || max_iter > kMaxIterLimit)
+    throw py::value_error("max_iter must be in [1, " + std::to_string(kMaxIterLimit) + "]; got " +
+                          std::to_string(max_iter));
   if (memory < 0 || memory > dq::kMaxMemory)
     throw py::value_error("memory must be in [0, " + std::to_string(dq::kMaxMemory) + "]");
   if (!(damping > 0 && damping <= 1)) throw py::value_error("damping must be in (0, 1]");
   if (!(drop_tol > 1)) throw py::value_error("drop_tol must be > 1");
-  if (restart < 0) throw py::value_error("restart must be >= 0");
+  if (restart < 0 || restart > kMaxIterLimit)
+    throw py::value_error("restart must be in [0, " + std::to_string(kMaxIterLimit) + "]");
+  if (num_threads < 0) throw py::value_error("num_threads must be >= 0 (0: OpenMP default)");
   if (!(divergence > 1)) throw py::value_error("divergence must be > 1");
   o.solver.tol = tol;
-  o.solver.max_iter = max_iter;
-  o.solver.memory = memory;
+  o.solver.max_iter = int(max_iter);
+  o.solver.memory = int(memory);
   o.solver.damping = damping;
   o.solver.drop_tol = drop_tol;
-  o.solver.restart = restart;
+  o.solver.restart = int(restart);
   o.solver.divergence = divergence;
-  o.num_threads = num_threads;
-  o.solver.num_threads = num_threads;
+  // requests beyond the cap are clamped (resolve_threads), never passed on as a team size
+  o.num_threads = dq::resolve_threads(int(std::min<long long>(num_threads, dq::kMaxThreads)));
+  o.solver.num_threads = o.num_threads;
   return o;
 }
 
@@ -76,11 +86,13 @@ py::tuple forward(const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<S
   if (A.cols() != m) throw py::value_error("A must be square (m, m)");
   if (B.rows() != m || B.cols() != X.cols()) throw py::value_error("B must have shape (m, p) with p = X.shape[1]");
   dq::ColMat<Scalar> Z = dq::ColMat<Scalar>::Zero(m, n), Phi;
-  dq::SolverReport rep;
-  {
+  dq::Cancel cancel = python_cancel();
+  dq::ForwardOptions oc = o;
+  oc.cancel = &cancel;
+  const dq::SolverReport rep = call_core([&] {
     py::gil_scoped_release release;
-    rep = dq::deq_forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, Z, Phi, o);
-  }
+    return dq::deq_forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, Z, Phi, oc);
+  });
   // Column-major m x n = row-major (n, m): Python transposes the (m, n) F-ordered arrays without a copy.
   return py::make_tuple(py::cast(std::move(Z)), py::cast(std::move(Phi)), rep);
 }
@@ -95,13 +107,15 @@ py::tuple adjoint(const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<S
   if (Zt.cols() != m) throw py::value_error("Z must have shape (n, m)");
   if (v.size() != m) throw py::value_error("v must have length m");
   dq::ColMat<Scalar> W;
-  dq::SolverReport rep;
-  {
+  dq::Cancel cancel = python_cancel();
+  dq::ForwardOptions oc = o;
+  oc.cancel = &cancel;
+  const dq::SolverReport rep = call_core([&] {
     py::gil_scoped_release release;
     const dq::ColMat<Scalar> Z = Zt.transpose();  // (n, m) row-major -> m x n column-major: same memory order
     W = dq::ColMat<Scalar>::Zero(m, Z.cols());
-    rep = dq::deq_adjoint<Scalar>(phi, A, Z, v, sigma_a, W, o);
-  }
+    return dq::deq_adjoint<Scalar>(phi, A, Z, v, sigma_a, W, oc);
+  });
   return py::make_tuple(py::cast(std::move(W)), rep);
 }
 
@@ -111,8 +125,9 @@ void def_typed(py::module_& m) {
       "deq_forward",
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
          const Eigen::Ref<const dq::RowMat<Scalar>>& B, const Eigen::Ref<const dq::RowMat<Scalar>>& X, double sigma_a,
-         double sigma_b, const std::string& solver, double tol, int max_iter, int memory, double damping,
-         double drop_tol, int restart, double divergence, int num_threads, const std::string& gemm) {
+         double sigma_b, const std::string& solver, double tol, long long max_iter, long long memory,
+         double damping, double drop_tol, long long restart, double divergence, long long num_threads,
+         const std::string& gemm) {
         const auto o =
             make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence, num_threads, gemm);
         return forward<Scalar>(phi, A, B, X, sigma_a, sigma_b, o);
@@ -122,6 +137,8 @@ void def_typed(py::module_& m) {
       py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0,
       py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
       "Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).\n"
+      "solver: 'anderson', 'picard' or 'auto' (Picard, switching to Anderson when the observed rate says it pays).\n"
+      "Interruptible (Ctrl-C raises KeyboardInterrupt within about one product block).\n"
       "A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with\n"
       "Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).");
   m.def(
@@ -129,8 +146,8 @@ void def_typed(py::module_& m) {
       [](const dq::Activation& phi, const Eigen::Ref<const dq::RowMat<Scalar>>& A,
          const Eigen::Ref<const dq::RowMat<Scalar>>& Z,
          const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>& v, double sigma_a, const std::string& solver,
-         double tol, int max_iter, int memory, double damping, double drop_tol, int restart, double divergence,
-         int num_threads, const std::string& gemm) {
+         double tol, long long max_iter, long long memory, double damping, double drop_tol, long long restart,
+         double divergence, long long num_threads, const std::string& gemm) {
         const auto o =
             make_options(solver, tol, max_iter, memory, damping, drop_tol, restart, divergence, num_threads, gemm);
         return adjoint<Scalar>(phi, A, Z, v, sigma_a, o);
@@ -158,6 +175,14 @@ void bind_forward(py::module_& m) {
                              })
       .def_readonly("dropped", &dq::SolverReport::dropped)
       .def_readonly("restarts", &dq::SolverReport::restarts)
+      .def_property_readonly("phases",
+                             [](const dq::SolverReport& r) {
+                               py::list out;
+                               for (const auto& ph : r.phases)
+                                 out.append(py::make_tuple(std::string(dq::method_name(ph.method)),
+                                                           ph.first_evaluation));
+                               return out;
+                             })
       .def("__repr__", [](const dq::SolverReport& r) {
         return "SolverReport(status='" + std::string(dq::status_name(r.status)) +
                "', evaluations=" + std::to_string(r.evaluations) + ", residual=" + std::to_string(r.residual) + ")";

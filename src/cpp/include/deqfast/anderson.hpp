@@ -1,26 +1,38 @@
-// Fixed-point solvers for x = G(x) on a flat Eigen state: plain (damped) Picard
-// iteration and Anderson acceleration in the Walker–Ni least-squares form
-// (H. F. Walker & P. Ni, "Anderson acceleration for fixed-point iterations",
-// SIAM J. Numer. Anal. 49 (2011) 1715–1735).
+// Fixed-point solvers for x = G(x) on a flat state of N numbers: plain (damped) Picard
+// iteration, Anderson acceleration in the Walker–Ni least-squares form (H. F. Walker &
+// P. Ni, "Anderson acceleration for fixed-point iterations", SIAM J. Numer. Anal. 49 (2011)
+// 1715–1735), and an automatic choice between the two.
 //
 // Notation: x_k the iterate, g_k = G(x_k), f_k = g_k - x_k the residual.
-// Anderson(mem) keeps the mk <= mem most recent differences
+// Anderson(mem) keeps the window of the mk + 1 <= mem + 1 most recent pairs (f_i, g_i) in
+// two ring buffers (N x (mem + 1), one column per pair; G writes g_k straight into its slot)
+// and the Gram matrix H(s, t) = f_s . f_t of the stored residuals. With the differences
 //   dF = [f_{i+1} - f_i],   dG = [g_{i+1} - g_i]
-// and a thin QR factorisation dF = Q R that is updated as columns enter
-// (classical Gram–Schmidt with one reorthogonalisation, fused into streaming
-// sweeps) and leave (Givens rotations; Q is never shifted, dG is a ring buffer). Each step solves the
-// small least-squares problem  gamma = argmin |f_k - dF gamma|  as
-// R gamma = Q^T f_k and moves to
-//   x_{k+1} = g_k - dG gamma - (1 - beta) (f_k - Q Q^T f_k)        (damping beta)
-// which is  x_k + beta f_k - (dX + beta dF) gamma  with dX = dG - dF.
-// Columns are dropped (oldest first) while the condition estimate of R,
-// max|R_ii| / min|R_ii|, exceeds `drop_tol`; the history is cleared every
-// `restart` iterations (0: never) and whenever the step is not finite.
+// each step solves the small least-squares problem  gamma = argmin |f_k - dF gamma|
+// through its normal equations (dF^T dF = D^T H D, dF^T f_k = D^T H e_k with D the
+// differencing matrix; Jacobi-scaled Cholesky) and moves to
+//   x_{k+1} = g_k - dG gamma - (1 - beta) (f_k - dF gamma)          (damping beta)
+//           = sum_i alpha_i (g_i - (1 - beta) f_i),   alpha = e_k - D gamma.
+// Per iteration the O(N) work is two cache-blocked sweeps over the window: one forms f_k
+// and its dot products with every stored residual (a blocked matrix–vector product), one
+// forms x_{k+1} (another); no column is ever copied or shifted.
+// Columns are dropped (oldest first) while the condition estimate of the scaled Cholesky
+// factor, max L_ii / min L_ii, exceeds min(drop_tol, kMaxGramCond); the history is cleared
+// every `restart` iterations (0: never) and whenever the step is not finite.
 //
-// Stopping test: the relative residual |G(x) - x|_F / |G(x)|_F <= tol, one
-// Frobenius norm per evaluation; no spectral norm is ever computed. The state
-// returned is the last evaluation G(x_k). Divergence (|f_k| above
-// `divergence` times the smallest |f| seen) and NaN/inf stop the iteration.
+// Auto: Picard first; once the observed contraction rate (geometric mean of the last three
+// residual ratios) exceeds `auto_rate` and plain iteration still has many evaluations to
+// go, switch to Anderson; if over its first mem + 2 evaluations Anderson's observed rate is
+// not clearly better than Picard's (its log-rate at least `auto_gain` times Picard's),
+// switch back to Picard for good, otherwise keep Anderson for good. (Picard's rate on a
+// spread spectrum only gets worse as the fast modes die out, so the early comparison is
+// the conservative one.) The phases are recorded in the report.
+//
+// Stopping test: the relative residual |G(x) - x|_F / |G(x)|_F <= tol, one Frobenius norm
+// per evaluation. The state returned is the last evaluation G(x_k). Divergence (|f_k|
+// above `divergence` times the smallest |f| seen) and NaN/inf stop the iteration. An
+// optional Cancel token is polled after every evaluation (G may poll it too); a stop
+// throws Interrupted. Every OpenMP region runs under ParallelErrors.
 //
 // Plain C++17 + Eigen: no pybind11 here.
 #pragma once
@@ -30,18 +42,21 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#ifdef DEQFAST_HAVE_OPENMP
-#include <omp.h>
-#endif
+#include "deqfast/parallel.hpp"
 
 namespace deqfast {
 
-enum class FixedPointMethod { Picard, Anderson };
+enum class FixedPointMethod { Picard, Anderson, Auto };
 
-constexpr int kMaxMemory = 64;  // Anderson memory cap (fixed-size accumulators in the fused sweeps)
+constexpr int kMaxMemory = 64;  // Anderson memory cap
+
+/// Largest condition estimate of the scaled Cholesky factor of dF^T dF kept: the normal
+/// equations square it, and 1e6^2 = 1e12 leaves four digits of a double solve.
+constexpr double kMaxGramCond = 1e6;
 
 enum class SolverStatus { Converged, MaxIter, Diverged, NonFinite };
 
@@ -55,15 +70,33 @@ inline const char* status_name(SolverStatus s) {
   return "unknown";
 }
 
+inline const char* method_name(FixedPointMethod m) {
+  switch (m) {
+    case FixedPointMethod::Picard: return "picard";
+    case FixedPointMethod::Anderson: return "anderson";
+    case FixedPointMethod::Auto: return "auto";
+  }
+  return "unknown";
+}
+
 struct SolverOptions {
   double tol = 1e-8;        // on |G(x) - x|_F / |G(x)|_F
   int max_iter = 500;       // maximum number of evaluations of G
   int memory = 5;           // Anderson memory (number of difference columns)
   double damping = 1.0;     // beta in (0, 1]
-  double drop_tol = 1e10;   // maximal condition estimate of R before dropping columns
+  double drop_tol = 1e10;   // maximal condition estimate before dropping columns (capped at kMaxGramCond)
   int restart = 0;          // clear the Anderson history every `restart` iterations (0: never)
   double divergence = 1e6;  // stop when |f| > divergence * min |f| seen
   int num_threads = 0;      // OpenMP threads for the O(N) vector work (0: default)
+  double auto_rate = 0.7;   // Auto: switch to Anderson when Picard's observed rate exceeds this
+  double auto_gain = 1.25;  // Auto: keep Anderson only if log(rate_A) >= auto_gain * log(rate_P)
+  Cancel* cancel = nullptr; // polled after every evaluation (nullptr: never)
+};
+
+/// One stretch of evaluations done by one method.
+struct SolverPhase {
+  FixedPointMethod method;
+  int first_evaluation;  // 1-based index of its first evaluation
 };
 
 struct SolverReport {
@@ -74,6 +107,7 @@ struct SolverReport {
   std::vector<double> residuals;                              // relative residual after every evaluation
   int dropped = 0;                                            // columns dropped for ill-conditioning
   int restarts = 0;                                           // history clears (periodic or non-finite step)
+  std::vector<SolverPhase> phases;                            // methods used, in order
   bool converged() const { return status == SolverStatus::Converged; }
 };
 
@@ -81,88 +115,33 @@ namespace detail {
 
 template <class Scalar>
 using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-template <class Scalar>
-using Vec = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
-template <class Scalar>
-Eigen::Map<Vec<Scalar>> flat(Mat<Scalar>& a) {
-  return Eigen::Map<Vec<Scalar>>(a.data(), a.size());
-}
-template <class Scalar>
-Eigen::Map<const Vec<Scalar>> flat(const Mat<Scalar>& a) {
-  return Eigen::Map<const Vec<Scalar>>(a.data(), a.size());
-}
-
-/// Norm with double accumulation (float32 states lose accuracy in long sums).
-template <class Scalar>
-double norm2(const Mat<Scalar>& a) {
-  if constexpr (std::is_same_v<Scalar, double>) {
-    return flat(a).norm();
-  } else {
-    double s = 0.0;
-    const Scalar* p = a.data();
-    for (Eigen::Index i = 0; i < a.size(); ++i) s += double(p[i]) * double(p[i]);
-    return std::sqrt(s);
-  }
-}
-
-/// Book-keeping shared by both solvers: residual, stopping and divergence tests.
-struct Monitor {
-  const SolverOptions& o;
-  SolverReport& rep;
-  double best = std::numeric_limits<double>::infinity();
-
-  /// Record one evaluation; returns true when the iteration must stop.
-  bool record(double fnorm, double gnorm) {
-    ++rep.evaluations;
-    const double r = gnorm > 0 ? fnorm / gnorm : fnorm;
-    rep.residuals.push_back(r);
-    rep.residual = r;
-    if (!std::isfinite(fnorm) || !std::isfinite(gnorm)) {
-      rep.status = SolverStatus::NonFinite;
-      return true;
-    }
-    if (r <= o.tol) {
-      rep.status = SolverStatus::Converged;
-      return true;
-    }
-    best = std::min(best, fnorm);
-    if (fnorm > o.divergence * best) {
-      rep.status = SolverStatus::Diverged;
-      return true;
-    }
-    if (rep.evaluations >= o.max_iter) {
-      rep.status = SolverStatus::MaxIter;
-      return true;
-    }
-    return false;
-  }
-};
+/// Elements per cache block of the fused sweeps (the block of f or x stays in L1/L2 while
+/// every window column streams past it once).
+constexpr Eigen::Index kSweepBlock = 2048;
 
 inline int vector_threads(Eigen::Index N, int requested) {
-#ifdef DEQFAST_HAVE_OPENMP
-  const int t = requested > 0 ? requested : omp_get_max_threads();
+  const int t = resolve_threads(requested);
   const Eigen::Index useful = std::max<Eigen::Index>(1, N / (Eigen::Index(1) << 16));
-  return int(std::max<Eigen::Index>(1, std::min<Eigen::Index>(t, useful)));
-#else
-  (void)N;
-  (void)requested;
-  return 1;
-#endif
+  return int(std::min<Eigen::Index>(t, useful));
 }
 
-/// body(i0, i1, thread) over `threads` contiguous chunks of [0, N).
+/// body(i0, i1, thread) over `threads` contiguous chunks of [0, N); an exception in any
+/// chunk is carried out of the parallel region and rethrown here.
 template <class Body>
 void for_chunks(Eigen::Index N, int threads, Body&& body) {
+  ParallelErrors errors;
 #ifdef DEQFAST_HAVE_OPENMP
   if (threads > 1) {
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) body(N * t / threads, N * (t + 1) / threads, t);
+    for (int t = 0; t < threads; ++t) errors.guard([&] { body(N * t / threads, N * (t + 1) / threads, t); });
+    errors.rethrow();
     return;
   }
 #endif
   (void)threads;
-  body(0, N, 0);
+  errors.guard([&] { body(0, N, 0); });
+  errors.rethrow();
 }
 
 /// Per-thread partial sums (padded to a cache line) for fused reductions.
@@ -183,307 +162,338 @@ struct Partials {
   }
 };
 
-}  // namespace detail
+/// sum_r a[r] b[r] in double.
+template <class Scalar>
+inline double dot(const Scalar* a, const Scalar* b, Eigen::Index len) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (Eigen::Index r = 0; r < len; ++r) s += double(a[r]) * double(b[r]);
+  return s;
+}
 
-/// Plain (damped) Picard iteration x <- (1 - beta) x + beta G(x).
-///
-/// `G(const Mat& x, Mat& out)` writes G(x) into `out` (same shape as x).
-/// On entry `x` is the initial guess; on exit it holds the last evaluation G(x_k).
+/// Book-keeping shared by every phase: residuals, stopping and divergence tests, cancellation.
+struct Monitor {
+  const SolverOptions& o;
+  SolverReport& rep;
+  double best = std::numeric_limits<double>::infinity();
+
+  /// Record one evaluation; returns true when the iteration must stop.
+  bool record(double fnorm, double gnorm) {
+    ++rep.evaluations;
+    const double r = gnorm > 0 ? fnorm / gnorm : fnorm;
+    rep.residuals.push_back(r);
+    rep.residual = r;
+    if (o.cancel && o.cancel->check()) throw Interrupted();
+    if (!std::isfinite(fnorm) || !std::isfinite(gnorm)) {
+      rep.status = SolverStatus::NonFinite;
+      return true;
+    }
+    if (r <= o.tol) {
+      rep.status = SolverStatus::Converged;
+      return true;
+    }
+    best = std::min(best, fnorm);
+    if (fnorm > o.divergence * best) {
+      rep.status = SolverStatus::Diverged;
+      return true;
+    }
+    if (rep.evaluations >= o.max_iter) {
+      rep.status = SolverStatus::MaxIter;
+      return true;
+    }
+    return false;
+  }
+
+  /// Geometric-mean contraction rate of the residual over the last `span` evaluations
+  /// (NaN when fewer are recorded).
+  double rate(int span) const {
+    const int e = int(rep.residuals.size());
+    if (span < 1 || e <= span) return std::numeric_limits<double>::quiet_NaN();
+    const double a = rep.residuals[e - 1 - span], b = rep.residuals[e - 1];
+    return a > 0 && b > 0 ? std::pow(b / a, 1.0 / span) : std::numeric_limits<double>::quiet_NaN();
+  }
+};
+
+/// What a phase asks the driver to do when it returns.
+enum class PhaseEnd { Stop, ToAnderson, ToPicard };
+
+/// Picard phase. `x` is the next point to evaluate, `g` a work buffer of the same size. With
+/// `watch`, returns ToAnderson once the observed rate says acceleration will pay. On Stop,
+/// `x` holds the last evaluation.
 template <class Scalar, class Func>
-SolverReport picard(Func&& G, detail::Mat<Scalar>& x, const SolverOptions& o) {
-  using M = detail::Mat<Scalar>;
+PhaseEnd picard_phase(Func& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool watch) {
   using Index = Eigen::Index;
-  SolverReport rep;
-  detail::Monitor mon{o, rep};
+  const SolverOptions& o = mon.o;
   const Index N = x.size();
-  const int threads = detail::vector_threads(N, o.num_threads);
-  detail::Partials part(threads, 2);
-  M g(x.rows(), x.cols());
+  const int threads = vector_threads(N, o.num_threads);
+  Partials part(threads, 2);
   const double omb = 1.0 - o.damping;
+  const int start = mon.rep.evaluations;
   while (true) {
-    G(static_cast<const M&>(x), g);
-    // one fused sweep: |g|^2, |g - x|^2 and the next iterate x + beta (g - x) = g - (1 - beta)(g - x)
+    G(static_cast<const Scalar*>(x.data()), g.data());
+    // one fused sweep: |g|^2, |g - x|^2 and, when damped, the next iterate x + beta (g - x)
     const Scalar* gp = g.data();
     Scalar* xp = x.data();
     part.reset(2);
-    detail::for_chunks(N, threads, [&](Index i0, Index i1, int t) {
+    for_chunks(N, threads, [&](Index i0, Index i1, int t) {
       double gg = 0, ff = 0;
-      for (Index r = i0; r < i1; ++r) {
-        const double gv = double(gp[r]), d = gv - double(xp[r]);
-        gg += gv * gv;
-        ff += d * d;
-        xp[r] = Scalar(gv - omb * d);
+      if (omb != 0.0) {
+        for (Index r = i0; r < i1; ++r) {
+          const double gv = double(gp[r]), d = gv - double(xp[r]);
+          gg += gv * gv;
+          ff += d * d;
+          xp[r] = Scalar(gv - omb * d);
+        }
+      } else {
+#pragma omp simd reduction(+ : gg, ff)
+        for (Index r = i0; r < i1; ++r) {
+          const double gv = double(gp[r]), d = gv - double(xp[r]);
+          gg += gv * gv;
+          ff += d * d;
+        }
       }
       part.at(t, 0) += gg;
       part.at(t, 1) += ff;
     });
     const auto tot = part.sum();
-    if (mon.record(std::sqrt(tot[1]), std::sqrt(tot[0]))) break;
-    ++rep.iterations;
+    const bool stop = mon.record(std::sqrt(tot[1]), std::sqrt(tot[0]));
+    if (stop || omb == 0.0) x.swap(g);  // undamped: the next iterate is g itself
+    if (stop) return PhaseEnd::Stop;
+    ++mon.rep.iterations;
+    if (watch && mon.rep.evaluations - start >= 4) {
+      const double rate = mon.rate(3);
+      // evaluations plain iteration still needs at this rate (infinite when not contracting)
+      const double remaining = rate < 1 ? std::log(o.tol / mon.rep.residual) / std::log(rate)
+                                        : std::numeric_limits<double>::infinity();
+      if (rate >= o.auto_rate && remaining >= 4.0 * (std::min(o.memory, kMaxMemory) + 1))
+        return PhaseEnd::ToAnderson;
+    }
   }
-  x.swap(g);
-  return rep;
 }
 
-/// Anderson acceleration (Walker–Ni form, see the file header).
-///
-/// Same calling convention as `picard`. With memory 0 it is damped Picard.
-/// Every O(N) operation is a fused sweep over row chunks, threaded with OpenMP
-/// when the state is large: per iteration about 9 + 7 mk vector passes.
-template <class Scalar, class Func>
-SolverReport anderson(Func&& G, detail::Mat<Scalar>& x, const SolverOptions& o) {
-  using M = detail::Mat<Scalar>;
+/// The Anderson window: ring buffers of residuals and evaluations, and their Gram matrix.
+template <class Scalar>
+struct AndersonHistory {
   using Index = Eigen::Index;
-  SolverReport rep;
-  detail::Monitor mon{o, rep};
+  Index N;
+  int cap;              // mem + 1 slots
+  Mat<Scalar> F, Gv;    // N x cap
+  Eigen::MatrixXd H;    // H(s, t) = f_s . f_t by physical slot
+  int head = 0, count = 0;
+
+  AndersonHistory(Index n, int mem) : N(n), cap(mem + 1), F(n, mem + 1), Gv(n, mem + 1), H(mem + 1, mem + 1) {}
+  int slot(int j) const { return (head + j) % cap; }  // logical j: 0 oldest
+  Scalar* fcol(int s) { return F.data() + Index(s) * N; }
+  Scalar* gcol(int s) { return Gv.data() + Index(s) * N; }
+  /// Slot for the next pair, evicting the oldest when full.
+  int claim() {
+    if (count == cap) drop_oldest();
+    return slot(count);
+  }
+  void drop_oldest() {
+    head = (head + 1) % cap;
+    --count;
+  }
+  void keep_newest() {
+    head = slot(count - 1);
+    count = 1;
+  }
+  double h(int i, int j) const { return H(slot(i), slot(j)); }  // logical indices
+};
+
+/// Anderson phase (Walker–Ni, see the file header). `x` is the next point to evaluate. With
+/// `watch`, returns ToPicard when acceleration does not beat `picard_rate`. On Stop, `x`
+/// holds the last evaluation.
+template <class Scalar, class Func>
+PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, double picard_rate) {
+  using Index = Eigen::Index;
+  const SolverOptions& o = mon.o;
+  SolverReport& rep = mon.rep;
   const Index N = x.size();
   const int mem = std::min(std::max(0, o.memory), kMaxMemory);
-  const double beta = o.damping;
-  const int threads = detail::vector_threads(N, o.num_threads);
-
-  M g(x.rows(), x.cols()), f(x.rows(), x.cols());
-  M f_old(mem > 0 ? x.rows() : 0, x.cols()), g_old(mem > 0 ? x.rows() : 0, x.cols());
-  // Q (N x mem): orthonormal basis of dF, logical column j in slot j.
-  // dG (N x mem): circular, logical column j in slot (head + j) % mem.
-  M Q(N, mem), dG(N, mem);
-  Eigen::MatrixXd R = Eigen::MatrixXd::Zero(std::max(mem, 1), std::max(mem, 1));
-  Eigen::VectorXd hf = Eigen::VectorXd::Zero(std::max(mem, 1));  // Q^T f_k
-  int mk = 0, head = 0;
-  bool have_old = false;
+  const double omb = 1.0 - o.damping;
+  const double max_cond = std::min(o.drop_tol, kMaxGramCond);
+  const int threads = vector_threads(N, o.num_threads);
+  AndersonHistory<Scalar> hist(N, mem);
+  Partials part(threads, mem + 3);
+  const int start = rep.evaluations;
   int since_restart = 0;
-  std::vector<double> cs(std::max(mem, 1)), sn(std::max(mem, 1));
-  std::vector<const Scalar*> qc(std::max(mem, 1)), dgc(std::max(mem, 1));
-
-  auto qcol = [&](int j) { return Q.data() + Index(j) * N; };
-  auto dgcol = [&](int j) { return dG.data() + Index((head + j) % mem) * N; };
-
-  // Remove the oldest column: R := R[:, 1:] is upper Hessenberg; Givens rotations restore the
-  // triangle and are applied to the columns of Q (one fused sweep) and to hf = Q^T f.
-  auto delete_first = [&]() {
-    for (int i = 0; i + 1 < mk; ++i) {
-      const double a = R(i, i + 1), b = R(i + 1, i + 1);
-      const double r = std::hypot(a, b);
-      const double c = r > 0 ? a / r : 1.0, s = r > 0 ? b / r : 0.0;
-      cs[i] = c;
-      sn[i] = s;
-      for (int j = i + 1; j < mk; ++j) {
-        const double t1 = R(i, j), t2 = R(i + 1, j);
-        R(i, j) = c * t1 + s * t2;
-        R(i + 1, j) = -s * t1 + c * t2;
-      }
-      const double h1 = hf[i], h2 = hf[i + 1];
-      hf[i] = c * h1 + s * h2;
-      hf[i + 1] = -s * h1 + c * h2;
-    }
-    if (mk > 1) {
-      Scalar* q0 = Q.data();
-      const int k = mk;
-      detail::for_chunks(N, threads, [&](Index i0, Index i1, int) {
-        for (int i = 0; i + 1 < k; ++i) {
-          Scalar* a = q0 + Index(i) * N;
-          Scalar* b = q0 + Index(i + 1) * N;
-          const Scalar c = Scalar(cs[i]), s = Scalar(sn[i]);
-          for (Index r = i0; r < i1; ++r) {
-            const Scalar t1 = a[r], t2 = b[r];
-            a[r] = c * t1 + s * t2;
-            b[r] = -s * t1 + c * t2;
-          }
-        }
-      });
-    }
-    for (int j = 0; j + 1 < mk; ++j) R.col(j).head(mk - 1) = R.col(j + 1).head(mk - 1);
-    R.col(mk - 1).setZero();
-    R.row(mk - 1).setZero();
-    hf[mk - 1] = 0.0;
-    head = (head + 1) % mem;
-    --mk;
-  };
-
-  auto cond_estimate = [&]() {
-    double lo = std::numeric_limits<double>::infinity(), hi = 0.0;
-    for (int i = 0; i < mk; ++i) {
-      const double d = std::abs(R(i, i));
-      lo = std::min(lo, d);
-      hi = std::max(hi, d);
-    }
-    return lo > 0 ? hi / lo : std::numeric_limits<double>::infinity();
-  };
-
-  detail::Partials part(threads, 2 * std::max(mem, 1) + 4);
+  std::vector<int> win;            // physical slots of the window, oldest first
+  std::vector<double> alpha;       // mixing coefficients over the window
+  std::vector<const Scalar*> gc, fc;
 
   while (true) {
-    G(static_cast<const M&>(x), g);
-    // S0: f = g - x, |g|^2, |f|^2
+    const int s = hist.claim();
+    Scalar* gp = hist.gcol(s);
+    Scalar* fp = hist.fcol(s);
+    G(static_cast<const Scalar*>(x.data()), gp);
+    // Sweep 1, blocked: f = g - x, |g|^2, and f . f_t for every stored residual t (f . f last).
+    const int k_old = hist.count;
+    win.resize(k_old);
+    for (int j = 0; j < k_old; ++j) win[j] = hist.slot(j);
+    part.reset(k_old + 2);
     {
-      const Scalar* gp = g.data();
       const Scalar* xp = x.data();
-      Scalar* fp = f.data();
-      part.reset(2);
-      detail::for_chunks(N, threads, [&](Index i0, Index i1, int t) {
-        double gg = 0, ff = 0;
-        for (Index r = i0; r < i1; ++r) {
-          const Scalar d = gp[r] - xp[r];
-          fp[r] = d;
-          gg += double(gp[r]) * double(gp[r]);
-          ff += double(d) * double(d);
+      for_chunks(N, threads, [&](Index i0, Index i1, int t) {
+        double acc[kMaxMemory + 3] = {0};
+        for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
+          const Index len = std::min(kSweepBlock, i1 - b0);
+          const Scalar *gb = gp + b0, *xb = xp + b0;
+          Scalar* fb = fp + b0;
+          double gg = 0, ff = 0;
+#pragma omp simd reduction(+ : gg, ff)
+          for (Index r = 0; r < len; ++r) {
+            const Scalar d = gb[r] - xb[r];
+            fb[r] = d;
+            gg += double(gb[r]) * double(gb[r]);
+            ff += double(d) * double(d);
+          }
+          acc[k_old] += gg;
+          acc[k_old + 1] += ff;
+          for (int j = 0; j < k_old; ++j) acc[j] += dot(hist.fcol(win[j]) + b0, fb, len);
         }
-        part.at(t, 0) += gg;
-        part.at(t, 1) += ff;
+        for (int j = 0; j < k_old + 2; ++j) part.at(t, j) += acc[j];
       });
-      const auto tot = part.sum();
-      if (mon.record(std::sqrt(tot[1]), std::sqrt(tot[0]))) break;
     }
-
-    if (mem > 0) {
-      if (o.restart > 0 && since_restart >= o.restart) {
-        mk = 0;
-        R.setZero();
-        ++rep.restarts;
-        since_restart = 0;
-        have_old = false;
-      }
-      if (have_old) {
-        if (mk == mem) delete_first();
-        const int k = mk;
-        for (int j = 0; j < k; ++j) qc[j] = qcol(j);
-        Scalar* q = Q.data() + Index(k) * N;
-        Scalar* dgn = dG.data() + Index((head + k) % mem) * N;
-        const Scalar *fp = f.data(), *fo = f_old.data(), *gp = g.data(), *go = g_old.data();
-        // S1: q = f - f_old, new dG column, Q^T q, Q^T f, |q|^2
-        part.reset(2 * k + 1);
-        detail::for_chunks(N, threads, [&](Index i0, Index i1, int t) {
-          double acc[2 * 64 + 1] = {0};
-          for (Index r = i0; r < i1; ++r) {
-            const Scalar d = fp[r] - fo[r];
-            q[r] = d;
-            dgn[r] = gp[r] - go[r];
-            for (int j = 0; j < k; ++j) {
-              const double qj = double(qc[j][r]);
-              acc[j] += qj * double(d);
-              acc[k + j] += qj * double(fp[r]);
-            }
-            acc[2 * k] += double(d) * double(d);
-          }
-          for (int j = 0; j < 2 * k + 1; ++j) part.at(t, j) += acc[j];
+    const auto tot = part.sum();
+    for (int j = 0; j < k_old; ++j) hist.H(s, win[j]) = hist.H(win[j], s) = tot[j];
+    hist.H(s, s) = tot[k_old + 1];
+    ++hist.count;
+    if (mon.record(std::sqrt(tot[k_old + 1]), std::sqrt(tot[k_old]))) {
+      std::copy(gp, gp + N, x.data());
+      return PhaseEnd::Stop;
+    }
+    if (watch && rep.evaluations - start == mem + 2) {  // one trial window, then the choice stands
+      const double rate_a = mon.rate(rep.evaluations - start - 1);
+      if (!(std::log(rate_a) <= o.auto_gain * std::log(picard_rate))) {
+        // hand over the plain step from x_k: x + beta f = g - (1 - beta) f
+        Scalar* xp = x.data();
+        for_chunks(N, threads, [&](Index i0, Index i1, int) {
+          for (Index r = i0; r < i1; ++r) xp[r] = Scalar(double(gp[r]) - omb * double(fp[r]));
         });
-        auto p1 = part.sum();
-        Eigen::VectorXd h(std::max(k, 1));
-        for (int j = 0; j < k; ++j) {
-          h[j] = p1[j];
-          hf[j] = p1[k + j];
-        }
-        const double dfn = std::sqrt(p1[2 * k]);
-        // S2, S3: classical Gram–Schmidt twice (q -= Q h; again), then |q|^2 and q.f
-        double rn2 = dfn * dfn, qf = 0.0;
-        for (int pass = 0; pass < 2 && k > 0; ++pass) {
-          const Eigen::VectorXd hh = h;
-          part.reset(k + 2);
-          detail::for_chunks(N, threads, [&](Index i0, Index i1, int t) {
-            double acc[64 + 2] = {0};
-            for (Index r = i0; r < i1; ++r) {
-              double v = double(q[r]);
-              for (int j = 0; j < k; ++j) v -= hh[j] * double(qc[j][r]);
-              q[r] = Scalar(v);
-              if (pass == 0) {
-                for (int j = 0; j < k; ++j) acc[j] += double(qc[j][r]) * v;
-              } else {
-                acc[k] += v * v;
-                acc[k + 1] += v * double(fp[r]);
-              }
-            }
-            for (int j = 0; j < k + 2; ++j) part.at(t, j) += acc[j];
-          });
-          const auto p2 = part.sum();
-          if (pass == 0) {
-            for (int j = 0; j < k; ++j) {
-              R(j, k) = h[j];
-              h[j] = p2[j];
-            }
-          } else {
-            for (int j = 0; j < k; ++j) R(j, k) += hh[j];
-            rn2 = p2[k];
-            qf = p2[k + 1];
-          }
-        }
-        if (k == 0) {
-          // q = df itself: q.f in one more pass
-          part.reset(1);
-          detail::for_chunks(N, threads, [&](Index i0, Index i1, int t) {
-            double a = 0;
-            for (Index r = i0; r < i1; ++r) a += double(q[r]) * double(fp[r]);
-            part.at(t, 0) += a;
-          });
-          qf = part.sum()[0];
-        }
-        const double rn = std::sqrt(rn2);
-        if (rn > 1e-14 * dfn && std::isfinite(rn)) {
-          R(k, k) = rn;
-          hf[k] = qf / rn;
-          const Scalar inv = Scalar(1.0 / rn);
-          detail::for_chunks(N, threads, [&](Index i0, Index i1, int) {
-            for (Index r = i0; r < i1; ++r) q[r] *= inv;
-          });
-          ++mk;
-          while (mk > 1 && cond_estimate() > o.drop_tol) {
-            delete_first();
-            ++rep.dropped;
-          }
-        } else {
-          R.col(k).setZero();
-          ++rep.dropped;
-        }
+        return PhaseEnd::ToPicard;
       }
-      have_old = true;
-      ++since_restart;
     }
+    if (o.restart > 0 && since_restart >= o.restart) {
+      hist.keep_newest();
+      ++rep.restarts;
+      since_restart = 0;
+    }
+    ++since_restart;
 
-    // S5: x = g - dG gamma - (1 - beta)(f - Q hf)
+    // Small least-squares problem over the window (logical 0..count-1, newest last).
     Eigen::VectorXd gamma;
-    if (mk > 0) {
-      gamma = R.topLeftCorner(mk, mk).triangularView<Eigen::Upper>().solve(hf.head(mk));
-      if (!gamma.allFinite()) {
-        mk = 0;
-        R.setZero();
-        ++rep.restarts;
+    while (true) {
+      const int k = hist.count - 1;
+      if (k == 0) break;
+      Eigen::MatrixXd Mk(k, k);
+      Eigen::VectorXd bk(k), d(k);
+      for (int a = 0; a < k; ++a) {
+        for (int b = 0; b <= a; ++b)
+          Mk(a, b) = Mk(b, a) = hist.h(a + 1, b + 1) - hist.h(a + 1, b) - hist.h(a, b + 1) + hist.h(a, b);
+        bk[a] = hist.h(a + 1, k) - hist.h(a, k);
       }
+      bool ok = true;
+      for (int a = 0; a < k && ok; ++a) {
+        ok = Mk(a, a) > 0 && std::isfinite(Mk(a, a));
+        if (ok) d[a] = 1.0 / std::sqrt(Mk(a, a));
+      }
+      if (ok) {
+        const Eigen::MatrixXd Ms = d.asDiagonal() * Mk * d.asDiagonal();
+        Eigen::LLT<Eigen::MatrixXd> llt(Ms);
+        if (llt.info() == Eigen::Success) {
+          double lo = std::numeric_limits<double>::infinity(), hi = 0.0;
+          for (int a = 0; a < k; ++a) {
+            const double v = std::abs(llt.matrixLLT()(a, a));
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+          }
+          if (lo > 0 && hi / lo <= max_cond) {
+            gamma = d.asDiagonal() * llt.solve(d.asDiagonal() * bk);
+            if (gamma.allFinite()) break;
+          }
+        }
+      }
+      hist.drop_oldest();
+      ++rep.dropped;
+    }
+    const int w = hist.count;
+    alpha.assign(w, 0.0);
+    alpha[w - 1] = 1.0;
+    for (int i = 0; i + 1 < w; ++i) {  // alpha = e_k - D gamma
+      alpha[i] += gamma[i];
+      alpha[i + 1] -= gamma[i];
+    }
+    // Sweep 2, blocked: x = sum_i alpha_i (g_i - (1 - beta) f_i).
+    gc.resize(w);
+    fc.resize(w);
+    for (int j = 0; j < w; ++j) {
+      gc[j] = hist.gcol(hist.slot(j));
+      fc[j] = hist.fcol(hist.slot(j));
     }
     {
-      const int k = mk;
-      for (int j = 0; j < k; ++j) {
-        qc[j] = qcol(j);
-        dgc[j] = dgcol(j);
-      }
-      const Scalar *gp = g.data(), *fp = f.data();
       Scalar* xp = x.data();
-      const double omb = 1.0 - beta;
-      detail::for_chunks(N, threads, [&](Index i0, Index i1, int) {
-        for (Index r = i0; r < i1; ++r) {
-          double v = double(gp[r]);
-          for (int j = 0; j < k; ++j) v -= gamma[j] * double(dgc[j][r]);
-          if (omb != 0.0) {
-            double res = double(fp[r]);
-            for (int j = 0; j < k; ++j) res -= hf[j] * double(qc[j][r]);
-            v -= omb * res;
+      for_chunks(N, threads, [&](Index i0, Index i1, int) {
+        for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
+          const Index len = std::min(kSweepBlock, i1 - b0);
+          Scalar* xb = xp + b0;
+          {
+            const Scalar a = Scalar(alpha[w - 1]);
+            const Scalar* gb = gc[w - 1] + b0;
+#pragma omp simd
+            for (Index r = 0; r < len; ++r) xb[r] = a * gb[r];
           }
-          xp[r] = Scalar(v);
+          for (int j = 0; j + 1 < w; ++j) {
+            const Scalar a = Scalar(alpha[j]);
+            const Scalar* gb = gc[j] + b0;
+#pragma omp simd
+            for (Index r = 0; r < len; ++r) xb[r] += a * gb[r];
+          }
+          if (omb != 0.0) {
+            for (int j = 0; j < w; ++j) {
+              const Scalar a = Scalar(-omb * alpha[j]);
+              const Scalar* fb = fc[j] + b0;
+#pragma omp simd
+              for (Index r = 0; r < len; ++r) xb[r] += a * fb[r];
+            }
+          }
         }
       });
-    }
-    if (mem > 0) {  // keep f_k, g_k for the next difference (buffers are recycled)
-      f_old.swap(f);
-      g_old.swap(g);
     }
     ++rep.iterations;
   }
-  x.swap(g);
-  return rep;
 }
 
-/// Dispatch on the method.
+}  // namespace detail
+
+/// Solve x = G(x) with `method`.
+///
+/// `G(const Scalar* x, Scalar* out)` writes G(x) into `out` (both flat, N = x.size()
+/// numbers; `out` never aliases `x`). On entry `x` is the initial guess; on exit it holds
+/// the last evaluation G(x_k). Anderson with memory 0 is damped Picard.
 template <class Scalar, class Func>
 SolverReport solve_fixed_point(FixedPointMethod method, Func&& G, detail::Mat<Scalar>& x, const SolverOptions& o) {
-  if (method == FixedPointMethod::Picard) return picard<Scalar>(std::forward<Func>(G), x, o);
-  return anderson<Scalar>(std::forward<Func>(G), x, o);
+  SolverReport rep;
+  detail::Monitor mon{o, rep};
+  const bool can_accelerate = o.memory > 0;
+  if (method == FixedPointMethod::Anderson && can_accelerate) {
+    rep.phases.push_back({FixedPointMethod::Anderson, 1});
+    detail::anderson_phase<Scalar>(G, x, mon, false, 0.0);
+    return rep;
+  }
+  detail::Mat<Scalar> g(x.rows(), x.cols());
+  const bool watch = method == FixedPointMethod::Auto && can_accelerate;
+  rep.phases.push_back({FixedPointMethod::Picard, 1});
+  if (detail::picard_phase<Scalar>(G, x, g, mon, watch) == detail::PhaseEnd::Stop) return rep;
+  // Auto: Picard's rate says acceleration may pay; try Anderson, fall back if it does not.
+  const double picard_rate = mon.rate(3);
+  g.resize(0, 0);
+  rep.phases.push_back({FixedPointMethod::Anderson, rep.evaluations + 1});
+  if (detail::anderson_phase<Scalar>(G, x, mon, true, picard_rate) == detail::PhaseEnd::Stop) return rep;
+  g.resize(x.rows(), x.cols());
+  rep.phases.push_back({FixedPointMethod::Picard, rep.evaluations + 1});
+  detail::picard_phase<Scalar>(G, x, g, mon, false);
+  return rep;
 }
 
 }  // namespace deqfast

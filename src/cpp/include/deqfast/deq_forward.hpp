@@ -24,12 +24,9 @@
 #include <string>
 #include <type_traits>
 
-#ifdef DEQFAST_HAVE_OPENMP
-#include <omp.h>
-#endif
-
 #include "deqfast/activation.hpp"
 #include "deqfast/anderson.hpp"
+#include "deqfast/parallel.hpp"
 
 namespace deqfast {
 
@@ -48,38 +45,63 @@ using GemmFn = void (*)(char* transa, char* transb, int* m, int* n, int* k, Scal
 struct ForwardOptions {
   FixedPointMethod method = FixedPointMethod::Anderson;
   SolverOptions solver;
-  int num_threads = 0;             // 0: OpenMP default
+  int num_threads = 0;             // 0: OpenMP default (clamped by resolve_threads)
   GemmFn<double> dgemm = nullptr;  // nullptr: Eigen products, threaded over column blocks
   GemmFn<float> sgemm = nullptr;
+  Cancel* cancel = nullptr;        // polled between product blocks and evaluations (nullptr: never)
 };
 
 namespace detail {
 
-inline int resolve_threads(int requested) {
-#ifdef DEQFAST_HAVE_OPENMP
-  return requested > 0 ? requested : omp_get_max_threads();
-#else
-  (void)requested;
-  return 1;
-#endif
-}
-
 /// Run body(j0, j1) over contiguous column blocks of [0, n) in parallel, one per thread, but
 /// only as many threads as there are ~2^17 units of `work_per_col` work (a thread team costs
-/// more than it saves on small problems).
+/// more than it saves on small problems). An exception in a block is rethrown here.
 template <class Body>
 void for_column_blocks(Eigen::Index n, int threads, Body&& body, double work_per_col = 1.0) {
   const double chunks = std::max(1.0, std::floor(double(n) * work_per_col / 131072.0));
   const int nb = int(std::max<Eigen::Index>(
       1, std::min<Eigen::Index>(std::min<Eigen::Index>(threads, n), Eigen::Index(std::min(chunks, 1e6)))));
+  ParallelErrors errors;
 #ifdef DEQFAST_HAVE_OPENMP
 #pragma omp parallel for num_threads(nb) schedule(static, 1) if (nb > 1)
 #endif
   for (int b = 0; b < nb; ++b) {
     const Eigen::Index j0 = n * b / nb, j1 = n * (b + 1) / nb;
-    if (j1 > j0) body(j0, j1);
+    if (j1 > j0) errors.guard([&] { body(j0, j1); });
   }
+  errors.rethrow();
 }
+
+/// Splits a long product into column blocks of at most about kBlockFlops (float64-equivalent)
+/// and polls the Cancel token between blocks, so a stop request is honoured within about
+/// one block even when one product takes seconds. The split depends only on the sizes (never
+/// on timing) and falls on multiples of 64 columns, so results are reproducible run to run.
+/// The products of the usual sizes (m = 2048, n <= 1024 in float64) are not split.
+class ProductPacer {
+ public:
+  static constexpr double kBlockFlops = 1.1e10;  // ~0.1 s of float64 GEMM on two idle cores
+  explicit ProductPacer(Cancel* cancel) : cancel_(cancel) {}
+
+  /// block(j0, j1) computes columns [j0, j1) of a product costing `flops_per_col` per column
+  /// in a type of `scalar_bytes` bytes.
+  template <class Block>
+  void run(Eigen::Index n, double flops_per_col, std::size_t scalar_bytes, Block&& block) {
+    const double work = double(n) * flops_per_col * double(scalar_bytes) / 8.0;
+    const Eigen::Index max_blocks = std::max<Eigen::Index>(1, n / 64);
+    const Eigen::Index nb = std::min<Eigen::Index>(max_blocks, Eigen::Index(std::ceil(work / kBlockFlops)));
+    Eigen::Index j0 = 0;
+    for (Eigen::Index b = 1; b <= nb; ++b) {
+      const Eigen::Index j1 = b == nb ? n : (n * b / nb) / 64 * 64;
+      if (j1 <= j0) continue;
+      block(j0, j1);
+      j0 = j1;
+      if (cancel_ && cancel_->check()) throw Interrupted();
+    }
+  }
+
+ private:
+  Cancel* cancel_;
+};
 
 template <class Scalar>
 void apply_activation(const Activation& phi, const Scalar* in, Scalar* out, Eigen::Index len, bool deriv) {
@@ -129,7 +151,7 @@ void activation_map(const Activation& phi, const ColMat<Scalar>& Z, ColMat<Scala
   out.resize(Z.rows(), Z.cols());
   const Eigen::Index m = Z.rows();
   detail::for_column_blocks(
-      Z.cols(), detail::resolve_threads(threads),
+      Z.cols(), resolve_threads(threads),
       [&](Eigen::Index j0, Eigen::Index j1) {
         detail::apply_activation<Scalar>(phi, Z.data() + j0 * m, out.data() + j0 * m, (j1 - j0) * m, deriv);
       },
@@ -151,8 +173,9 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   if (B.rows() != m) throw std::invalid_argument("B must have m = A.rows() rows");
   if (B.cols() != X.cols()) throw std::invalid_argument("B must have p = X.cols() columns");
   if (Z.rows() != m || Z.cols() != n) throw std::invalid_argument("Z must be m x n");
-  const int threads = detail::resolve_threads(opt.num_threads);
+  const int threads = resolve_threads(opt.num_threads);
   const Scalar c = Scalar(sigma_a / std::sqrt(double(m)));
+  detail::ProductPacer pacer(opt.cancel);
 
   const auto gemm = detail::gemm_of<Scalar>(opt);
   const Eigen::Index p = X.cols();
@@ -161,8 +184,10 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   ColMat<Scalar> U(m, n);
   if (gemm && p > 0) {
     // X row-major (n x p) is column-major X^T (p x n, ld = outer stride).
-    detail::blas_product<Scalar>(gemm, false, B.data(), m, p, B.outerStride(), X.data(), n, X.outerStride(),
-                                 Scalar(sigma_b), Scalar(0), U.data());
+    pacer.run(n, 2.0 * double(m) * double(p), sizeof(Scalar), [&](Eigen::Index j0, Eigen::Index j1) {
+      detail::blas_product<Scalar>(gemm, false, B.data(), m, p, B.outerStride(), X.data() + j0 * X.outerStride(),
+                                   j1 - j0, X.outerStride(), Scalar(sigma_b), Scalar(0), U.data() + j0 * m);
+    });
   } else {
     detail::for_column_blocks(
         n, threads,
@@ -173,32 +198,39 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   }
   Phi.resize(m, n);
 
-  auto G = [&](const ColMat<Scalar>& z, ColMat<Scalar>& out) {
+  // G(z) = U + c A phi(z): phi and the copy of U in one threaded pass, then the product.
+  auto G = [&](const Scalar* z, Scalar* out) {
+    Eigen::Map<ColMat<Scalar>> o(out, m, n);
     if (gemm) {
       detail::for_column_blocks(
           n, threads,
           [&](Eigen::Index j0, Eigen::Index j1) {
             const Eigen::Index w = j1 - j0;
-            detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
-            out.middleCols(j0, w) = U.middleCols(j0, w);
+            detail::apply_activation<Scalar>(phi, z + j0 * m, Phi.data() + j0 * m, w * m, false);
+            o.middleCols(j0, w) = U.middleCols(j0, w);
           },
           double(m));
-      detail::blas_product<Scalar>(gemm, false, A.data(), m, m, A.outerStride(), Phi.data(), n, m, c, Scalar(1),
-                                   out.data());
+      pacer.run(n, 2.0 * double(m) * double(m), sizeof(Scalar), [&](Eigen::Index j0, Eigen::Index j1) {
+        detail::blas_product<Scalar>(gemm, false, A.data(), m, m, A.outerStride(), Phi.data() + j0 * m, j1 - j0, m,
+                                     c, Scalar(1), out + j0 * m);
+      });
       return;
     }
     detail::for_column_blocks(
         n, threads,
         [&](Eigen::Index j0, Eigen::Index j1) {
           const Eigen::Index w = j1 - j0;
-          detail::apply_activation<Scalar>(phi, z.data() + j0 * m, Phi.data() + j0 * m, w * m, false);
-          auto o = out.middleCols(j0, w);
-          o = U.middleCols(j0, w);
-          o.noalias() += c * A * Phi.middleCols(j0, w);
+          detail::apply_activation<Scalar>(phi, z + j0 * m, Phi.data() + j0 * m, w * m, false);
+          auto oc = o.middleCols(j0, w);
+          oc = U.middleCols(j0, w);
+          oc.noalias() += c * A * Phi.middleCols(j0, w);
         },
         double(m) * double(m));
+    if (opt.cancel && opt.cancel->check()) throw Interrupted();
   };
-  SolverReport rep = solve_fixed_point<Scalar>(opt.method, G, Z, opt.solver);
+  SolverOptions so = opt.solver;
+  so.cancel = opt.cancel;
+  SolverReport rep = solve_fixed_point<Scalar>(opt.method, G, Z, so);
   activation_map<Scalar>(phi, Z, Phi, false, threads);
   return rep;
 }
@@ -215,7 +247,8 @@ SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   if (Z.rows() != m) throw std::invalid_argument("Z must have m rows");
   if (v.size() != m) throw std::invalid_argument("v must have length m");
   if (W.rows() != m || W.cols() != n) throw std::invalid_argument("W must be m x n");
-  const int threads = detail::resolve_threads(opt.num_threads);
+  const int threads = resolve_threads(opt.num_threads);
+  detail::ProductPacer pacer(opt.cancel);
   const double inv_sqrt_m = 1.0 / std::sqrt(double(m));
   const Scalar c = Scalar(sigma_a * inv_sqrt_m);
 
@@ -226,21 +259,28 @@ SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Sc
 
   const auto gemm = detail::gemm_of<Scalar>(opt);
 
-  auto G = [&](const ColMat<Scalar>& w, ColMat<Scalar>& out) {
+  auto G = [&](const Scalar* w, Scalar* out) {
+    Eigen::Map<const ColMat<Scalar>> wm(w, m, n);
+    Eigen::Map<ColMat<Scalar>> o(out, m, n);
     if (gemm)
-      detail::blas_product<Scalar>(gemm, true, A.data(), m, m, A.outerStride(), w.data(), n, m, Scalar(1), Scalar(0),
-                                   T.data());
+      pacer.run(n, 2.0 * double(m) * double(m), sizeof(Scalar), [&](Eigen::Index j0, Eigen::Index j1) {
+        detail::blas_product<Scalar>(gemm, true, A.data(), m, m, A.outerStride(), w + j0 * m, j1 - j0, m, Scalar(1),
+                                     Scalar(0), T.data() + j0 * m);
+      });
     detail::for_column_blocks(
         n, threads,
         [&](Eigen::Index j0, Eigen::Index j1) {
           const Eigen::Index k = j1 - j0;
           auto t = T.middleCols(j0, k);
-          if (!gemm) t.noalias() = A.transpose() * w.middleCols(j0, k);
-          out.middleCols(j0, k) = Gv.middleCols(j0, k) + c * D.middleCols(j0, k).cwiseProduct(t);
+          if (!gemm) t.noalias() = A.transpose() * wm.middleCols(j0, k);
+          o.middleCols(j0, k) = Gv.middleCols(j0, k) + c * D.middleCols(j0, k).cwiseProduct(t);
         },
         gemm ? double(m) : double(m) * double(m));
+    if (!gemm && opt.cancel && opt.cancel->check()) throw Interrupted();
   };
-  return solve_fixed_point<Scalar>(opt.method, G, W, opt.solver);
+  SolverOptions so = opt.solver;
+  so.cancel = opt.cancel;
+  return solve_fixed_point<Scalar>(opt.method, G, W, so);
 }
 
 }  // namespace deqfast
