@@ -258,3 +258,31 @@ def interrupt_delay(wait: float = 1.0) -> tuple[str, float]:
 def test_ctrl_c_stops_a_long_kernel_call():
     line, _ = interrupt_delay()
     assert line.startswith("interrupted"), line
+
+
+# -- pairs near |rho| = 1: the narrow inner rule of the quadrature fallback ------------------
+@pytest.mark.parametrize(("name", "scale", "noise"), [("elu", 1e-3, 1.0), ("tanh", 1.0, 1e-4)])
+def test_near_duplicate_pairs_match_per_pair_quadrature(rng, name, scale, noise):
+    """Centred ELU on data far below its tau0 (every pair has rho ~ 1) and tanh on
+    near-copies: the quadrature fallback's G*, Ġ* at the solved S* against nested adaptive
+    quadrature of E φ(u)φ(v), E φ'(u)φ'(v) (tests/reference.py), and S* solves its equation."""
+    base = rng.standard_normal((3, 16)) / 4.0
+    X = scale * (np.repeat(base, 2, axis=0) + noise * 1e-2 * rng.standard_normal((6, 16)) / 4.0)
+    deq = df.DEQ(name, sigma_a2=0.3, tau0=1.0)
+    res = deq.kernels(X)
+    assert res.quadrature_pairs > 0
+    want = 0.7 * X @ X.T + 0.3 * res.G
+    np.testing.assert_allclose(res.S, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    r = ref.get(name)
+    phi = deq.phi
+    shift = phi.shift
+
+    def f(x):
+        return r.phi(x) - shift
+
+    d = np.diag(res.S)
+    for i, j in ((0, 1), (2, 3)):  # the near-copies
+        g = ref.two_point(f, f, d[i], d[j], res.S[i, j], r.kinks, r.kinks)
+        gd = ref.two_point(r.dphi, r.dphi, d[i], d[j], res.S[i, j], r.kinks, r.kinks)
+        assert abs(res.G[i, j] - g) <= 1e-10 * abs(res.G).max(), (i, j)
+        assert abs(res.Gdot[i, j] - gd) <= 1e-9, (i, j)

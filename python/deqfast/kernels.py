@@ -293,7 +293,8 @@ def compute_kernels(
             max_it, max_error = max(max_it, st.max_iterations), max(max_error, st.max_error)
             if st.nonfinite:
                 raise FloatingPointError(
-                    f"{st.nonfinite} kernel entries came out NaN or infinite (rows {r0}..{r1 - 1}); "
+                    f"{st.nonfinite} kernel entries came out NaN or infinite "
+                    f"(rows {r0}..{r1 - 1}); "
                     "the data or the variances are outside the range the pair formulas handle: "
                     "rescale X towards unit norm"
                 )
