@@ -6,7 +6,8 @@ scripts would compute them: closed-form arc-cosine map applied to the whole
 ``n x n`` matrix until the largest change is below the same tolerance), checks
 that both agree, measures the 1 -> 2 thread speed-up, the peak memory relative
 to the returned matrices, pairs solved per second for relu, tanh and swish, and
-one run at n = 16384.
+one run at n = 16384, and the ratio of the kernels' time to the floor (Gram product plus
+one write of each output; ``--floor N`` runs only that).
 
 Every measurement runs in a fresh subprocess so that peak RSS is its own.
 
@@ -138,11 +139,56 @@ def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, re
     return res
 
 
+def floor(n: int = 4096, repeat: int = 3) -> dict:
+    """Kernels against the machine floor, in one process: the Gram product ``X Xᵀ`` plus one
+    write of each output (fresh ``np.empty`` arrays, so the first-touch page faults are paid
+    as the kernels pay them), next to all four outputs and the CK alone. Best of ``repeat``."""
+    import deqfast as df
+
+    sample = df.GaussianMixture.paper(P).sample(n, seed=0)
+    X = np.ascontiguousarray(sample.X)
+    deq = df.DEQ("relu", sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
+    deq.ck(X[:64])  # warm-up (equilibrium, thread pool)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    def gram_and_writes(k: int) -> None:
+        gram = X @ X.T
+        for _ in range(k):
+            out = np.empty((n, n))
+            out[...] = gram
+
+    t_floor4 = best(lambda: gram_and_writes(4))
+    t_floor1 = best(lambda: gram_and_writes(1))
+    t_all = best(lambda: deq.kernels(X, progress=False, num_threads=2))
+    t_ck = best(lambda: deq.ck(X, progress=False, num_threads=2))
+    pairs = n * (n - 1) // 2
+    res = {
+        "n": n, "p": P, "load_1min": os.getloadavg()[0],
+        "floor_gram_plus_4_writes_s": t_floor4, "floor_gram_plus_1_write_s": t_floor1,
+        "all_four_s": t_all, "ck_only_s": t_ck,
+        "all_four_over_floor": t_all / t_floor4, "ck_over_floor": t_ck / t_floor1,
+        "all_four_pairs_per_s": pairs / t_all, "ck_pairs_per_s": pairs / t_ck,
+    }  # fmt: skip
+    print(json.dumps(res, indent=1), flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--floor", type=int, metavar="N",
+        help="only compare the kernels at size N with the Gram + output-write floor",
+    )  # fmt: skip
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "ACT", "N", "THREADS"))
     ap.add_argument("--save")
     ap.add_argument("--check")
@@ -156,6 +202,9 @@ def main() -> None:
 
     import deqfast
 
+    if args.floor:
+        floor(args.floor)
+        return
     sizes = [512, 1024] if args.quick else [1024, 2048, 4096]
     runs, summary = [], {}
     tmp = os.path.join(HERE, "results", "_G_numpy.npy")
@@ -175,6 +224,7 @@ def main() -> None:
         summary[f"{act}_thread_speedup_n{n_thr}"] = one["seconds"] / two["seconds"]
         summary[f"{act}_pairs_per_second_2threads_n{n_thr}"] = two["pairs_per_second"]
         summary[f"{act}_memory_ratio_n{n_thr}"] = two["memory_ratio"]
+    summary["floor"] = floor(2048 if args.quick else 4096)
     if not args.quick:
         big = run("cpp", "relu", 16384, threads=2, repeat=1)
         runs.append(big)

@@ -64,16 +64,10 @@ class SampleData:
     def e2(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
         ...
     @property
-    def hermite(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
-        ...
-    @property
     def iterations(self) -> int:
         ...
     @property
     def m2(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
-        ...
-    @property
-    def n(self) -> int:
         ...
     @property
     def residual(self) -> float:
@@ -84,6 +78,9 @@ class AssemblyStats:
         ...
     @property
     def max_iterations(self) -> int:
+        ...
+    @property
+    def nonfinite(self) -> int:
         ...
     @property
     def newton_steps(self) -> int:
@@ -141,7 +138,7 @@ def _asin_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]
     """
     The vectorisable arcsin of the arcsine (erf) pair solver (exposed for its accuracy test).
     """
-def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, G: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, Gdot: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, K: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, Theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
+def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: numpy.typing.NDArray[numpy.float64] | None = None, G: numpy.typing.NDArray[numpy.float64] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | None = None, K: numpy.typing.NDArray[numpy.float64] | None = None, Theta: numpy.typing.NDArray[numpy.float64] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
     """
     Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (THEORY.md §3). With symmetric=True only the upper triangle is solved and mirrored.
     """
@@ -175,7 +172,7 @@ def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.
     A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with
     Z and Phi as F-ordered (m, n) arrays (transpose for (n, m) rows-as-samples).
     """
-def gaussian_map(phi: Activation, S: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, G: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, Gdot: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
+def gaussian_map(phi: Activation, S: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, G: numpy.typing.NDArray[numpy.float64] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | None = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
     """
     G = F_phi(S) and Gdot = F_phi'(S) elementwise (THEORY.md §5): one explicit layer's kernel map.
     """

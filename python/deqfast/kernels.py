@@ -15,18 +15,26 @@ back to a two-dimensional composite quadrature split at the kinks.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deqfast import _core
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
 
-if TYPE_CHECKING:
-    from deqfast.deq import DEQ
+__all__ = ["OUTPUTS", "KernelResult", "compute_kernels", "diagonal"]
 
-__all__ = ["OUTPUTS", "KernelResult", "compute_kernels"]
+#: Largest thread count passed to the core; larger requests are clamped to it (the OpenMP
+#: runtime cannot create teams of hundreds of thousands of threads).
+MAX_THREADS = 1024
+#: Range of the diagonal input term ``σ_b² ‖x_i‖²`` the pair formulas are accurate in: beyond
+#: it ``√(S_ii S_jj)``, its inverse or the Mehler tail bounds leave the normal floating-point
+#: range (positively homogeneous activations are rescaled into it instead).
+SCALE_RANGE = (1e-150, 1e150)
 
 #: Kernels that can be requested: pre-activation ``S``, CK ``G``, derivative kernel ``Gdot``,
 #: default NTK ``K`` (hidden weights and read-out trained) and ``Theta`` (input weights too).
@@ -70,29 +78,119 @@ class KernelResult:
         )
 
 
-def _diagonal(
-    deq: DEQ, X: np.ndarray, tol: float, max_iter: int, terms: int, threads: int = 0
+def diagonal(
+    phi: Any,
+    X: np.ndarray,
+    *,
+    sigma_a2: float,
+    sigma_b2: float,
+    tol: float = 1e-12,
+    max_iter: int = 100,
+    hermite_terms: int = 64,
+    num_threads: int = 0,
+    name: str = "X",
 ) -> Any:
-    sq = np.einsum("ij,ij->i", X, X)
-    zero = np.flatnonzero(sq == 0)
-    if zero.size:
-        raise ValueError(
-            f"X has all-zero rows (first: row {zero[0]}); the kernel at zero input variance is "
-            "degenerate and not supported"
-        )
+    """Diagonal fixed points ``S*_ii`` of the rows of ``X`` (THEORY.md §3), as the core's
+    ``SampleData`` (``d``, ``m2 = G*_ii``, ``e2 = Ġ*_ii``).
+
+    ``phi`` is an :class:`~deqfast.activations.Activation` (already centred if wanted);
+    ``X`` a validated float64 matrix (called ``name`` in error messages).
+    """
+    sq = _input_variances(X, sigma_b2, name) / sigma_b2
     try:
         return _core.solve_diagonal(
-            deq.phi.core, sq, deq.sigma_a2, deq.sigma_b2, tol, max_iter, terms, threads
+            phi.core, sq, sigma_a2, sigma_b2, tol, max_iter, hermite_terms, num_threads
         )
     except ValueError as exc:
-        raise ValueError(f"{exc} (sigma_a2={deq.sigma_a2!r})") from None
+        raise ValueError(f"{exc} (sigma_a2={sigma_a2!r})") from None
+
+
+def _input_variances(X: np.ndarray, sigma_b2: float, name: str = "X") -> np.ndarray:
+    """``σ_b² ‖x_i‖²`` per row, checked against :data:`SCALE_RANGE`."""
+    with np.errstate(over="ignore"):
+        c = sigma_b2 * np.einsum("ij,ij->i", X, X)
+    zero = np.flatnonzero(c == 0)
+    if zero.size:
+        raise ValueError(
+            f"{name} has all-zero rows (first: row {zero[0]}); the kernel at zero input variance "
+            "is degenerate and not supported"
+        )
+    lo, hi = SCALE_RANGE
+    bad = np.flatnonzero(~((c >= lo) & (c <= hi)))
+    if bad.size:
+        i = bad[0]
+        raise ValueError(
+            f"sigma_b2 * |x_i|^2 = {c[i]:.3g} for row {i} of {name} is outside [{lo:g}, {hi:g}], "
+            "where the exact kernels are computed accurately; rescale the data (and tau0) towards "
+            "unit norm"
+        )
+    return c
+
+
+def _homogeneous(phi: Any) -> bool:
+    """Whether ``φ(cu) = c φ(u)`` for ``c > 0`` (uncentred piecewise-linear family), so that
+    ``S*(cX) = c² S*(X)``, ``G*(cX) = c² G*(X)`` and ``Ġ*`` is scale-free."""
+    return getattr(phi, "kind", None) == "lrelu" and getattr(phi, "shift", None) == 0.0
+
+
+def _rescaled(phi: Any, X: np.ndarray, Y: np.ndarray, sigma_b2: float) -> float:
+    """The factor ``c`` to divide the data by so that every row is inside :data:`SCALE_RANGE`
+    (1.0 when they already are, or when ``phi`` is not homogeneous: the checks then raise)."""
+    if not _homogeneous(phi):
+        return 1.0
+    with np.errstate(over="ignore"):
+        norms = np.concatenate([np.sqrt(np.einsum("ij,ij->i", Z, Z)) for Z in (X, Y)])
+    if not np.all(np.isfinite(norms)):  # |x|^2 overflows: rescale by the largest entry first
+        peak = max(float(np.abs(X).max()), float(np.abs(Y).max()))
+        norms = np.concatenate([np.linalg.norm(Z / peak, axis=1) for Z in (X, Y)]) * peak
+    lo, hi = float(norms[norms > 0].min()), float(norms.max())
+    c2lo, c2hi = sigma_b2 * lo * lo, sigma_b2 * hi * hi
+    if SCALE_RANGE[0] <= c2lo and c2hi <= SCALE_RANGE[1]:
+        return 1.0
+    if hi / lo > math.sqrt(SCALE_RANGE[1] / SCALE_RANGE[0]):
+        raise ValueError(
+            f"the row norms of X (and X2) span {lo:.3g} to {hi:.3g}, more than one rescaling can "
+            f"bring into [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] (sigma_b2 |x_i|^2); rescale "
+            "the outlying rows"
+        )
+    # divide by c with c² = σ_b² lo hi: the geometric middle of σ_b² ‖x‖² goes to 1
+    return math.sqrt(sigma_b2) * math.sqrt(lo) * math.sqrt(hi)
+
+
+def _diagonal(
+    deq: Any, X: np.ndarray, tol: float, max_iter: int, terms: int, threads: int = 0
+) -> Any:
+    """:func:`diagonal` for a DEQ's activation and variances (kept for existing callers)."""
+    return diagonal(
+        deq.phi, X, sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
+        hermite_terms=terms, num_threads=threads,
+    )  # fmt: skip
+
+
+def _model_values(
+    phi: Any, sigma_a2: float | None, sigma_b2: float | None
+) -> tuple[Any, float, float]:
+    """(activation, sigma_a2, sigma_b2) from plain values, or from a DEQ passed as ``phi``."""
+    if hasattr(phi, "sigma_a2") and hasattr(phi, "phi"):  # a DEQ: its (centred) activation
+        if sigma_a2 is not None or sigma_b2 is not None:
+            raise TypeError("pass either a DEQ or sigma_a2/sigma_b2 with an activation, not both")
+        return phi.phi, phi.sigma_a2, phi.sigma_b2
+    if sigma_a2 is None or sigma_b2 is None:
+        raise TypeError("compute_kernels(activation, X, ...) needs sigma_a2= and sigma_b2=")
+    if not hasattr(phi, "core"):
+        raise TypeError(
+            f"activation must be a deqfast Activation (or a DEQ), got {type(phi).__name__}"
+        )
+    return phi, check_positive(sigma_a2, "sigma_a2"), check_positive(sigma_b2, "sigma_b2")
 
 
 def compute_kernels(
-    deq: DEQ,
+    phi: Any,
     X: Any,
     X2: Any = None,
     *,
+    sigma_a2: float | None = None,
+    sigma_b2: float | None = None,
     outputs: tuple[str, ...] = ("S", "G", "Gdot", "K"),
     tol: float = 1e-12,
     max_iter: int = 100,
@@ -101,12 +199,16 @@ def compute_kernels(
     block: int | None = None,
     progress: bool | None = None,
 ) -> KernelResult:
-    """Exact infinite-width kernels of ``deq`` (THEORY.md §3).
+    """Exact infinite-width kernels of a DEQ with activation ``phi`` (THEORY.md §3).
 
     Parameters
     ----------
-    deq
-        The DEQ (activation, ``σ_a²``, ``σ_b²``; centred if it has ``tau0``).
+    phi
+        The activation (a :class:`~deqfast.activations.Activation`, already centred if the
+        model is centred; ``DEQ.phi``). A :class:`~deqfast.DEQ` is accepted too (its ``phi``,
+        ``sigma_a2`` and ``sigma_b2`` are used).
+    sigma_a2, sigma_b2
+        Variances of the hidden and input weights (required with an activation).
     X, X2
         Samples as rows, shapes ``(n, p)`` and ``(n2, p)``. Without ``X2`` the symmetric
         ``(n, n)`` kernels of ``X`` are returned (only the upper triangle is solved); with
@@ -135,6 +237,7 @@ def compute_kernels(
     progress
         Show a progress bar (default: only for more than 16 million pairs).
     """
+    phi, sigma_a2, sigma_b2 = _model_values(phi, sigma_a2, sigma_b2)
     X = as_data_matrix(X, "X")
     symmetric = X2 is None
     Y = X if symmetric else as_data_matrix(X2, "X2")
@@ -144,17 +247,28 @@ def compute_kernels(
     if not outs:
         raise ValueError(f"outputs must name at least one of {OUTPUTS}")
     tol = check_positive(tol, "tol")
-    max_iter = check_integer(max_iter, "max_iter", min_value=1)
+    max_iter = check_integer(max_iter, "max_iter", min_value=1, max_value=1 << 30)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
     threads = 0 if num_threads is None else check_integer(num_threads, "num_threads", min_value=1)
+    threads = min(threads, MAX_THREADS, 8 * (os.cpu_count() or 1))
     n, n2 = X.shape[0], Y.shape[0]
     if block is None:
         block = 256 if min(n, n2) >= 2048 else 64
-    block = check_integer(block, "block", min_value=8)
-    core = deq.phi.core  # raises TypeError for Python callables, with guidance
+    block = check_integer(block, "block", min_value=8, max_value=1 << 16)
+    core = phi.core  # raises TypeError for Python callables, with guidance
+    scale = _rescaled(phi, X, Y, sigma_b2)
+    if scale != 1.0:
+        X = X / scale
+        Y = X if symmetric else Y / scale
+    _check_memory(phi, n, n2, outs, block, terms, threads)
 
-    A = _diagonal(deq, X, tol, max_iter, terms, threads)
-    B = A if symmetric else _diagonal(deq, Y, tol, max_iter, terms, threads)
+    values = dict(sigma_a2=sigma_a2, sigma_b2=sigma_b2, tol=tol, max_iter=max_iter)
+    A = diagonal(phi, X, **values, hermite_terms=terms, num_threads=threads)
+    B = (
+        A
+        if symmetric
+        else diagonal(phi, Y, **values, hermite_terms=terms, num_threads=threads, name="X2")
+    )
     mats = {o: np.empty((n, n2)) for o in outs}
 
     total_pairs = n * (n - 1) // 2 if symmetric else n * n2
@@ -172,12 +286,18 @@ def compute_kernels(
             st = _core.assemble(
                 core, X, Y, A, B, symmetric, r0, r1, c0, n2,
                 S=mats.get("S"), G=mats.get("G"), Gdot=mats.get("Gdot"), K=mats.get("K"),
-                Theta=mats.get("Theta"), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol,
-                max_iter=max_iter, block=block, num_threads=threads,
+                Theta=mats.get("Theta"), **values, block=block, num_threads=threads,
             )  # fmt: skip
             for k in stats:
                 stats[k] += getattr(st, k)
             max_it, max_error = max(max_it, st.max_iterations), max(max_error, st.max_error)
+            if st.nonfinite:
+                raise FloatingPointError(
+                    f"{st.nonfinite} kernel entries came out NaN or infinite "
+                    f"(rows {r0}..{r1 - 1}); "
+                    "the data or the variances are outside the range the pair formulas handle: "
+                    "rescale X towards unit norm"
+                )
             if st.unconverged:
                 raise RuntimeError(
                     f"{st.unconverged} pair fixed points did not converge within max_iter="
@@ -188,11 +308,79 @@ def compute_kernels(
             bar.update(st.pairs)
     finally:
         bar.close()
+    if scale != 1.0:  # S*, G*, K*, Θ* scale with c²; Ġ* is scale-free
+        for k in ("S", "G", "K", "Theta"):
+            if k in mats:
+                with np.errstate(over="ignore"):
+                    mats[k] *= scale * scale
+                if not np.all(np.isfinite(mats[k])):
+                    raise FloatingPointError(
+                        f"{k} overflows the float64 range at this data scale (S*_ii up to "
+                        f"{float(np.max(A.d)) * scale * scale:.3g}); rescale X or reduce sigma_b2"
+                    )
+        A_d, B_d = np.array(A.d) * (scale * scale), np.array(B.d) * (scale * scale)
+    else:
+        A_d, B_d = np.array(A.d), np.array(B.d)
     return KernelResult(
         S=mats.get("S"), G=mats.get("G"), Gdot=mats.get("Gdot"), K=mats.get("K"),
-        Theta=mats.get("Theta"), diagonal=(np.array(A.d), np.array(B.d)),
+        Theta=mats.get("Theta"), diagonal=(A_d, B_d),
         max_iterations=max_it, max_error=max_error, **stats,
     )  # fmt: skip
+
+
+def _available_memory() -> int | None:
+    """Bytes this process can still allocate: ``MemAvailable`` of ``/proc/meminfo``, lowered
+    to the cgroup's remaining allowance where a limit is set (``None`` if unknown)."""
+    avail: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError):
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:  # "max" or a huge number: no limit
+            left = max(0, int(limit) - usage)
+            avail = left if avail is None else min(avail, left)
+        break
+    return avail
+
+
+def _check_memory(
+    phi: Any, n: int, n2: int, outs: tuple[str, ...], block: int, terms: int, threads: int
+) -> None:
+    """Raise ``MemoryError`` before allocating when the outputs and the workspace (per-sample
+    data, per-thread tiles) would not fit in the memory available now."""
+    itemsize = 8
+    outputs = len(outs) * n * n2 * itemsize
+    mehler = phi.kind not in ("lrelu", "erf")
+    per_sample = (3 + (3 * terms + 2 if mehler else 0)) * itemsize
+    team = threads or (os.cpu_count() or 1)
+    per_thread = (len(outs) + 1) * block * block * itemsize + (4 * terms * (block + 16) * itemsize)
+    need = outputs + (n + n2) * per_sample + min(team, MAX_THREADS) * per_thread
+    avail = _available_memory()
+    if avail is None or need <= avail:
+        return
+    gb = 1e-9
+    raise MemoryError(
+        f"the {n} x {n2} kernels {list(outs)} need about {need * gb:.1f} GB "
+        f"({outputs * gb:.1f} GB of outputs) but only {avail * gb:.1f} GB is available; "
+        "request fewer outputs (e.g. outputs=('G',) or deq.ck), split X2 into column blocks, "
+        "or use deqfast.distributed.kernels_blocked, which writes tiles to a Dask array or a "
+        "Zarr store"
+    )
 
 
 class _NoBar:
