@@ -98,7 +98,14 @@ from deqfast.data import GaussianMixture, Sample
 from deqfast.deq import DEQ
 from deqfast.explicit import ExplicitNet
 
-__all__ = ["FAMILIES", "Candidate", "DesignResult", "DesignWarning", "design_explicit"]
+__all__ = [
+    "FAMILIES",
+    "Candidate",
+    "DesignResult",
+    "DesignWarning",
+    "design_explicit",
+    "mixed_activation",
+]
 
 #: Families accepted by :func:`design_explicit` (``"auto"`` tries all of the others).
 FAMILIES = ("auto", "lrelu", "lrelu3", "mixed", "clip", "hermite", "relu", "authors")
@@ -703,14 +710,15 @@ AUTHORS_SIGMA_A2 = {"lrelu": 0.3, "clip": 0.1}
 
 
 def _authors_fit(
-    deq: DEQ, sigma_a2: float, tau0: float, odd: bool
+    deq: DEQ, sigma_a2: float, sigma_b2: float, tau0: float, odd: bool
 ) -> tuple[ExplicitNet, KernelCoefficients]:
     """The authors' procedure: the CK equations of a DEQ with ``sigma_a2`` and input
     scale ``tau0``, summed squares minimised by SLSQP (``tol=1e-10``) from their starts.
 
     Their equations (1) ``c1``, (2) ``c2``, (3) ``c3`` and (4) ``d − c1 τ0²``, unweighted.
     """
-    ref = DEQ(deq.activation.uncentered(), sigma_a2=sigma_a2, tau0=tau0).coefficients("ck")
+    raw = deq.activation.uncentered()
+    ref = DEQ(raw, sigma_a2=sigma_a2, sigma_b2=sigma_b2, tau0=tau0).coefficients("ck")
     want = np.array([ref.c1, ref.c2, ref.c3, ref.d - ref.c1 * tau0 * tau0])
 
     if odd:
@@ -744,13 +752,14 @@ def _fit_authors(P: _Problem) -> list[Candidate]:
     assert P.deq is not None and P.probe_sq is not None
     style = "clip" if P.odd else "lrelu"
     out = []
-    for sa, t0, what in (
-        (AUTHORS_SIGMA_A2[style], P.probe_sq, "as published"),
-        (P.sigma_a2, P.tau0, "their SLSQP with the DEQ's σ_a², τ0"),
+    published = AUTHORS_SIGMA_A2[style]
+    for sa, sb, t0, what in (
+        (published, 1.0 - published, P.probe_sq, "as published"),
+        (P.sigma_a2, float(P.deq.sigma_b2), P.tau0, "their SLSQP with the DEQ's σ_a², τ0"),
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fitted, _ = _authors_fit(P.deq, sa, t0, P.odd)
+            fitted, _ = _authors_fit(P.deq, sa, sb, t0, P.odd)
         # the fitted activations, used on the data: centred at the data's own scales
         net = ExplicitNet([a.uncentered() for a in fitted.activations], tau0=P.tau0)
         note = f"{what}: {style}, σ_a²={sa:g}, τ0:={t0:.4g}" + (
