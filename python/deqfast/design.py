@@ -824,8 +824,8 @@ def design_explicit(
         NTK convention, the same for the DEQ and the net: ``"hidden"`` (input weights
         fixed) or ``"all"``.
     probe
-        Samples on which the exact kernels are compared: a :class:`~deqfast.Sample` or
-        an array ``(n, p)``, used as given. Default: :func:`default_probe` — the authors'
+        Samples on which the exact kernels are compared: a :class:`~deqfast.Sample`, a
+        prepared dataset (:mod:`deqfast.datasets`) or an array ``(n, p)``, used as given. Default: :func:`default_probe` — the authors'
         mixture ``GaussianMixture.paper(256)``, ``n = 204``, drawn with ``seed`` and
         rescaled to the DEQ's ``τ0``.
     seed
@@ -882,8 +882,8 @@ def design_explicit(
     seed_ = check_seed(seed, "seed")
     if not isinstance(matched_only, bool):
         raise TypeError(f"matched_only must be a bool, got {type(matched_only).__name__}")
-    if isinstance(probe, Sample):
-        X = np.asarray(probe.X)
+    if isinstance(probe, Sample) or (hasattr(probe, "X") and hasattr(probe, "stats")):
+        X = as_data_matrix(probe.X, "probe.X", min_rows=2)  # a Sample or a prepared Dataset
     elif probe is None:
         X = default_probe(float(deq.tau0), seed=0 if seed_ is None else seed_)  # type: ignore[arg-type]
     else:
