@@ -594,3 +594,114 @@ if __name__ == "__main__":  # pragma: no cover - reproduces THEORY §4 tables
                     row.append(rel_op_err(ex[key], M))
             errs.append(row)
         print(p, "S, G, G(lin), K:", np.round(np.mean(errs, axis=0), 4), np.round(errs, 4).tolist())
+
+
+# ---------------------------------------------------------------------------
+# 8. Explicit nets (THEORY §5): per-layer centring, coefficient algebra and exact
+#    kernels, written independently of deqfast (quadrature and closed forms)
+# ---------------------------------------------------------------------------
+
+
+def polynomial(coef) -> RefActivation:
+    """sum_k coef[k] x^k (value and derivative by numpy.polynomial)."""
+    P = np.polynomial.Polynomial(np.asarray(coef, float))
+    dP = P.deriv()
+    return RefActivation(
+        "polynomial", lambda x: P(np.asarray(x, float)), lambda x: dP(np.asarray(x, float))
+    )
+
+
+def _layer_center(act: RefActivation, tau: float):
+    """Centring constant E act(tau xi) and the output level Var act(tau xi)."""
+    return _mean_var(act.phi, tau, act.kinks)
+
+
+def explicit_net_coefficients(
+    layers, tau0: float, kind: str = "ck", trained: str = "hidden"
+) -> dict:
+    """(d, c1, c2, c3) of an explicit net's CK or NTK by the THEORY §5 algebra, with every
+    moment by adaptive quadrature; each layer centred at its input level."""
+    S = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0, c4=1.0)
+    theta = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0) if trained == "all" else None
+    out = None
+    for act in layers:
+        tau = math.sqrt(S["d"])
+        mu, _ = _layer_center(act, tau)
+        m = moments(act.phi, act.dphi, tau, act.kinks, center=mu)
+        a1s, a2s = m["a1"] ** 2, m["a2"] ** 2
+        K = dict(
+            d=m["m2"],
+            c1=a1s * S["c1"],
+            c2=a1s * S["c2"] + a2s * S["c4"] ** 2 / 4.0,
+            c3=a1s * S["c3"] + a2s * S["c1"] ** 2 / 2.0,
+            c4=m["m2_dot"] * S["c4"],
+        )
+        ntk = {k: K[k] for k in ("d", "c1", "c2", "c3")}
+        if theta is not None:  # K + Kdot o Theta
+            ntk["d"] += m["e2"] * theta["d"]
+            ntk["c1"] += a1s * theta["c1"]
+            ntk["c2"] += a1s * theta["c2"]
+            ntk["c3"] += a1s * theta["c3"] + a2s * S["c1"] * theta["c1"]
+        theta, S = ntk, K
+        out = K if kind == "ck" else ntk
+    assert out is not None
+    return {k: out[k] for k in ("d", "c1", "c2", "c3")}
+
+
+def _lrelu_pair(S, tau, s_pos, s_neg):
+    """Centred s_pos max(t,0) + s_neg min(t,0): E[σ(u)σ(v)] and E[σ'(u)σ'(v)] in closed form
+    (arc-cosine kernels), centred at level tau: σ = s_neg t + δ relu(t) − δ tau/√(2π)."""
+    dl = s_pos - s_neg
+    EE, Eu, Edd = relu_pair(S)
+    c = dl * tau / SQRT2PI
+    K = s_neg**2 * S + s_neg * dl * S + dl**2 * EE - c * dl * (Eu[:, None] + Eu[None, :]) + c * c
+    Kd = s_neg**2 + s_neg * dl + dl**2 * Edd
+    return K, Kd
+
+
+def gauss_hermite_pair(f, g, d_i, d_j, s, kinks_f=(), kinks_g=(), nodes: int = 80) -> float:
+    """E[f(u) g(v)] for smooth f, g by a tensor Gauss–Hermite rule (u = √d_i x1,
+    v = √d_j (ρ x1 + √(1 − ρ²) x2)); kinks are not allowed (use ``two_point``)."""
+    assert not kinks_f and not kinks_g
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    si, sj = math.sqrt(d_i), math.sqrt(d_j)
+    rho = max(-1.0, min(1.0, s / (si * sj)))
+    r = math.sqrt(max(0.0, 1.0 - rho * rho))
+    X1, X2 = np.meshgrid(x, x, indexing="ij")
+    vals = np.asarray(f(si * X1), float) * np.asarray(g(sj * (rho * X1 + r * X2)), float)
+    return float(w @ vals @ w)
+
+
+def explicit_net_kernels(X, layers, tau0: float, trained: str = "hidden", lrelu=None) -> dict:
+    """Exact CK and NTK of an explicit net (THEORY §5) on a few samples.
+
+    ``layers`` are RefActivations; ``lrelu[k] = (s_pos, s_neg)`` marks layer k as
+    piecewise linear (closed forms), otherwise every pair is a nested adaptive
+    quadrature (``two_point``). Layer k is centred at the level tau_k of its input
+    kernel (tau_1 = tau0, tau_{k+1}^2 = Var of layer k at tau_k).
+    """
+    X = np.asarray(X, float)
+    S = X @ X.T
+    n = S.shape[0]
+    theta = S.copy() if trained == "all" else np.zeros_like(S)
+    tau = tau0
+    K = Kd = S
+    for k, act in enumerate(layers):
+        mu, var = _layer_center(act, tau)
+        if lrelu is not None and lrelu[k] is not None:
+            K, Kd = _lrelu_pair(S, tau, *lrelu[k])
+        else:
+            K, Kd = np.empty_like(S), np.empty_like(S)
+            f = lambda x, a=act, c=mu: a.phi(x) - c  # noqa: E731
+            pair = two_point if act.kinks else gauss_hermite_pair
+            for i in range(n):
+                for j in range(i, n):
+                    K[i, j] = K[j, i] = pair(f, f, S[i, i], S[j, j], S[i, j], act.kinks, act.kinks)
+                    Kd[i, j] = Kd[j, i] = pair(
+                        act.dphi, act.dphi, S[i, i], S[j, j], S[i, j], act.kinks, act.kinks
+                    )
+        theta = K + Kd * theta
+        S = K
+        tau = math.sqrt(var)
+    return {"ck": K, "ntk": theta}

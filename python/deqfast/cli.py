@@ -137,8 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         "design",
         help="design a not-so-deep explicit net with a DEQ's kernel",
         description=(
-            "Find the activations of an explicit network whose CK (or NTK) surrogate "
-            "coefficients equal those of a DEQ (THEORY.md §5) and print the design summary."
+            "Find the activations of an explicit network whose CK (or NTK) is closest to a "
+            "DEQ's exact kernel on a probe sample, with its surrogate coefficients matched where "
+            "the family allows (THEORY.md §5), and print the design summary: the chosen net, the "
+            "closest and the asymptotically exact (matched) candidates, and every candidate's "
+            "coefficient residual and exact-kernel distance."
         ),
     )
     d.add_argument("activation", help="DEQ activation name, e.g. relu, tanh, swish")
@@ -153,9 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--target", choices=("ck", "ntk"), default="ck", help="kernel to match")
     d.add_argument(
-        "--family", choices=("auto", "lrelu", "clip", "hermite", "relu"), default="auto",
-        help="explicit-net family (default: %(default)s)",
+        "--trained", choices=("hidden", "all"), default="hidden",
+        help="NTK convention: input weights fixed (hidden) or trained too (all)",
     )  # fmt: skip
+    d.add_argument(
+        "--family",
+        choices=("auto", "lrelu", "lrelu3", "mixed", "clip", "hermite", "relu", "authors"),
+        default="auto", help="explicit-net family (default: %(default)s)",
+    )  # fmt: skip
+    d.add_argument(
+        "--matched-only", action="store_true",
+        help="choose among coefficient-matched (asymptotically exact) nets only; by default "
+        "the net closest to the DEQ's exact kernel on the probe is chosen",
+    )  # fmt: skip
+    d.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the default probe")
 
     # spectra ----------------------------------------------------------------
     s = sub.add_parser(
@@ -338,8 +352,10 @@ def _kernels(args: argparse.Namespace, real: str, tmp: str) -> int:
 
 
 def _cmd_design(args: argparse.Namespace) -> int:
+    import warnings
+
     try:
-        from deqfast.design import design_explicit
+        from deqfast.design import DesignWarning, design_explicit
     except ImportError as exc:
         raise RuntimeError(
             "the design module (deqfast.design) is not available in this installation"
@@ -347,7 +363,13 @@ def _cmd_design(args: argparse.Namespace) -> int:
     from deqfast.deq import DEQ
 
     deq = DEQ(args.activation, sigma_a2=args.sigma_a2, sigma_b2=args.sigma_b2, tau0=args.tau0)
-    res = design_explicit(deq, target=args.target, family=args.family)
+    with warnings.catch_warnings():
+        # the summary states "NOT matched" itself; the warning would only repeat it
+        warnings.simplefilter("ignore", DesignWarning)
+        res = design_explicit(
+            deq, target=args.target, trained=args.trained, family=args.family, seed=args.seed,
+            matched_only=args.matched_only,
+        )  # fmt: skip
     summary = res.summary() if callable(getattr(res, "summary", None)) else repr(res)
     print(summary)
     return 0

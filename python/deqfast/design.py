@@ -1,9 +1,10 @@
 """Design a not-so-deep explicit net with a DEQ's kernel (THEORY.md §5).
 
 Given a :class:`~deqfast.DEQ`, find activations so that an :class:`ExplicitNet`'s CK
-(or NTK) surrogate coefficients ``(d, c1, c2, c3)`` equal the DEQ's, then judge the
-design by the **exact** kernels on a probe sample — matching the four coefficients is
-necessary, not sufficient (THEORY.md §5). Families:
+(or NTK) is close to the DEQ's **exact** kernel on a probe sample, with its surrogate
+coefficients ``(d, c1, c2, c3)`` equal to the DEQ's where the family allows — matching
+the four coefficients makes a design asymptotically exact but does not make it close
+at a given n, p (THEORY.md §5). Families:
 
 ``"lrelu"``
     Two hidden layers of ``s₊ max(t,0) + s₋ min(t,0)`` minus centring (the authors'
@@ -29,16 +30,52 @@ necessary, not sufficient (THEORY.md §5). Families:
     two-hidden-layer net with fixed input weights can reach (for every layer 1 and
     layer 2, ``d ≥ C1 τ0²/x + …``); then a third quadratic layer is inserted
     (quadratic, quadratic, quadratic + cubic), which matches them, and the result says so.
+``"lrelu3"``
+    Three L-ReLU layers. Six slopes less two homogeneity gauges leave four free
+    parameters, enough for the four equations of a ReLU DEQ's NTK (either convention),
+    while the kernels stay arc-cosine compositions. The slopes are first fitted to the
+    DEQ's kernel function on probe rows (see below), then the four equations are met
+    from there (trust-region least squares); both are candidates.
+``"mixed"``
+    ``[α t + β φ(γ t) + δ (t² − τ0²), φ]`` with ``φ`` the DEQ's own (smooth, built-in)
+    activation: the first layer mimics the DEQ's pre-activation kernel
+    ``S* = σ_b² XXᵀ + σ_a² F_φ(S*)`` (a linear part plus a ``φ`` part, like one step of
+    the equilibrium iteration), the second applies ``φ`` itself, so the CK is
+    ``F_φ`` of a kernel close to ``S*`` — close to ``G* = F_φ(S*)`` far beyond the
+    matched orders. The first layer is the degree-8 Hermite projection of the mixed
+    function at scale τ0 (a polynomial activation: its exact kernels are finite Mehler
+    series; higher degrees diverge on samples whose norm is far from τ0). Its
+    parameters are fitted to the kernel function (coefficients weighted in); it is
+    matched only when that fit meets the equations.
 ``"relu"``
     The plain two-layer ReLU net a user would otherwise pick, with only its output
     scale set to the target's diagonal level ``d`` (unfitted otherwise): the baseline.
+``"authors"``
+    The authors' published design (repository ``StephenLi24/INN_eqvi_ENN``,
+    ``two_layer_lrelu.py`` and ``one_layer_tanh.py``), reimplemented: the CK equations
+    (1) ``c1``, (2) ``c2``, (3) ``c3``, (4) ``d − c1 τ0²``, their squares summed and
+    minimised by SLSQP (``tol=1e-10``) from their starting points, for two L-ReLU layers
+    (clip for odd activations), with σ_a² hard-coded to 0.3 (clip: 0.1) and ``τ0`` set to
+    the mean of ``diag(XXᵀ)``, i.e. τ0², as their scripts do; a second candidate runs
+    the same procedure with the DEQ's own σ_a² and τ0. Both are CK designs (scored on
+    the NTK too when that is the target).
 ``"auto"``
-    Every family above; those that match (relative residual ``≤ tol``) are judged by
-    the exact-kernel relative operator-norm distance to the DEQ's ``G*`` (or NTK) on the
-    probe and the closest is returned, with the table of all candidates.
+    Every family above.
+
+Kernel fits. ``lrelu`` (a second candidate), ``lrelu3`` and ``mixed`` minimise the
+entries of ``K_net − K_DEQ`` on 64 probe rows, weighted so that the residual's norm
+estimates the relative operator-norm distance on the whole probe, plus the relative
+coefficient residual with weight 10³ (one OpenMP thread: the problems are small).
+
+Selection. Every candidate is judged by the exact-kernel relative operator-norm
+distance to the DEQ's ``G*`` (or NTK) on the probe — the user's own data when given —
+and the closest is chosen; the coefficient residual is reported beside it. The result
+names the closest candidate and the closest *matched* one (asymptotically exact: its
+surrogate is the DEQ's, so its distance vanishes as ``n, p → ∞``) and says which was
+chosen; ``matched_only=True`` chooses among matched candidates only.
 
 If no candidate matches, the result says so (``matched=False``) and a
-:class:`DesignWarning` is emitted — a wrong net is never returned silently.
+:class:`DesignWarning` is emitted; an unmatched choice is always labelled as such.
 """
 
 from __future__ import annotations
@@ -50,7 +87,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq, least_squares
+from numpy.polynomial.hermite_e import herme2poly, hermegauss, hermevander
+from scipy.optimize import brentq, least_squares, minimize
+from threadpoolctl import threadpool_limits
 
 from deqfast import activations as _act
 from deqfast._validation import as_data_matrix, check_choice, check_positive, check_seed
@@ -59,13 +98,22 @@ from deqfast.data import GaussianMixture, Sample
 from deqfast.deq import DEQ
 from deqfast.explicit import ExplicitNet
 
-__all__ = ["FAMILIES", "Candidate", "DesignResult", "DesignWarning", "design_explicit"]
+__all__ = [
+    "FAMILIES",
+    "Candidate",
+    "DesignResult",
+    "DesignWarning",
+    "design_explicit",
+    "mixed_activation",
+]
 
 #: Families accepted by :func:`design_explicit` (``"auto"`` tries all of the others).
-FAMILIES = ("auto", "lrelu", "clip", "hermite", "relu")
+FAMILIES = ("auto", "lrelu", "lrelu3", "mixed", "clip", "hermite", "relu", "authors")
 _TARGETS = ("ck", "ntk")
 _TRAINED = ("hidden", "all")
 _PROBE_P = 256
+#: Relative distance within which a matched candidate counts as tied with the closest.
+_TIE = 1e-6
 
 
 class DesignWarning(UserWarning):
@@ -123,6 +171,11 @@ class DesignResult:
         eigenvalue gap on the probe sample of shape ``probe_shape``.
     candidates
         Every family tried (for ``"auto"``), in the order tried.
+    closest, exact
+        The candidate closest to the DEQ on the probe, and the closest *matched*
+        candidate (asymptotically exact: its surrogate is the DEQ's, so its distance
+        vanishes as ``n, p → ∞``; ``None`` when nothing matched). The chosen net is
+        ``closest`` unless ``matched_only`` (then ``exact``).
     """
 
     net: ExplicitNet
@@ -140,6 +193,9 @@ class DesignResult:
     tol: float = 1e-10
     deq: str = ""
     note: str = ""
+    matched_only: bool = False
+    closest: Candidate | None = field(default=None, repr=False)
+    exact: Candidate | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         """A readable report: target, choice, and the table of candidates."""
@@ -156,6 +212,14 @@ class DesignResult:
         ]
         if self.note:
             lines.append(f"  note: {self.note}")
+        for label, c in (("closest now", self.closest), ("asymptotically exact", self.exact)):
+            if c is not None:
+                lines.append(
+                    f"  {label}: {c.family} (distance {c.distance:.4g}, residual "
+                    f"{c.residual:.2e}){' — ' + c.note if c.note else ''}"
+                )
+        if self.exact is None:
+            lines.append("  asymptotically exact: none (no candidate matched the coefficients)")
         lines.append(
             f"  {'family':<8} {'layers':>6} {'residual':>10} {'matched':>7} {'distance':>10} "
             f"{'eig gap':>10}"
@@ -203,6 +267,25 @@ class _Problem:
         # per-coefficient weights for the least-squares solvers
         self.w = 1.0 / np.maximum(np.abs(self.t), 1e-2 * tmax)
         self.odd = abs(self.coef.c2) <= 1e-14 * tmax and abs(self.coef.c3) <= 1e-14 * tmax
+        self.scale = tmax
+        self.deq = deq
+        self.sigma_a2 = float(deq.sigma_a2)
+        self.tau_star = float(deq.equilibrium().tau)
+        raw = deq.activation
+        # the DEQ's own activation for the "mixed" family (smooth built-ins only)
+        smooth = getattr(raw, "kind", "lrelu") not in ("lrelu", "custom")
+        self.base = raw.uncentered() if smooth else None
+        self.base_name = getattr(raw, "name", "phi")
+        self.kfit: _KernelFit | None = None
+        self.probe_sq: float | None = None
+        self._lrelu_start: tuple[float, ...] | None = None
+
+    @property
+    def lrelu_start(self) -> tuple[float, ...]:
+        """The coefficient least-squares L-ReLU slopes (a start for the kernel fits)."""
+        if self._lrelu_start is None:
+            self._lrelu_start = _lrelu_slopes(_fit_lrelu_coefficients(self))
+        return self._lrelu_start
 
     def achieved(self, net: ExplicitNet) -> KernelCoefficients:
         return _net_coefficients(net, self.target, self.trained)
@@ -255,8 +338,8 @@ def _lrelu_net(theta: np.ndarray, tau0: float) -> ExplicitNet:
     )
 
 
-def _fit_lrelu(P: _Problem) -> list[Candidate]:
-    """Two L-ReLU layers; parameters ``(a1, s₊ − s₋)`` per layer (see module notes)."""
+def _fit_lrelu_coefficients(P: _Problem) -> ExplicitNet:
+    """Two L-ReLU layers, coefficient least squares; parameters ``(a1, s₊ − s₋)`` per layer."""
     f = P.fun(lambda th: _lrelu_net(th, P.tau0))
     starts = [
         (0.5, 0.5, 1.0, 1.5),
@@ -269,9 +352,22 @@ def _fit_lrelu(P: _Problem) -> list[Candidate]:
     # gauge: rescale layer 1 to preserve the input level, layer 2 inversely (homogeneity)
     lvl = _lrelu_net(best.x, P.tau0).layers[0].output.d
     lam = math.sqrt(P.tau0**2 / lvl) if lvl > 0 else 1.0
-    net = _lrelu_net(np.array([a1 * lam, dl1 * lam, a2 / lam, dl2 / lam]), P.tau0)
+    return _lrelu_net(np.array([a1 * lam, dl1 * lam, a2 / lam, dl2 / lam]), P.tau0)
+
+
+def _lrelu_slopes(net: ExplicitNet) -> tuple[float, ...]:
+    return tuple(float(v) for a in net.activations for v in a.params)
+
+
+def _fit_lrelu(P: _Problem) -> list[Candidate]:
+    """Two L-ReLU layers: the coefficient fit, and (with a probe) the kernel fit."""
+    net = _fit_lrelu_coefficients(P)
+    P._lrelu_start = _lrelu_slopes(net)
     note = "" if P.candidate("lrelu", net).matched else "target off the 3-parameter L-ReLU set"
-    return [P.candidate("lrelu", net, note)]
+    out = [P.candidate("lrelu", net, note)]
+    if P.kfit is not None:
+        out += _fit_lrelu_kernel(P)
+    return out
 
 
 def _clip_net(theta: np.ndarray, tau0: float) -> ExplicitNet:
@@ -435,7 +531,255 @@ def _fit_relu(P: _Problem) -> list[Candidate]:
     return [P.candidate("relu", net, "baseline (unfitted, output scale set to d)")]
 
 
-_SOLVERS = {"lrelu": _fit_lrelu, "clip": _fit_clip, "hermite": _fit_hermite, "relu": _fit_relu}
+# --------------------------------------------------------------------------------------
+# kernel-function least squares (families "lrelu3", "mixed" and the L-ReLU kernel fit)
+# --------------------------------------------------------------------------------------
+#: Probe rows on which kernel functions are fitted (the full probe judges the result).
+_FIT_ROWS = 64
+#: Weight of the relative coefficient residual against the kernel residual in the fits.
+_COEF_WEIGHT = 1e3
+#: Degree of the Hermite projection that turns a mixed activation into a polynomial.
+_MIX_DEGREE = 8
+
+
+class _KernelFit:
+    """The DEQ's exact kernel on a subsample of the probe, and the residual of a net.
+
+    The residual stacks the weighted relative coefficient residual and the entries of
+    ``K_net − K_DEQ`` on ``m`` probe rows, weighted so that its norm estimates the
+    relative operator-norm distance on the whole probe: off-diagonal entries by
+    ``√2/‖K_DEQ‖₂`` (a rank-one error of size ``e`` has norm ``≈ n e``, and ``m``
+    rows see ``m²/2`` such entries), diagonal entries by ``1/(√m ‖K_DEQ‖₂)``.
+    """
+
+    def __init__(self, P: _Problem, deq: DEQ, X: np.ndarray, seed: int) -> None:
+        n = X.shape[0]
+        m = min(n, _FIT_ROWS)
+        rows = np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
+        self.P = P
+        self.X = np.ascontiguousarray(X[rows])
+        self.ref = deq.ck(self.X) if P.target == "ck" else deq.ntk(self.X, trained=P.trained)
+        self.iu = np.triu_indices(m, 1)
+        norm = float(np.linalg.norm(self.ref, 2))
+        self.w_off = math.sqrt(2.0) / norm
+        self.w_diag = 1.0 / (math.sqrt(m) * norm)
+        self.size = 4 + len(self.iu[0]) + m
+
+    def kernel(self, net: ExplicitNet) -> np.ndarray:
+        if self.P.target == "ck":
+            return net.ck(self.X, num_threads=1)
+        return net.ntk(self.X, trained=self.P.trained, num_threads=1)
+
+    def residual(
+        self, build: Callable[[np.ndarray], ExplicitNet]
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        P = self.P
+
+        def f(theta: np.ndarray) -> np.ndarray:
+            try:
+                net = build(theta)
+                E = self.kernel(net) - self.ref
+                rc = (_vec(P.achieved(net)) - P.t) / P.scale * _COEF_WEIGHT
+            except (ValueError, ArithmeticError):  # degenerate parameters
+                return np.full(self.size, 1e3)
+            out = np.concatenate([rc, E[self.iu] * self.w_off, np.diag(E) * self.w_diag])
+            return out if np.all(np.isfinite(out)) else np.full(self.size, 1e3)
+
+        return f
+
+    def fit(
+        self,
+        build: Callable[[np.ndarray], ExplicitNet],
+        starts: Sequence[Sequence[float]],
+        *,
+        bounds: tuple[Any, Any] = (-np.inf, np.inf),
+        max_nfev: int = 60,
+    ) -> np.ndarray:
+        """The best of the least-squares fits from ``starts`` (smallest residual norm)."""
+        f = self.residual(build)
+        best = None
+        with threadpool_limits(limits=1, user_api="openmp"):
+            for s in starts:
+                r = least_squares(f, np.asarray(s, dtype=np.float64), bounds=bounds,
+                                  x_scale="jac", max_nfev=max_nfev)  # fmt: skip
+                if best is None or r.cost < best.cost:
+                    best = r
+        assert best is not None
+        return np.asarray(best.x)
+
+
+def _match(
+    P: _Problem,
+    build: Callable[[np.ndarray], ExplicitNet],
+    theta: np.ndarray,
+    *,
+    bounds: tuple[Any, Any] = (-np.inf, np.inf),
+) -> np.ndarray:
+    """Meet the four coefficient equations from ``theta`` (a nearby root, by TRF)."""
+    r = least_squares(P.fun(build), theta, bounds=bounds, xtol=1e-15, ftol=1e-15, gtol=1e-15,
+                      max_nfev=400)  # fmt: skip
+    return np.asarray(r.x)
+
+
+def _lrelu_layers(theta: np.ndarray, tau0: float) -> ExplicitNet:
+    k = len(theta) // 2
+    return ExplicitNet(
+        [_act.lrelu(float(theta[2 * i]), float(theta[2 * i + 1])) for i in range(k)], tau0=tau0
+    )
+
+
+def _fit_lrelu_kernel(P: _Problem) -> list[Candidate]:
+    """Two L-ReLU layers fitted to the DEQ's kernel function (coefficients weighted in)."""
+    K = P.kfit
+    assert K is not None
+    build = lambda th: _lrelu_layers(th, P.tau0)  # noqa: E731
+    starts = [(1.7, 0.0, 0.7, 0.4), (1.0, 0.5, 1.0, 0.5), P.lrelu_start]
+    theta = K.fit(build, starts)
+    return [P.candidate("lrelu", build(theta), "kernel fit (coefficients weighted in)")]
+
+
+def _fit_lrelu3(P: _Problem) -> list[Candidate]:
+    """Three L-ReLU layers: four free slopes (two gauges), kernel fit, then matched."""
+    K = P.kfit
+    assert K is not None
+    build = lambda th: _lrelu_layers(th, P.tau0)  # noqa: E731
+    starts = [(*P.lrelu_start, 1.0, 0.5), (1.7, 0.0, 0.7, 0.4, 1.0, 0.5)]
+    theta = K.fit(build, starts)
+    out = [P.candidate("lrelu3", build(theta), "kernel fit")]
+    matched = P.candidate("lrelu3", build(_match(P, build, theta)), "kernel fit, then matched")
+    if matched.matched:
+        out.append(matched)
+    return out
+
+
+def mixed_activation(
+    base: Any, alpha: float, beta: float, gamma: float, delta: float, tau: float,
+    *, degree: int = _MIX_DEGREE,
+) -> Any:  # fmt: skip
+    """``α t + β base(γ t) + δ (t² − τ²)`` as a polynomial: its degree-``degree`` Hermite
+    projection in ``L²(N(0, τ²))`` (Gauss–Hermite, ``4·degree`` nodes).
+
+    The polynomial is the activation of the net (its kernels are exact for it); the
+    projection only decides how closely it follows the mixed function around scale τ.
+    """
+    x, w = hermegauss(4 * degree)
+    w = w / w.sum()
+    t = tau * x
+    f = alpha * t + beta * np.asarray(base(gamma * t)) + delta * (t * t - tau * tau)
+    V = hermevander(x, degree)
+    sw = np.sqrt(w)
+    coef = np.linalg.lstsq(V * sw[:, None], f * sw, rcond=None)[0]
+    mono = herme2poly(coef)  # in x = t/τ; trailing zeros (odd functions) are trimmed
+    mono = mono / tau ** np.arange(mono.size)
+    return _act.polynomial(mono)
+
+
+def _fit_mixed(P: _Problem) -> list[Candidate]:
+    """``[α t + β φ(γ t) + δ (t² − τ0²), φ]``: a skip-like layer, then the DEQ's own φ."""
+    K = P.kfit
+    assert K is not None and P.base is not None
+    base = P.base
+    odd = P.odd
+
+    def build(th: np.ndarray) -> ExplicitNet:
+        d = 0.0 if odd else float(th[3])
+        mix = mixed_activation(base, float(th[0]), float(th[1]), float(th[2]), d, P.tau0)
+        return ExplicitNet([mix, base], tau0=P.tau0)
+
+    sa, sb = math.sqrt(P.sigma_a2), math.sqrt(1.0 - min(P.sigma_a2, 0.99))
+    starts: list[tuple[float, ...]] = [(sb, sa, 1.0, 0.0), (sb, sa, P.tau_star / P.tau0, 0.0)]
+    # a skip-like layer: both parts positive, the inner scale near 1, a small quadratic
+    lo, hi = [0.0, 0.0, 0.2, -0.5], [2.0, 2.0, 3.0, 0.5]
+    if odd:
+        starts, lo, hi = [s[:3] for s in starts], lo[:3], hi[:3]
+    theta = K.fit(build, starts, bounds=(lo, hi))
+
+    def note(th: np.ndarray) -> str:
+        d = 0.0 if odd else th[3]
+        return (f"[{th[0]:.4g} t + {th[1]:.4g} {P.base_name}({th[2]:.4g} t) + {d:.3g} (t² − τ0²)"
+                f" (degree-{_MIX_DEGREE} Hermite projection), {P.base_name}]")  # fmt: skip
+
+    return [P.candidate("mixed", build(theta), "kernel fit " + note(theta))]
+
+
+# --------------------------------------------------------------------------------------
+# the authors' design (StephenLi24/INN_eqvi_ENN: two_layer_lrelu.py, one_layer_tanh.py)
+# --------------------------------------------------------------------------------------
+#: σ_a² hard-coded in the authors' design scripts (L-ReLU for ReLU DEQs, clip for tanh).
+AUTHORS_SIGMA_A2 = {"lrelu": 0.3, "clip": 0.1}
+
+
+def _authors_fit(
+    deq: DEQ, sigma_a2: float, sigma_b2: float, tau0: float, odd: bool
+) -> tuple[ExplicitNet, KernelCoefficients]:
+    """The authors' procedure: the CK equations of a DEQ with ``sigma_a2`` and input
+    scale ``tau0``, summed squares minimised by SLSQP (``tol=1e-10``) from their starts.
+
+    Their equations (1) ``c1``, (2) ``c2``, (3) ``c3`` and (4) ``d − c1 τ0²``, unweighted.
+    """
+    raw = deq.activation.uncentered()
+    ref = DEQ(raw, sigma_a2=sigma_a2, sigma_b2=sigma_b2, tau0=tau0).coefficients("ck")
+    want = np.array([ref.c1, ref.c2, ref.c3, ref.d - ref.c1 * tau0 * tau0])
+
+    if odd:
+
+        def build(th: np.ndarray) -> ExplicitNet:
+            return ExplicitNet([_act.clip(float(th[0]), max(abs(float(th[1])), 1e-12))], tau0=tau0)
+
+        x0 = np.array([0.1, 0.1])
+    else:
+
+        def build(th: np.ndarray) -> ExplicitNet:
+            return _lrelu_layers(th, tau0)
+
+        relu_like = deq.activation.kind == "lrelu"
+        x0 = np.array([1.0, 0.1, 1.0, 0.1] if relu_like else [1.0, 1.0, 1.0, 1.0])
+
+    def cost(th: np.ndarray) -> float:
+        try:
+            c = build(th).coefficients("ck")
+        except ValueError:
+            return 1e6
+        got = np.array([c.c1, c.c2, c.c3, c.d - c.c1 * tau0 * tau0])
+        return float(np.sum((want - got) ** 2))
+
+    r = minimize(cost, x0, method="SLSQP", tol=1e-10)
+    return build(r.x), ref
+
+
+def _fit_authors(P: _Problem) -> list[Candidate]:
+    """The published procedure, and the same procedure with the DEQ's own σ_a² and τ0."""
+    assert P.deq is not None and P.probe_sq is not None
+    style = "clip" if P.odd else "lrelu"
+    out = []
+    published = AUTHORS_SIGMA_A2[style]
+    for sa, sb, t0, what in (
+        (published, 1.0 - published, P.probe_sq, "as published"),
+        (P.sigma_a2, float(P.deq.sigma_b2), P.tau0, "their SLSQP with the DEQ's σ_a², τ0"),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fitted, _ = _authors_fit(P.deq, sa, sb, t0, P.odd)
+        # the fitted activations, used on the data: centred at the data's own scales
+        net = ExplicitNet([a.uncentered() for a in fitted.activations], tau0=P.tau0)
+        note = f"{what}: {style}, σ_a²={sa:g}, τ0:={t0:.4g}" + (
+            " (mean ‖x‖², i.e. τ0²)" if what == "as published" else ""
+        )
+        if P.target == "ntk":
+            note += "; CK design scored on the NTK"
+        out.append(P.candidate("authors", net, note))
+    return out
+
+
+_SOLVERS = {
+    "lrelu": _fit_lrelu,
+    "lrelu3": _fit_lrelu3,
+    "mixed": _fit_mixed,
+    "clip": _fit_clip,
+    "hermite": _fit_hermite,
+    "relu": _fit_relu,
+    "authors": _fit_authors,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -458,11 +802,12 @@ def design_explicit(
     deq: DEQ,
     *,
     target: str = "ck",
-    family: str = "auto",
+    family: str | Sequence[str] = "auto",
     trained: str = "hidden",
     probe: Any = None,
     seed: int = 0,
     tol: float = 1e-10,
+    matched_only: bool = False,
 ) -> DesignResult:
     """Design an explicit net whose CK (or NTK) matches a DEQ's (THEORY.md §5).
 
@@ -473,24 +818,31 @@ def design_explicit(
     target
         ``"ck"`` (``G*``) or ``"ntk"`` (``K*``, or ``Θ*`` with ``trained="all"``).
     family
-        One of :data:`FAMILIES` (see the module documentation); ``"auto"`` tries all.
+        One of :data:`FAMILIES` (see the module documentation), or a sequence of them;
+        ``"auto"`` tries all.
     trained
         NTK convention, the same for the DEQ and the net: ``"hidden"`` (input weights
         fixed) or ``"all"``.
     probe
-        Samples on which the exact kernels are compared: a :class:`~deqfast.Sample` or
-        an array ``(n, p)``, used as given. Default: :func:`default_probe` — the authors'
+        Samples on which the exact kernels are compared: a :class:`~deqfast.Sample`, a
+        prepared dataset (:mod:`deqfast.datasets`) or an array ``(n, p)``, used as given. Default: :func:`default_probe` — the authors'
         mixture ``GaussianMixture.paper(256)``, ``n = 204``, drawn with ``seed`` and
         rescaled to the DEQ's ``τ0``.
     seed
         Seed of the default probe.
     tol
         Relative coefficient residual below which a design counts as matched.
+    matched_only
+        Choose among matched candidates only (asymptotically exact designs). By default
+        the candidate whose exact kernel is closest to the DEQ's on the probe is chosen,
+        matched or not; the result names both (``closest``, ``exact``) and says which
+        was chosen and why.
 
     Returns
     -------
     DesignResult
-        With ``matched=False`` (and a :class:`DesignWarning`) when no family matched.
+        ``matched`` tells whether the chosen net's coefficients match; a
+        :class:`DesignWarning` is emitted when no candidate matched at all.
 
     Examples
     --------
@@ -501,13 +853,13 @@ def design_explicit(
     >>> print(f"{res.family}: matched={res.matched}, exact-kernel distance < 1e-3: "
     ...       f"{res.distance < 1e-3}")
     lrelu: matched=True, exact-kernel distance < 1e-3: True
-    >>> auto = design_explicit(deq)  # every family, judged on the probe's exact kernels
-    >>> [c.family for c in auto.candidates if c.matched]
-    ['lrelu', 'hermite', 'hermite', 'hermite', 'hermite']
-    >>> best_other = min(c.distance for c in auto.candidates if c.family != "lrelu")
-    >>> auto.family, auto.distance < 1e-3 < best_other
+    >>> both = design_explicit(deq, family=("lrelu", "hermite"))  # judged on the probe
+    >>> sorted({c.family for c in both.candidates if c.matched})
+    ['hermite', 'lrelu']
+    >>> both.family, both.distance < 1e-3 < min(c.distance for c in both.candidates
+    ...                                         if c.family == "hermite")
     ('lrelu', True)
-    >>> print(auto.summary())  # doctest: +ELLIPSIS
+    >>> print(both.summary())  # doctest: +ELLIPSIS
     explicit net for DEQ(Activation('relu'), ...), target CK: lrelu — matched
     ...
     """
@@ -516,21 +868,36 @@ def design_explicit(
     if deq.tau0 is None:
         raise ValueError("deq has no tau0; build it with DEQ(..., tau0=stats.tau0)")
     target = check_choice(target, "target", _TARGETS)
-    family = check_choice(family, "family", FAMILIES)
+    families: list[str]
+    if isinstance(family, str):
+        family = str(check_choice(family, "family", FAMILIES))
+        families = list(FAMILIES[1:]) if family == "auto" else [family]
+    elif isinstance(family, Sequence) and len(family) > 0:
+        families = [str(check_choice(f, "family", FAMILIES[1:])) for f in family]
+        family = ",".join(families)
+    else:
+        raise TypeError(f"family must be a name or a non-empty sequence of names, got {family!r}")
     trained = check_choice(trained, "trained", _TRAINED)
     tol = check_positive(tol, "tol")
     seed_ = check_seed(seed, "seed")
-    if isinstance(probe, Sample):
-        X = np.asarray(probe.X)
+    if not isinstance(matched_only, bool):
+        raise TypeError(f"matched_only must be a bool, got {type(matched_only).__name__}")
+    if isinstance(probe, Sample) or (hasattr(probe, "X") and hasattr(probe, "stats")):
+        X = as_data_matrix(probe.X, "probe.X", min_rows=2)  # a Sample or a prepared Dataset
     elif probe is None:
         X = default_probe(float(deq.tau0), seed=0 if seed_ is None else seed_)  # type: ignore[arg-type]
     else:
         X = as_data_matrix(probe, "probe", min_rows=2)
 
     P = _Problem(deq, target, trained, tol)
-    families = [f for f in FAMILIES[1:]] if family == "auto" else [family]
+    P.probe_sq = float(np.mean(np.einsum("ij,ij->i", X, X)))
+    if any(f in families for f in ("lrelu", "lrelu3", "mixed")):
+        P.kfit = _KernelFit(P, deq, X, seed_ if isinstance(seed_, int) else 0)
     raw: list[Candidate] = []
     for fam in families:
+        if fam == "mixed" and P.base is None:
+            raw.append(P.candidate("mixed", None, "needs a smooth built-in DEQ activation"))
+            continue
         raw += _SOLVERS[fam](P)
 
     # exact kernels on the probe
@@ -547,23 +914,41 @@ def design_explicit(
             Candidate(c.family, c.net, c.achieved, c.residual, c.matched, dist, gap, c.note)
         )
 
-    usable = [c for c in cands if c.net is not None]
-    matched = [c for c in usable if c.matched]
-    note = ""
-    if matched:
-        best = min(matched, key=lambda c: c.distance)
-    elif usable:
-        best = min(usable, key=lambda c: c.residual)
-        note = (
-            f"no family matched the {target.upper()} coefficients within tol={tol:g}; "
-            f"closest is {best.family!r} with residual {best.residual:.2e}"
-        )
-        warnings.warn(f"design_explicit: {note} — the net's kernel is NOT the DEQ's", DesignWarning,
-                      stacklevel=2)  # fmt: skip
-    else:
+    usable = [c for c in cands if c.net is not None and math.isfinite(c.distance)]
+    if not usable:
         raise RuntimeError(
             f"design_explicit: family {family!r} produced no net for {deq!r}: "
             + "; ".join(c.note for c in cands)
+        )
+    matched = [c for c in usable if c.matched]
+    exact = min(matched, key=lambda c: c.distance) if matched else None
+    closest = min(usable, key=lambda c: c.distance)
+    if exact is not None and exact.distance <= closest.distance * (1.0 + _TIE):
+        closest = exact  # as close (a tie): the matched one
+    note = ""
+    if exact is None:
+        best = closest if not matched_only else min(usable, key=lambda c: c.residual)
+        note = (
+            f"no family matched the {target.upper()} coefficients within tol={tol:g}; "
+            f"{'closest' if not matched_only else 'smallest residual'} is {best.family!r} "
+            f"(residual {best.residual:.2e}, distance {best.distance:.3g})"
+        )
+        warnings.warn(f"design_explicit: {note} — the net's kernel is NOT the DEQ's", DesignWarning,
+                      stacklevel=2)  # fmt: skip
+    elif matched_only or exact is closest:
+        best = exact
+        if exact is not closest:
+            note = (
+                f"matched_only: {closest.family!r} ({closest.note}) is closer on this probe "
+                f"({closest.distance:.3g} vs {exact.distance:.3g}) but does not match the "
+                f"coefficients (residual {closest.residual:.2e})"
+            )
+    else:
+        best = closest
+        note = (
+            f"closest at this n, p; not matched (residual {closest.residual:.2e}), so not exact "
+            f"as p → ∞. Asymptotically exact (matched): {exact.family!r} at distance "
+            f"{exact.distance:.3g} (matched_only=True picks it)"
         )
     assert best.net is not None and best.achieved is not None
     return DesignResult(
@@ -571,5 +956,6 @@ def design_explicit(
         target_coefficients=P.coef, achieved=best.achieved, residual=best.residual,
         matched=best.matched, distance=best.distance, eigen_gap=best.eigen_gap,
         candidates=tuple(cands), probe_shape=(int(X.shape[0]), int(X.shape[1])), tol=tol,
-        deq=repr(deq), note=note or best.note,
+        deq=repr(deq), note=note or best.note, matched_only=matched_only,
+        closest=closest, exact=exact,
     )  # fmt: skip
