@@ -112,9 +112,14 @@ def test_diverging_diagonal_raises_instead_of_aborting(outcomes, name):
                         ("sigma_b2_1e308", "row 0 of X ")]
 )  # fmt: skip
 def test_out_of_range_scales_raise(outcomes, name, where):
+    # A row whose squared norm overflows is refused by the input validation (as_data_matrix);
+    # a finite row that sigma_b2 pushes out of range by the kernels' scale check. Both name
+    # the row and the array and say to rescale.
     kind, msg = _outcome(outcomes, name)
     assert kind == "ValueError", (kind, msg)
-    assert "sigma_b2 * |x_i|^2" in msg and where in msg and "rescale" in msg, msg
+    row, array = where.strip().split(" of ")
+    assert f"{row} " in msg or f"{row}," in msg or f"{row})" in msg, msg
+    assert array in msg and "rescale" in msg, msg
 
 
 def test_homogeneous_activation_with_unbridgeable_row_norms_raises(outcomes):

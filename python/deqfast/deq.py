@@ -265,7 +265,10 @@ class DEQ:
     ) -> KernelResult:
         """``compute_kernels``, with a ``max_iter`` that would converge named in its error."""
         try:
-            return compute_kernels(self, X, X2, outputs=outputs, **options)
+            return compute_kernels(
+                self.phi, X, X2, sigma_a2=self.sigma_a2, sigma_b2=self.sigma_b2,
+                outputs=outputs, **options,
+            )  # fmt: skip
         except RuntimeError as exc:
             hint = self._max_iter_hint(X, options) if "did not converge" in str(exc) else None
             if hint is None:

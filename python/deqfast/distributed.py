@@ -324,7 +324,7 @@ def kernels_blocked(
     import dask
     import dask.array as da
 
-    from deqfast.kernels import _diagonal
+    from deqfast.kernels import diagonal
 
     X = as_data_matrix(X, "X")
     n = X.shape[0]
@@ -339,7 +339,10 @@ def kernels_blocked(
     phi.core  # noqa: B018 - a Python-callable activation raises its TypeError here, early
     show = sys.stderr.isatty() if progress is None else bool(progress)
 
-    diag = _diagonal(deq, X, tol, max_iter, terms)  # once, on the client (THEORY §3)
+    diag = diagonal(  # once, on the client (docs/theory.md §3)
+        deq.phi, X, sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
+        hermite_terms=terms,
+    )  # fmt: skip
     d = np.array(diag.d, dtype=np.float64)
     params = dict(
         sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,

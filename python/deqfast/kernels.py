@@ -157,16 +157,6 @@ def _rescaled(phi: Any, X: np.ndarray, Y: np.ndarray, sigma_b2: float) -> float:
     return math.sqrt(sigma_b2) * math.sqrt(lo) * math.sqrt(hi)
 
 
-def _diagonal(
-    deq: Any, X: np.ndarray, tol: float, max_iter: int, terms: int, threads: int = 0
-) -> Any:
-    """:func:`diagonal` for a DEQ's activation and variances (kept for existing callers)."""
-    return diagonal(
-        deq.phi, X, sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
-        hermite_terms=terms, num_threads=threads,
-    )  # fmt: skip
-
-
 def _model_values(
     phi: Any, sigma_a2: float | None, sigma_b2: float | None
 ) -> tuple[Any, float, float]:
