@@ -2,8 +2,8 @@
 
 Implements Ling et al., *Deep Equilibrium Models are Almost Equivalent to
 Not-so-deep Explicit Models for High-dimensional Gaussian Mixtures* (ICML 2024)
-with the conventions of THEORY.md: mixture data (§1), activations and their
-Gaussian moments (§2), the DEQ's exact infinite-width kernels (§3), the
+with the conventions of the theory page (:doc:`/theory`): mixture data (§1), activations
+and their Gaussian moments (§2), the DEQ's exact infinite-width kernels (§3), the
 equilibrium equations and random-matrix surrogates (§4).
 """
 

@@ -132,7 +132,7 @@ def _check_row_norms(arr: np.ndarray, name: str) -> None:
                 f"{name} has {rows.size} row(s) too {size} for float64: their squared norms "
                 f"{way} {bound:.3g} (‖x_i‖ {'<' if size == 'small' else '>'} "
                 f"{np.sqrt(bound):.3g}; first: row {i}, ‖x_i‖ = {norm:.3g}); rescale {name} — "
-                "deqfast expects ‖x_i‖² of order 1 (THEORY.md §1)"
+                "deqfast expects ‖x_i‖² of order 1 (§1 of the theory page)"
             )
 
 
@@ -144,7 +144,7 @@ def as_data_matrix(
     Parameters
     ----------
     X : array_like, shape (n, p)
-        Real numeric data, one sample per row (THEORY.md, "Python API
+        Real numeric data, one sample per row (the theory page's "Python API
         convention").
     name : str, default "X"
         Argument name used in error messages.

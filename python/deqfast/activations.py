@@ -53,7 +53,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Moments:
-    """Gaussian moments of an activation at scale ``tau`` (THEORY.md §2).
+    """Gaussian moments of an activation at scale ``tau`` (:ref:`§2 <theory-2>`).
 
     With ``xi ~ N(0, 1)``: ``a0 = E phi(tau xi)``, ``a1 = E phi'``, ``a2 = E phi''``,
     ``a3 = E phi'''`` (Stein forms, valid across kinks), ``m2 = E phi^2``,
@@ -102,7 +102,7 @@ class Activation:
         ``softplus``, ``elu``, ``clip``, ``polynomial``, ``hermite``), its numeric
         parameters and polynomial coefficients.
     shift
-        Centring constant subtracted from the raw function (THEORY.md §2).
+        Centring constant subtracted from the raw function (:ref:`§2 <theory-2>`).
     """
 
     __slots__ = ("_core", "coef", "display", "kind", "name", "params", "shift")
@@ -177,7 +177,7 @@ class Activation:
         return False
 
     def moments(self, tau: float) -> Moments:
-        """Gaussian moments at scale ``tau`` (THEORY.md §2), of ``phi`` including its shift.
+        """Gaussian moments at scale ``tau`` (:ref:`§2 <theory-2>`), of ``phi`` including its shift.
 
         Closed forms for the piecewise-linear family and ``erf``, exact Gauss–Hermite
         for polynomials, composite Gauss–Legendre split at the kinks otherwise.
@@ -403,7 +403,7 @@ class CustomActivation:
         return (np.asarray(self.f(x + h)) - np.asarray(self.f(x - h))) / (2 * h)
 
     def moments(self, tau: float) -> Moments:
-        """Gaussian moments (THEORY.md §2) by composite quadrature split at the kinks."""
+        """Gaussian moments (:ref:`§2 <theory-2>`) by composite quadrature split at the kinks."""
         t = _check_tau(tau)
         xi, w = _gaussian_rule(tuple(k / t for k in self.kinks))
         f = self(t * xi)

@@ -5,7 +5,7 @@ Subcommands
 ``reproduce``  run the paper's core experiments and write a report
 ``kernels``    exact DEQ kernels (and surrogates) of data in a ``.npz`` file
 ``design``     design a not-so-deep explicit net for a DEQ and print the summary
-``spectra``    compare two saved kernel matrices (THEORY.md §6)
+``spectra``    compare two saved kernel matrices (:ref:`§6 <theory-6>`)
 
 Run ``deqfast <subcommand> --help`` for the options of each.
 """
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Find the activations of an explicit network whose CK (or NTK) is closest to a "
             "DEQ's exact kernel on a probe sample, with its surrogate coefficients matched where "
-            "the family allows (THEORY.md §5), and print the design summary: the chosen net, the "
+            "the family allows (§5 of the theory page), and print the design summary: the chosen "
+            "net, the "
             "closest and the asymptotically exact (matched) candidates, and every candidate's "
             "coefficient residual and exact-kernel distance."
         ),
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "spectra",
         help="compare two saved kernel matrices",
         description=(
-            "Compare a reference kernel A with an approximation B (THEORY.md §6): relative "
+            "Compare a reference kernel A with an approximation B (§6 of the theory page): "
+            "relative "
             "operator-norm and Frobenius errors, 1-Wasserstein distance of the spectra, isolated "
             "eigenvalues, and with --labels the top eigenvectors' class alignment. Matrices are "
             "given as FILE.npy or FILE.npz:KEY."

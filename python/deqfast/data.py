@@ -1,14 +1,14 @@
-"""K-class Gaussian mixtures in the high-dimensional regime (THEORY.md §1).
+"""K-class Gaussian mixtures in the high-dimensional regime (:ref:`§1 <theory-1>`).
 
 A sample is ``x_i = (μ_a + z_i)/√p`` with ``z_i ~ N(0, C_a)`` for ``i`` in class
-``a``.  The surrogate kernels of THEORY.md §4 depend on the data only through a
+``a``.  The surrogate kernels of :ref:`§4 <theory-4>` depend on the data only through a
 handful of statistics, collected in :class:`MixtureStats`:
 
 ========  ==============================================================
 ``tau0``  ``τ0 = sqrt(tr(C̄)/p)``, ``C̄ = Σ_a c_a C_a``
 ``t``     ``t_a = √p (tr(C_a)/p − τ0²)``
 ``T``     ``T_ab = tr(C_a C_b)/p`` (the covariances themselves, not
-          ``C_a − C̄``; THEORY.md §4 explains why)
+          ``C_a − C̄``; :ref:`§4 <theory-4>` explains why)
 ``psi``   ``ψ_i = ‖ω_i‖² − tr(C_a)/p``, ``ω_i = z_i/√p``
 ``J``     the ``n × K`` class indicator matrix
 ========  ==============================================================
@@ -81,7 +81,9 @@ def _largest_remainder(n: int, priors: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class MixtureStats:
-    """Statistics of a labelled data set used by the surrogate kernels (THEORY.md §1, §4).
+    """Statistics of a labelled data set used by the surrogate kernels.
+
+    See :ref:`§1 <theory-1>` and :ref:`§4 <theory-4>`.
 
     Parameters
     ----------
@@ -194,7 +196,7 @@ class MixtureStats:
     # ------------------------------------------------------------------ #
     @classmethod
     def from_data(cls, X: Any, labels: Any) -> MixtureStats:
-        """Estimate the statistics from labelled data (THEORY.md §1).
+        """Estimate the statistics from labelled data (:ref:`§1 <theory-1>`).
 
         With ``m_a`` the class sample means and ``ω̂_i = x_i − m_a``:
 
@@ -247,7 +249,7 @@ class MixtureStats:
         K = int(classes.shape[0])
         if K < 2:
             raise ValueError(
-                f"labels must contain at least 2 classes (the GMM theory of THEORY.md §1 "
+                f"labels must contain at least 2 classes (the GMM theory of §1 of the theory page "
                 f"compares K >= 2 classes); got K = {K}"
             )
         counts = np.bincount(codes, minlength=K)
@@ -316,7 +318,7 @@ class MixtureStats:
 # --------------------------------------------------------------------------- #
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Sample:
-    """A draw from a :class:`GaussianMixture` (THEORY.md §1).
+    """A draw from a :class:`GaussianMixture` (:ref:`§1 <theory-1>`).
 
     Attributes
     ----------
@@ -382,7 +384,7 @@ class Sample:
 # GaussianMixture
 # --------------------------------------------------------------------------- #
 class GaussianMixture:
-    """K-class Gaussian mixture ``x = (μ_a + z)/√p``, ``z ~ N(0, C_a)`` (THEORY.md §1).
+    """K-class Gaussian mixture ``x = (μ_a + z)/√p``, ``z ~ N(0, C_a)`` (:ref:`§1 <theory-1>`).
 
     Parameters
     ----------
@@ -423,7 +425,7 @@ class GaussianMixture:
         K, p = M.shape
         if K < 2:
             raise ValueError(
-                f"means must describe at least K = 2 classes (the theory of THEORY.md §1 "
+                f"means must describe at least K = 2 classes (the theory of §1 of the theory page "
                 f"needs K >= 2 classes to separate); got K = {K}"
             )
         if p < 1:
@@ -497,7 +499,7 @@ class GaussianMixture:
     # ------------------------------------------------------------------ #
     @classmethod
     def paper(cls, p: int) -> GaussianMixture:
-        """The authors' two-class mixture (THEORY.md §5 intro).
+        """The authors' two-class mixture (:ref:`§5 <theory-5>` intro).
 
         Priors ``1/2`` each, ``μ_a = 8 e_{8a}`` (class 0: 8 at coordinate 0;
         class 1: 8 at coordinate 8) and ``C_a = (1 + 8a/√p) I`` (scalar
@@ -579,7 +581,7 @@ class GaussianMixture:
 
     @property
     def T(self) -> np.ndarray:
-        """``T_ab = tr(C_a C_b)/p``, shape ``(K, K)`` (THEORY.md §4: not centred)."""
+        """``T_ab = tr(C_a C_b)/p``, shape ``(K, K)`` (:ref:`§4 <theory-4>`: not centred)."""
         C = self._covs
         if self._kind == "scalar":
             return np.outer(C, C)
@@ -621,7 +623,7 @@ class GaussianMixture:
         return self._factors[a]
 
     def sample(self, n: int, *, seed: Any = None) -> Sample:
-        """Draw ``n`` samples ``x_i = (μ_a + z_i)/√p`` (THEORY.md §1).
+        """Draw ``n`` samples ``x_i = (μ_a + z_i)/√p`` (:ref:`§1 <theory-1>`).
 
         Parameters
         ----------
@@ -694,7 +696,7 @@ class GaussianMixture:
         )
 
     def stats(self, sample: Sample) -> MixtureStats:
-        """Population statistics for ``sample`` (THEORY.md §1).
+        """Population statistics for ``sample`` (:ref:`§1 <theory-1>`).
 
         ``τ0² = tr(C̄)/p``, ``t_a = √p (tr(C_a)/p − τ0²)``,
         ``T_ab = tr(C_a C_b)/p`` from the mixture (traces computed per

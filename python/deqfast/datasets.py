@@ -1,4 +1,4 @@
-"""Real data sets as labelled matrices in the conventions of THEORY.md §1.
+"""Real data sets as labelled matrices in the conventions of :ref:`§1 <theory-1>`.
 
 Loaders return raw ``(X, labels)`` arrays (one sample per row, features
 flattened):
@@ -16,7 +16,7 @@ flattened):
   features ``.npz``, prepared (:func:`find_idx_files` locates the IDX pair).
 
 :func:`prepare` selects classes, subsamples, centres and scales the data so that
-the mean of ``‖x_i‖²`` is 1 (THEORY.md §1), and estimates the
+the mean of ``‖x_i‖²`` is 1 (:ref:`§1 <theory-1>`), and estimates the
 :class:`~deqfast.MixtureStats` the surrogates need; :func:`train_test_split`
 makes a stratified split.
 """
@@ -69,7 +69,7 @@ CIFAR10_CLASSES = (
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A prepared labelled data set (THEORY.md §1).
+    """A prepared labelled data set (:ref:`§1 <theory-1>`).
 
     Attributes
     ----------
@@ -136,7 +136,7 @@ def prepare(
     class_names: Sequence[str] | None = None,
     description: str = "",
 ) -> Dataset:
-    """Select classes, subsample, centre and scale data (THEORY.md §1).
+    """Select classes, subsample, centre and scale data (:ref:`§1 <theory-1>`).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def prepare(
         if len(set(keep)) != len(keep):
             raise ValueError(f"classes must be distinct; got {keep}")
     if len(keep) < 2:
-        raise ValueError(f"at least 2 classes are needed (THEORY.md §1); got {keep}")
+        raise ValueError(f"at least 2 classes are needed (§1 of the theory page); got {keep}")
     if n_per_class is not None:
         n_per_class = check_integer(n_per_class, "n_per_class", min_value=2)
     rng = as_rng(seed, "seed")
@@ -827,7 +827,7 @@ def load_mnist(
     center: bool = True,
     normalize: bool = True,
 ) -> Dataset:
-    """MNIST (28×28 images, p = 784), prepared as in THEORY.md §1.
+    """MNIST (28×28 images, p = 784), prepared as in :ref:`§1 <theory-1>`.
 
     Parameters
     ----------

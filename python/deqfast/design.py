@@ -1,10 +1,10 @@
-"""Design a not-so-deep explicit net with a DEQ's kernel (THEORY.md §5).
+"""Design a not-so-deep explicit net with a DEQ's kernel (:ref:`§5 <theory-5>`).
 
 Given a :class:`~deqfast.DEQ`, find activations so that an :class:`ExplicitNet`'s CK
 (or NTK) is close to the DEQ's **exact** kernel on a probe sample, with its surrogate
 coefficients ``(d, c1, c2, c3)`` equal to the DEQ's where the family allows — matching
 the four coefficients makes a design asymptotically exact but does not make it close
-at a given n, p (THEORY.md §5). Families:
+at a given n, p (:ref:`§5 <theory-5>`). Families:
 
 ``"lrelu"``
     Two hidden layers of ``s₊ max(t,0) + s₋ min(t,0)`` minus centring (the authors'
@@ -128,7 +128,7 @@ class Candidate:
     ``(d, c1, c2, c3)``; ``distance`` the relative operator-norm distance
     ``‖A − B‖₂/‖A‖₂`` of the exact kernels on the probe (``A`` the DEQ's) and
     ``eigen_gap`` the mean absolute gap between their sorted eigenvalues
-    ``(1/n) Σ |λ_i(A) − λ_i(B)|`` (THEORY.md §6); ``nan`` when not computed.
+    ``(1/n) Σ |λ_i(A) − λ_i(B)|`` (:ref:`§6 <theory-6>`); ``nan`` when not computed.
     """
 
     family: str
@@ -809,7 +809,7 @@ def design_explicit(
     tol: float = 1e-10,
     matched_only: bool = False,
 ) -> DesignResult:
-    """Design an explicit net whose CK (or NTK) matches a DEQ's (THEORY.md §5).
+    """Design an explicit net whose CK (or NTK) matches a DEQ's (:ref:`§5 <theory-5>`).
 
     Parameters
     ----------
@@ -825,7 +825,8 @@ def design_explicit(
         fixed) or ``"all"``.
     probe
         Samples on which the exact kernels are compared: a :class:`~deqfast.Sample`, a
-        prepared dataset (:mod:`deqfast.datasets`) or an array ``(n, p)``, used as given. Default: :func:`default_probe` — the authors'
+        prepared dataset (:mod:`deqfast.datasets`) or an array ``(n, p)``, used as given.
+        Default: :func:`default_probe` — the authors'
         mixture ``GaussianMixture.paper(256)``, ``n = 204``, drawn with ``seed`` and
         rescaled to the DEQ's ``τ0``.
     seed

@@ -6,7 +6,7 @@ The same calls run on a laptop (no client: Dask's threaded scheduler), a
 (``docs/cluster.md``): Dask is the scheduler, nothing here is home-made.
 
 :func:`kernels_blocked`
-    The exact ``n × n`` kernel of THEORY.md §3 (``G*``, ``K*``, ``Θ*``, ``S*``, ``Ġ*``) as a
+    The exact ``n × n`` kernel of :ref:`§3 <theory-3>` (``G*``, ``K*``, ``Θ*``, ``S*``, ``Ġ*``) as a
     ``dask.array`` of ``block × block`` tiles. The diagonal fixed points ``d_i = S*_ii``
     (``n`` scalar equations) are solved once on the client and broadcast with ``X``; each
     tile ``(I, J)``, ``I ≤ J``, is one call of the C++ pair solver
@@ -115,7 +115,10 @@ def _tile(
     key: str,
     params: dict[str, Any],
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One tile of the exact kernel: pair fixed points for ``rows × cols`` (THEORY.md §3)."""
+    """One tile of the exact kernel: pair fixed points for ``rows × cols``.
+
+    See :ref:`§3 <theory-3>`.
+    """
     from deqfast import _core
 
     t0 = time.perf_counter()
@@ -274,7 +277,7 @@ def kernels_blocked(
     num_threads: int = 1,
     progress: bool | None = None,
 ) -> dask.array.Array:
-    """The exact kernel of ``deq`` on ``X`` as a ``dask.array`` of tiles (THEORY.md §3).
+    """The exact kernel of ``deq`` on ``X`` as a ``dask.array`` of tiles (:ref:`§3 <theory-3>`).
 
     Parameters
     ----------
@@ -994,7 +997,7 @@ def kernel_ridge_cg(
 ) -> CGResult:
     """Kernel ridge coefficients ``α = (K + λ I)⁻¹ Y`` without holding ``K`` in memory.
 
-    The exact kernel ``K`` of ``deq`` on ``X`` (THEORY.md §3) is written tile by tile to a
+    The exact kernel ``K`` of ``deq`` on ``X`` (:ref:`§3 <theory-3>`) is written tile by tile to a
     zarr store by :func:`kernels_blocked`, wrapped by :func:`tiled_operator` (every product
     reads each stored upper tile once) and the system is solved by
     :func:`conjugate_gradient`, preconditioned by :func:`nystrom_preconditioner` on

@@ -1,6 +1,6 @@
 """scikit-learn estimators: infinitely wide DEQs and explicit nets, and their random features.
 
-Predictors with an exact infinite-width kernel (THEORY.md §3 for the DEQ, §5 for the
+Predictors with an exact infinite-width kernel (:ref:`§3 <theory-3>` for the DEQ, §5 for the
 explicit net). ``kernel="ck"`` is the conjugate kernel (NNGP) ``G*``; ``kernel="ntk"`` the
 neural tangent kernel ``K*`` (``trained="hidden"``: hidden weights and read-out trained,
 the paper's convention) or ``Θ*`` (``trained="all"``). With ``Θ`` the kernel on the
@@ -29,10 +29,10 @@ it is the NNGP posterior mean.
     last hidden layer ``h_L/√m`` of the designed net) for a ``Pipeline`` with any
     scikit-learn classifier or regressor.
 
-The input scale ``tau0`` centres the activations (THEORY.md §2–§4). With
+The input scale ``tau0`` centres the activations (:ref:`§2 <theory-2>`–:ref:`§4 <theory-4>`). With
 ``tau0="auto"`` (default) it is estimated in ``fit`` as ``√(mean_i ‖x_i‖²)`` over the
 training samples — the level at which every ``‖x_i‖²`` concentrates for mixture data
-(THEORY.md §1; 1 for data prepared by :func:`deqfast.datasets.prepare`) — and kept as the
+(:ref:`§1 <theory-1>`; 1 for data prepared by :func:`deqfast.datasets.prepare`) — and kept as the
 fitted attribute ``tau0_``; pass a number to fix it.
 
 The classifiers regress one-vs-all targets (``+1`` for the class, ``−1`` otherwise; a
@@ -536,7 +536,7 @@ class _RandomFeaturesBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 class DEQRandomFeatures(_RandomFeaturesBase):
     """Equilibrium features ``φ(z*(x))/√m`` of a width-``m`` DEQ with random weights.
 
-    The DEQ ``z = (σ_a/√m) Ã φ(z) + σ_b B x`` (THEORY.md §3) with ``Ã``, ``B`` drawn once
+    The DEQ ``z = (σ_a/√m) Ã φ(z) + σ_b B x`` (:ref:`§3 <theory-3>`) with ``Ã``, ``B`` drawn once
     per ``fit`` (from ``random_state``) and solved for each batch by
     :func:`deqfast.finite.forward` (Anderson acceleration); the features are
     :func:`deqfast.random_features.deq_features`. As ``m → ∞``, ``F Fᵀ`` tends to the

@@ -1,4 +1,4 @@
-"""Not-so-deep explicit networks and their kernels (THEORY.md §5).
+"""Not-so-deep explicit networks and their kernels (:ref:`§5 <theory-5>`).
 
 An explicit net with ``L`` hidden layers: ``h_0 = x``, ``h_ℓ = σ_ℓ(W_ℓ h_{ℓ−1})``,
 ``W_1 ~ N(0, 1)``, ``W_ℓ ~ N(0, 1/d_{ℓ−1})`` (``d_ℓ`` the width of layer ``ℓ``),
@@ -11,7 +11,7 @@ with ``Θ^z_1 = 0`` by default (the input weights ``W_1`` are not trained, like 
 DEQ's ``B``) and ``Θ^z_1 = S_1`` with ``trained="all"``. Every ``σ_ℓ`` is centred at
 the mixture level of its input kernel, ``τ_ℓ = √d_ℓ`` (``d_1 = τ0²``, then
 ``d_{ℓ+1} = m2`` of layer ``ℓ``): ``σ_ℓ = raw_ℓ − E raw_ℓ(τ_ℓ ξ)``, the same constant
-for every sample, as the theory prescribes (THEORY.md §2).
+for every sample, as the theory prescribes (:ref:`§2 <theory-2>`).
 
 The surrogate coefficients are a finite composition of the maps of
 :mod:`deqfast.coefficients` — the same code that gives the DEQ's equilibrium
@@ -93,7 +93,7 @@ class ForwardResult:
 
 
 class ExplicitNet:
-    """An explicit feed-forward net with centred activations (THEORY.md §5).
+    """An explicit feed-forward net with centred activations (:ref:`§5 <theory-5>`).
 
     Parameters
     ----------
@@ -169,9 +169,9 @@ class ExplicitNet:
         """The centred activations ``σ_1..σ_L``."""
         return tuple(layer.activation for layer in self._layers)
 
-    # -- coefficient algebra (THEORY §5) ------------------------------------------------------
+    # -- coefficient algebra (docs/theory.md §5) ---------------------------------------------
     def coefficients(self, kind: str = "ck", *, trained: str = "hidden") -> KernelCoefficients:
-        """Surrogate coefficients of the CK (``K_L``) or the NTK (THEORY.md §5).
+        """Surrogate coefficients of the CK (``K_L``) or the NTK (:ref:`§5 <theory-5>`).
 
         ``kind="ck"``: ``(d, c1, c2, c3, c4)`` of ``K_L``. ``kind="ntk"``: ``(d, c1, c2, c3)``
         of ``K_L + K̇_L ∘ Θ^z_L`` with ``Θ^z_1 = 0`` (``trained="hidden"``, input weights
@@ -255,7 +255,7 @@ class ExplicitNet:
     def ck(
         self, X: Any, X2: Any = None, *, hermite_terms: int = 64, num_threads: int | None = None
     ) -> np.ndarray:
-        """The exact infinite-width CK ``K_L`` (THEORY.md §5), ``(n, n)`` or ``(n, n2)``.
+        """The exact infinite-width CK ``K_L`` (:ref:`§5 <theory-5>`), ``(n, n)`` or ``(n, n2)``.
 
         One C++ Gaussian map per layer (closed forms for the piecewise-linear family and
         ``erf``, exact Mehler series for polynomials, ``hermite_terms`` Mehler terms or
@@ -274,7 +274,7 @@ class ExplicitNet:
         hermite_terms: int = 64,
         num_threads: int | None = None,
     ) -> np.ndarray:
-        """The exact infinite-width NTK ``K_L + K̇_L ∘ Θ^z_L`` (THEORY.md §5).
+        """The exact infinite-width NTK ``K_L + K̇_L ∘ Θ^z_L`` (:ref:`§5 <theory-5>`).
 
         ``trained="hidden"`` (default): ``W_2..W_L`` and ``v`` trained, ``Θ^z_1 = 0``;
         ``trained="all"``: ``W_1`` too, ``Θ^z_1 = XXᵀ``.
@@ -296,11 +296,14 @@ class ExplicitNet:
         return stats
 
     def ck_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
-        """The RMT surrogate ``M̄`` of the CK (THEORY.md §4) with this net's coefficients."""
+        """The RMT surrogate ``M̄`` of the CK (:ref:`§4 <theory-4>`) with this net's coefficients."""
         return surrogate_matrix(X, self._check_stats(stats), self.coefficients("ck"))
 
     def ntk_surrogate(self, X: Any, stats: MixtureStats, *, trained: str = "hidden") -> np.ndarray:
-        """The RMT surrogate of the NTK (THEORY.md §4–§5) with this net's coefficients."""
+        """The RMT surrogate of the NTK with this net's coefficients.
+
+        See :ref:`§4 <theory-4>`–:ref:`§5 <theory-5>`.
+        """
         coef = self.coefficients("ntk", trained=trained)
         return surrogate_matrix(X, self._check_stats(stats), coef)
 
@@ -320,7 +323,7 @@ class ExplicitNet:
         return tuple(check_integer(w, "widths", min_value=1) for w in widths)
 
     def forward(self, X: Any, widths: Any, *, seed: Any = None) -> ForwardResult:
-        """A finite-width forward pass with Gaussian weights (THEORY.md §5 convention).
+        """A finite-width forward pass with Gaussian weights (:ref:`§5 <theory-5>` convention).
 
         Weights are drawn from ``rng = np.random.default_rng(seed)`` (a ``Generator`` is
         used as is) in this order: ``W_1`` of shape ``(p, d_1)`` with standard normal

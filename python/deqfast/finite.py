@@ -1,6 +1,6 @@
 """Finite-width deep equilibrium models: forward pass, adjoint, empirical CK and NTK.
 
-THEORY.md §3, "finite width". Width ``m``, all weights i.i.d. ``N(0, 1)``::
+:ref:`§3 <theory-3>`, "finite width". Width ``m``, all weights i.i.d. ``N(0, 1)``::
 
     z = (σ_a/√m) Ã φ(z) + σ_b B x          (equilibrium z* = z*(x))
     f(x) = vᵀ φ(z*) / √m                   (scalar read-out)
@@ -69,7 +69,7 @@ _MAX_THREADS_PASSED = 2**31 - 1  # a C int; the core clamps the team size itself
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class ForwardResult:
-    """The equilibrium of a finite-width DEQ on a batch (THEORY.md §3).
+    """The equilibrium of a finite-width DEQ on a batch (:ref:`§3 <theory-3>`).
 
     Attributes
     ----------
@@ -321,7 +321,9 @@ def forward(
     dtype: Any = np.float64,
     num_threads: int = 0,
 ) -> ForwardResult:
-    """Solve the finite-width DEQ ``Z = (σ_a/√m) Ã φ(Z) + σ_b B Xᵀ`` for a batch (THEORY.md §3).
+    """Solve the finite-width DEQ ``Z = (σ_a/√m) Ã φ(Z) + σ_b B Xᵀ`` for a batch.
+
+    See :ref:`§3 <theory-3>`.
 
     Parameters
     ----------
@@ -435,7 +437,9 @@ def empirical_ck(
     dtype: Any = None,
     num_threads: int = 0,
 ) -> np.ndarray:
-    """Monte-Carlo empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` over ``trials`` weight draws (THEORY.md §3).
+    """Monte-Carlo empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` over ``trials`` weight draws.
+
+    See :ref:`§3 <theory-3>`.
 
     Tends to the Implicit-CK ``G* = deq.ck(X)`` as ``m → ∞``. Memory is one draw
     at a time (``O(m² + mn + n²)``). Solver options as in :func:`forward`,
@@ -485,7 +489,7 @@ def empirical_ntk(
     dtype: Any = None,
     num_threads: int = 0,
 ) -> np.ndarray:
-    """Monte-Carlo empirical NTK of the finite-width DEQ (THEORY.md §3).
+    """Monte-Carlo empirical NTK of the finite-width DEQ (:ref:`§3 <theory-3>`).
 
     ``method="adjoint"`` (exact gradients): solve the adjoint fixed point
     ``w = g + (σ_a/√m) D Ãᵀ w``, ``D = diag φ'(z*)``, ``g = D v/√m``, then ::

@@ -1,4 +1,6 @@
-"""Exact infinite-width DEQ kernels: Implicit-CK ``G*`` and Implicit-NTK ``K*`` (THEORY.md §3).
+"""Exact infinite-width DEQ kernels: Implicit-CK ``G*`` and Implicit-NTK ``K*``.
+
+See :ref:`§3 <theory-3>`.
 
 The fixed point ``S* = σ_a² F_φ(S*) + σ_b² XXᵀ`` decouples: every diagonal entry
 solves a scalar equation, then every pair ``(i, j)`` solves its own scalar fixed
@@ -90,7 +92,7 @@ def diagonal(
     num_threads: int = 0,
     name: str = "X",
 ) -> Any:
-    """Diagonal fixed points ``S*_ii`` of the rows of ``X`` (THEORY.md §3), as the core's
+    """Diagonal fixed points ``S*_ii`` of the rows of ``X`` (:ref:`§3 <theory-3>`), as the core's
     ``SampleData`` (``d``, ``m2 = G*_ii``, ``e2 = Ġ*_ii``).
 
     ``phi`` is an :class:`~deqfast.activations.Activation` (already centred if wanted);
@@ -189,7 +191,7 @@ def compute_kernels(
     block: int | None = None,
     progress: bool | None = None,
 ) -> KernelResult:
-    """Exact infinite-width kernels of a DEQ with activation ``phi`` (THEORY.md §3).
+    """Exact infinite-width kernels of a DEQ with activation ``phi`` (:ref:`§3 <theory-3>`).
 
     Parameters
     ----------

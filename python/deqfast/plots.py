@@ -1,4 +1,4 @@
-"""Figures for kernel comparisons (THEORY.md §6) and experiments.
+"""Figures for kernel comparisons (:ref:`§6 <theory-6>`) and experiments.
 
 Needs matplotlib (a dependency of deqfast).  Figures
 are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never with

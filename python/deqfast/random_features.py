@@ -1,4 +1,4 @@
-"""Random-feature classification: the authors' training experiment (THEORY.md §5).
+"""Random-feature classification: the authors' training experiment (:ref:`§5 <theory-5>`).
 
 The hidden weights of a network are drawn at random and frozen; only a linear
 read-out on the last hidden layer is trained.  With features scaled as
@@ -120,7 +120,7 @@ def relu_kernel(X: Any, Y: Any = None) -> np.ndarray:
 
 
 def deq_features(deq: Any, **forward_options: Any) -> FeatureFn:
-    """Feature map of a finite-width DEQ: ``φ(z*(x))/√m`` (THEORY.md §3).
+    """Feature map of a finite-width DEQ: ``φ(z*(x))/√m`` (:ref:`§3 <theory-3>`).
 
     Uses :func:`deqfast.finite.forward` (``forward_options`` are passed on,
     e.g. ``tol=1e-6``); the weights are drawn from ``seed``.
@@ -594,7 +594,7 @@ def paper_models(
     sigma_b2: float | None = None,
     forward_options: Mapping[str, Any] | None = None,
 ) -> dict[str, FeatureModel]:
-    """The authors' six random-feature models (THEORY.md §5), for inputs at scale ``τ0``.
+    """The authors' six random-feature models (:ref:`§5 <theory-5>`), for inputs at scale ``τ0``.
 
     In the order of the authors' scripts (``inn``, ``l_relu_enn``, ``relu_enn``,
     ``tanh_inn``, ``h_tanh_enn``, ``tanh_enn``):
@@ -816,7 +816,9 @@ def classification_grid(
     kernel_limit: bool = True,
     progress: bool = False,
 ) -> ClassificationResult:
-    """Random features + trained linear read-outs over models, widths and seeds (THEORY.md §5).
+    """Random features + trained linear read-outs over models, widths and seeds.
+
+    See :ref:`§5 <theory-5>`.
 
     For every model, width and seed the features of ``[Xtr; Xte]`` are computed
     once (same random weights for training and test samples) and every read-out

@@ -1,4 +1,4 @@
-"""Comparing two kernel matrices through their spectra (THEORY.md §6).
+"""Comparing two kernel matrices through their spectra (:ref:`§6 <theory-6>`).
 
 :func:`compare_spectra` takes a reference kernel ``A`` (e.g. the exact ``G*``)
 and an approximation ``B`` (e.g. the surrogate ``Ḡ``) and reports
@@ -126,7 +126,7 @@ def isolated_eigenvalues(
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class SpectralComparison:
-    """Result of :func:`compare_spectra` (THEORY.md §6).
+    """Result of :func:`compare_spectra` (:ref:`§6 <theory-6>`).
 
     Attributes
     ----------
@@ -290,7 +290,7 @@ class SpectralComparison:
 
 
 def spectral_norm(M: Any) -> float:
-    """``‖M‖₂ = max |λ_i(M)|`` of a real symmetric matrix (THEORY.md §6 errors).
+    """``‖M‖₂ = max |λ_i(M)|`` of a real symmetric matrix (:ref:`§6 <theory-6>` errors).
 
     The eigenvalue of largest magnitude by Lanczos (ARPACK's ``eigsh``, ``tol=0``:
     to machine precision, from a fixed start so the result is reproducible); about
@@ -386,7 +386,7 @@ def compare_spectra(
     gap_factor: float = 20.0,
     max_spikes: int = 20,
 ) -> SpectralComparison:
-    """Compare a reference kernel ``A`` with an approximation ``B`` (THEORY.md §6).
+    """Compare a reference kernel ``A`` with an approximation ``B`` (:ref:`§6 <theory-6>`).
 
     Parameters
     ----------

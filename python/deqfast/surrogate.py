@@ -60,7 +60,7 @@ def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> n
         If ``X`` is invalid (see :func:`deqfast._validation.as_data_matrix`:
         NaN/inf, or row norms outside ``[1.49e-154, 1.34e154]``), does not
         match ``stats``, or the matrix overflows float64 (data far from the
-        ``‖x_i‖² ≈ τ0²`` scale of THEORY.md §1): never a non-finite entry.
+        ``‖x_i‖² ≈ τ0²`` scale of :ref:`§1 <theory-1>`): never a non-finite entry.
     """
     X = as_data_matrix(X, "X")
     n, p = X.shape
@@ -79,7 +79,7 @@ def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> n
         raise ValueError(
             f"the surrogate overflows float64 for this data (largest ‖x_i‖ = {peak:.3g}, "
             f"c1 = {coef.c1:.3g}, tau0 = {stats.tau0:.3g}); rescale X to ‖x_i‖² of order 1 "
-            "(THEORY.md §1)"
+            "(§1 of the theory page)"
         )
     return M
 
