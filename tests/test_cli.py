@@ -102,20 +102,24 @@ def test_results_json_matches_a_direct_computation(report_dir):
         )
         assert theory["spikes"] == pytest.approx(ts.spikes.tolist(), rel=1e-9)
     assert res["timings_seconds"]["total"] > 0
-    if "skipped" not in res["digits"]:
-        from deqfast.datasets import load_digits
+    # the real-data part: MNIST 6 vs 8, all samples (30 per class in this test mode)
+    from deqfast.datasets import load_mnist, prepare
 
-        ds = load_digits((3, 5))
-        deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
-        G = deq.ck(ds.X)
-        err = np.linalg.norm(G - deq.ck_surrogate(ds.X, ds.stats), 2) / np.linalg.norm(G, 2)
-        assert res["digits"]["spectra"]["relu"]["ck"]["op_error"] == pytest.approx(err, rel=1e-6)
-        rf = res["digits"]["random_features"]
-        assert "ReLU 1-layer (baseline)" in rf and "relu DEQ" in rf
-        for r in rf.values():
-            acc = np.array(r["test_accuracy"])
-            assert acc.shape == (len(r["widths"]), len(r["seeds"]))
-            np.testing.assert_allclose(r["mean"], acc.mean(axis=1))
+    raw = load_mnist(classes=[6, 8])
+    ds = prepare(
+        raw.X, raw.labels, n_per_class=30, seed=np.random.default_rng([3, 11]),
+        class_names=raw.class_names,
+    )  # fmt: skip
+    real = res["real_data"]
+    assert real["n"] == 60 and real["p"] == 784 and real["classes"] == ["6", "8"]
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+    G = deq.ck(ds.X)
+    err = np.linalg.norm(G - deq.ck_surrogate(ds.X, ds.stats), 2) / np.linalg.norm(G, 2)
+    assert real["spectra"]["relu"]["ck"]["op_error"] == pytest.approx(err, rel=1e-6)
+    sub = real["subsets"]["relu"]
+    assert len(sub["ck_op"]) == 2 and sub["ck_op_mean"] == pytest.approx(np.mean(sub["ck_op"]))
+    assert real["design"]["relu_ck"]["designed"]["op_error"] < 0.01
+    assert "spikes" in real["spectra"]["tanh"]["theory"]["ck"]
 
 
 @pytest.fixture

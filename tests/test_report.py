@@ -18,7 +18,7 @@ import deqfast as df
 from deqfast.cli import main
 from deqfast.finite import empirical_ck
 from deqfast.report import ReproduceConfig, reproduce, sample_mixture
-from deqfast.report._config import Progress
+from deqfast.report._config import Progress, single_blas
 from deqfast.report._document import Document, to_html, to_markdown
 from deqfast.report._mixture import (
     FiniteWidthResult,
@@ -226,3 +226,98 @@ def test_a_killed_run_leaves_the_earlier_report_whole(tmp_path):
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert _tree(out) == old
+
+
+# --------------------------------------------------------------------------- real data
+def _real_cfg(**changes):
+    base = ReproduceConfig.make(p=32)
+    return dataclasses.replace(base, **changes)
+
+
+def test_mnist_surrogate_errors_match_an_independent_computation():
+    """MNIST 6 vs 8, n = 1000, σ_a² = 0.2: the reported ‖G*−Ḡ‖/‖G*‖ and ‖K*−K̄‖/‖K*‖ of relu
+    against tests/reference.py (NumPy kernels, equilibrium and surrogate); for tanh the
+    surrogate is the reference's and the exact kernels the library's."""
+    from deqfast.report._realdata import compute_real_data
+
+    cfg = _real_cfg(
+        real_n_per_class=500, real_subsets=1, real_subset_n=40, spectra_activations=(),
+        real_activations=("relu", "tanh"), real_designs=(),
+    )  # fmt: skip
+    with single_blas():  # n = 1000 decompositions: threads only oversubscribe a busy machine
+        _check_mnist_errors(compute_real_data(cfg, Workspace(cfg), Progress(False)))
+
+
+def _check_mnist_errors(r):
+    import reference
+    from deqfast.datasets import load_mnist
+
+    ds = load_mnist(classes=[6, 8])
+    assert (r.n, r.p, r.class_counts) == (1000, 784, (500, 500))
+    st = ds.stats
+    J = np.eye(2)[ds.labels]
+    XXt = ds.X @ ds.X.T
+    for act in ("relu", "tanh"):
+        ref = reference.get(act)
+        eq = reference.equilibrium(ref.phi, ref.dphi, ref.kinks, 0.2, 0.8, st.tau0)
+        if act == "relu":
+            ex = reference.relu_deq_kernels(ds.X, 0.2, 0.8, eq["center"])
+        else:
+            deq = df.DEQ("tanh", sigma_a2=0.2, tau0=st.tau0)
+            ex = {"G": deq.ck(ds.X), "K": deq.ntk(ds.X)}
+        for kind, key in (("ck", "G"), ("ntk", "K")):
+            cf = reference.surrogate_coefficients(eq, kind)
+            M = reference.surrogate_matrix(XXt, J, st.psi, st.t, st.T, st.tau0, ds.p, **cf)
+            expected = reference.rel_op_err(ex[key], M)
+            assert r.matching[act].comparison(kind).op_error == pytest.approx(expected, rel=1e-6)
+    assert 0.05 < r.matching["relu"].ck.op_error < 0.2  # the regime the paper reports
+
+
+def _idx_dir(directory, rng, classes=(3, 4), per_class=12):
+    import gzip
+    import struct
+
+    directory.mkdir()
+    labels = np.repeat(np.array(classes, dtype=np.uint8), per_class)
+    images = rng.integers(0, 256, size=(labels.size, 28, 28), dtype=np.uint8)
+    for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+        head = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim)
+        head += b"".join(struct.pack(">I", d) for d in arr.shape)
+        (directory / f"train-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+    return images, labels
+
+
+def test_data_option_runs_the_real_data_part_on_an_idx_directory_and_a_npz(tmp_path, rng):
+    from deqfast.datasets import prepare
+    from deqfast.report._realdata import compute_real_data
+
+    images, labels = _idx_dir(tmp_path / "idx", rng)
+    cfg = _real_cfg(data=str(tmp_path / "idx"), real_classes=(3, 4), real_subset_n=16)
+    r = compute_real_data(cfg, Workspace(cfg), Progress(False))
+    ds = prepare(images, labels, classes=[3, 4])
+    assert (r.n, r.p, r.source) == (24, 784, str(tmp_path / "idx"))
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+    G = deq.ck(ds.X)
+    assert r.matching["relu"].ck.op_error == pytest.approx(
+        _op(G, deq.ck_surrogate(ds.X, ds.stats)), rel=1e-8
+    )
+    assert r.subset_errors["relu"][0].shape == (2,)
+
+    feats = rng.standard_normal((30, 50))
+    names = np.repeat(np.array(["cat", "dog"]), 15)
+    np.savez(tmp_path / "f.npz", X=feats, y=names)
+    cfg = _real_cfg(data=str(tmp_path / "f.npz"), real_classes=("cat", "dog"), real_subset_n=20)
+    r = compute_real_data(cfg, Workspace(cfg), Progress(False))
+    assert (r.n, r.p, r.class_names) == (30, 50, ("cat", "dog"))
+
+
+def test_data_option_errors_name_the_path(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["reproduce", "--data", str(missing), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "IDX" in err
+    (tmp_path / "x.txt").write_text("not data")
+    assert main(["reproduce", "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "x.txt" in err and ".npz" in err
+    assert not (tmp_path / "o").exists()  # nothing computed, nothing written

@@ -20,13 +20,13 @@ from deqfast.report._mixture import (
     compute_mixture,
 )
 from deqfast.report._output import ReportOutput
-from deqfast.report._realdata import compute_digits
+from deqfast.report._realdata import compute_real_data
 from deqfast.report._render import (
     Headline,
     render_design,
     render_finite_width,
     render_mixture,
-    render_realdata,
+    render_real_data,
 )
 
 __all__ = ["reproduce"]
@@ -38,7 +38,7 @@ SECTIONS = (
     ("mixture", compute_mixture, render_mixture),
     ("design", compute_design, render_design),
     ("finite_width", compute_finite_width, render_finite_width),
-    ("digits", compute_digits, render_realdata),
+    ("real_data", compute_real_data, render_real_data),
 )
 
 
@@ -94,7 +94,10 @@ def _config_json(cfg: ReproduceConfig) -> dict[str, Any]:
         "sample_generator": "GaussianMixture.paper(p).sample(round(n_ratio*p), "
         "seed=np.random.default_rng([seed, p, draw]))",
         "finite_generator": "empirical_ck(..., seed=np.random.default_rng([seed, 7, width]))",
-        "digits_split_seed": "train_test_split(..., seed=seed)",
+        "finite_ntk_generator": "empirical_ntk(..., method='adjoint', "
+        "seed=np.random.default_rng([seed, 8, width]))",
+        "real_subset_generator": "prepare(X, labels, n_per_class=real_subset_n // K, "
+        "seed=np.random.default_rng([seed, real_subset_n, r]))",
         "rf_generator": "feature_fn(X, width, rf_seed) with the rf_seeds",
     }
 
