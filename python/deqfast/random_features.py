@@ -24,9 +24,10 @@ baseline's infinite-width kernel.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,20 @@ from deqfast._validation import (
 )
 
 __all__ = [
+    "GRID_READOUTS",
+    "PAPER_WIDTHS",
+    "ClassificationResult",
+    "FeatureModel",
+    "InferenceTiming",
     "RandomFeatureResult",
     "accuracy_table",
+    "classification_grid",
     "deq_features",
     "explicit_features",
     "fit_readout",
+    "inference_timing",
     "kernel_ridge_accuracy",
+    "paper_models",
     "random_feature_accuracy",
     "relu_features",
     "relu_kernel",
@@ -307,6 +316,27 @@ def _encode(ytr: Any, yte: Any, ntr: int, nte: int) -> tuple[np.ndarray, np.ndar
     return ctr, cte
 
 
+def _check_split(
+    Xtr: Any, ytr: Any, Xte: Any, yte: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    A = as_data_matrix(Xtr, "Xtr")
+    B = as_data_matrix(Xte, "Xte")
+    if B.shape[1] != A.shape[1]:
+        raise ValueError(f"Xte must have p = {A.shape[1]} columns like Xtr; got shape {B.shape}")
+    ctr, cte = _encode(ytr, yte, A.shape[0], B.shape[0])
+    return A, B, ctr, cte
+
+
+def _check_widths_seeds(
+    widths: Sequence[int], seeds: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    ws = tuple(check_integer(w, "widths", min_value=1) for w in widths)
+    ss = tuple(check_integer(s, "seeds", min_value=0) for s in seeds)
+    if not ws or not ss:
+        raise ValueError("widths and seeds must each contain at least one entry")
+    return ws, ss
+
+
 def random_feature_accuracy(
     feature_fn: FeatureFn,
     Xtr: Any,
@@ -354,17 +384,10 @@ def random_feature_accuracy(
     -------
     RandomFeatureResult
     """
-    A = as_data_matrix(Xtr, "Xtr")
-    B = as_data_matrix(Xte, "Xte")
-    if B.shape[1] != A.shape[1]:
-        raise ValueError(f"Xte must have p = {A.shape[1]} columns like Xtr; got shape {B.shape}")
-    ctr, cte = _encode(ytr, yte, A.shape[0], B.shape[0])
+    A, B, ctr, cte = _check_split(Xtr, ytr, Xte, yte)
     if not callable(feature_fn):
         raise TypeError(f"feature_fn must be callable; got {type(feature_fn).__name__}")
-    ws = tuple(check_integer(w, "widths", min_value=1) for w in widths)
-    ss = tuple(check_integer(s, "seeds", min_value=0) for s in seeds)
-    if not ws or not ss:
-        raise ValueError("widths and seeds must each contain at least one entry")
+    ws, ss = _check_widths_seeds(widths, seeds)
     check_choice(readout, "readout", _READOUTS)
     lam = check_positive(ridge, "ridge")
     X = np.vstack([A, B])
@@ -468,3 +491,590 @@ def accuracy_table(
     out = ["  ".join(h.rjust(c) for h, c in zip(header, cols))]
     out += ["  ".join(v.rjust(c) for v, c in zip(r, cols)) for r in rows]
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- #
+# The paper's six models, both read-outs, the kernel limit, inference timing
+# --------------------------------------------------------------------------- #
+KernelFn = Callable[..., np.ndarray]
+
+#: Read-outs of :func:`classification_grid`: scikit-learn's multinomial
+#: ``LogisticRegression`` (cross-entropy, the authors' loss) and ``RidgeClassifier``.
+GRID_READOUTS = ("logistic", "ridge")
+
+#: Widths of the authors' random-feature experiment.
+PAPER_WIDTHS = (32, 128, 512, 1024, 4096)
+
+
+@contextlib.contextmanager
+def _blas_threads(limit: int | None) -> Iterator[None]:
+    """Cap the BLAS threads (``None``: leave them alone).
+
+    Small dense products and solves (read-outs of a few hundred features, the
+    L-BFGS iterations of the logistic read-out) run far slower multi-threaded on
+    a busy machine than on one thread; only the large products gain from
+    threads.  Needs ``threadpoolctl`` (installed with scikit-learn); without it
+    this does nothing.
+    """
+    if limit is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
+def _threads_for(work: float) -> int | None:
+    """One BLAS thread for jobs whose largest product has fewer than ``2e9`` flops."""
+    return 1 if work < 2e9 else None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureModel:
+    """A random-feature model: its feature map and its infinite-width kernel.
+
+    Attributes
+    ----------
+    name : str
+        Display name (a key of :func:`paper_models`).
+    features : callable ``(X, width, seed) -> ndarray (n, width)``
+        Features ``h/√m`` of the last hidden layer, weights drawn from ``seed``.
+    kernel : callable ``(X, X2=None) -> ndarray``
+        The exact infinite-width CK of the same features (``E[FFᵀ]`` as
+        ``m → ∞``): kernel ridge with it is the limit of the ridge read-out.
+    kind : {"deq", "explicit"}
+    model : DEQ or ExplicitNet
+        The underlying model.
+    note : str
+        How the model was built.
+    """
+
+    name: str
+    features: FeatureFn = dataclasses.field(repr=False)
+    kernel: KernelFn = dataclasses.field(repr=False)
+    kind: str
+    model: Any
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly description."""
+        return {"name": self.name, "kind": self.kind, "model": repr(self.model), "note": self.note}
+
+
+def paper_models(
+    tau0: float,
+    *,
+    sigma_a2: float = 0.2,
+    sigma_b2: float | None = None,
+    forward_options: Mapping[str, Any] | None = None,
+) -> dict[str, FeatureModel]:
+    """The authors' six random-feature models (THEORY.md §5), for inputs at scale ``τ0``.
+
+    In the order of the authors' scripts (``inn``, ``l_relu_enn``, ``relu_enn``,
+    ``tanh_inn``, ``h_tanh_enn``, ``tanh_enn``):
+
+    * ``"ReLU DEQ"`` — the finite-width DEQ with ReLU (centred at ``τ*``);
+    * ``"L-ReLU net (designed)"`` — two hidden L-ReLU layers designed for the
+      ReLU DEQ's CK (``design_explicit(deq, target="ck", family="lrelu")``);
+    * ``"ReLU net (2 layers)"`` — the undesigned two-hidden-layer ReLU net, its
+      output scale set to the DEQ's diagonal level (``family="relu"``);
+    * ``"tanh DEQ"``;
+    * ``"H-tanh net (designed)"`` — one hidden ``a·clip(t, −c, c)`` layer
+      designed for the tanh DEQ's CK (``family="clip"``);
+    * ``"tanh net (1 layer)"`` — one hidden tanh layer, undesigned (the
+      authors' ``tanh_enn`` has one hidden layer, like the H-tanh net).
+
+    Parameters
+    ----------
+    tau0 : float
+        Input scale (``stats.tau0`` of the prepared data).
+    sigma_a2, sigma_b2 : float
+        The DEQs' weight variances (``sigma_b2`` defaults to ``1 − sigma_a2``).
+    forward_options : mapping, optional
+        Passed to :func:`deqfast.finite.forward` for the DEQ features (e.g.
+        ``{"dtype": np.float32, "tol": 1e-4}``); default: its defaults.
+
+    Returns
+    -------
+    dict of str to FeatureModel
+    """
+    import warnings
+
+    from deqfast.deq import DEQ
+    from deqfast.design import DesignWarning, design_explicit
+    from deqfast.explicit import ExplicitNet
+
+    t0 = check_positive(tau0, "tau0")
+    opts = dict(forward_options or {})
+    models: dict[str, FeatureModel] = {}
+    for act, family, baseline in (("relu", "lrelu", "relu"), ("tanh", "clip", None)):
+        deq = DEQ(act, sigma_a2=sigma_a2, sigma_b2=sigma_b2, tau0=t0)
+        label = "ReLU" if act == "relu" else "tanh"
+        models[f"{label} DEQ"] = FeatureModel(
+            f"{label} DEQ", deq_features(deq, **opts), deq.ck, "deq", deq,
+            f"finite-width DEQ, Anderson forward pass ({opts or 'default options'})",
+        )  # fmt: skip
+        design = design_explicit(deq, target="ck", family=family)
+        if not design.matched:
+            raise RuntimeError(f"design_explicit({family!r}) did not match {deq!r}: {design!r}")
+        name = "L-ReLU net (designed)" if act == "relu" else "H-tanh net (designed)"
+        models[name] = FeatureModel(
+            name, explicit_features(design.net), design.net.ck, "explicit", design.net,
+            f"designed for the {label} DEQ's CK (family {family!r}, coefficient residual "
+            f"{design.residual:.1e})",
+        )  # fmt: skip
+        if baseline is not None:
+            with warnings.catch_warnings():  # the baseline is unfitted: no match is expected
+                warnings.simplefilter("ignore", DesignWarning)
+                net = design_explicit(deq, target="ck", family=baseline).net
+            note = "undesigned two-layer ReLU net, output scale set to the DEQ's d"
+            name = "ReLU net (2 layers)"
+        else:
+            net = ExplicitNet(["tanh"], tau0=t0)
+            note = "undesigned one-layer tanh net"
+            name = "tanh net (1 layer)"
+        models[name] = FeatureModel(
+            name, explicit_features(net), net.ck, "explicit", net, note
+        )  # fmt: skip
+    return models
+
+
+def _readout_estimator(readout: str, ridge: float, max_iter: int) -> Any:
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+    if readout == "ridge":
+        # targets ±1 (LabelBinarizer), no intercept: exactly W = argmin ‖FW − Y‖² + λ‖W‖²,
+        # whose m → ∞ limit is kernel ridge with the exact kernel (kernel_ridge_accuracy)
+        return RidgeClassifier(alpha=ridge, fit_intercept=False)
+    # multinomial cross-entropy + (λ/2)‖W‖² with an unpenalised intercept: C = 1/λ
+    return LogisticRegression(C=1.0 / ridge, max_iter=max_iter, tol=1e-6)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class ClassificationResult:
+    """Test accuracies of random-feature models over widths, seeds and read-outs.
+
+    Attributes
+    ----------
+    models : tuple of str
+    widths : tuple of int
+    seeds : tuple of int
+    readouts : tuple of str
+        Subset of :data:`GRID_READOUTS`.
+    results : dict of (model, readout) to RandomFeatureResult
+        Accuracies per width and seed.
+    kernel_accuracy : dict of str to float
+        Kernel ridge with each model's exact kernel (same ``ridge``), the
+        ``m → ∞`` limit of the ridge read-out (empty if not computed).
+    feature_seconds : ndarray, shape (models, widths, seeds)
+        Wall time of each feature computation (all ``n_train + n_test`` samples).
+    fit_seconds : dict of str to ndarray (models, widths, seeds)
+        Wall time of each read-out fit.
+    kernel_seconds : dict of str to float
+        Wall time of each exact kernel and its kernel ridge fit.
+    converged : dict of str to ndarray of bool (models, widths, seeds)
+        Whether each logistic fit converged within ``max_iter`` (all ``True``
+        for ridge).
+    n_train, n_test : int
+    ridge : float
+        ``λ`` of both read-outs and of kernel ridge.
+    max_iter : int
+        L-BFGS iterations allowed to the logistic read-out.
+    model_notes : dict of str to str
+    """
+
+    models: tuple[str, ...]
+    widths: tuple[int, ...]
+    seeds: tuple[int, ...]
+    readouts: tuple[str, ...]
+    results: dict[tuple[str, str], RandomFeatureResult]
+    kernel_accuracy: dict[str, float]
+    feature_seconds: np.ndarray
+    fit_seconds: dict[str, np.ndarray]
+    kernel_seconds: dict[str, float]
+    converged: dict[str, np.ndarray]
+    n_train: int
+    n_test: int
+    ridge: float
+    max_iter: int
+    model_notes: dict[str, str]
+
+    def result(self, model: str, readout: str) -> RandomFeatureResult:
+        """The accuracies of one model with one read-out."""
+        try:
+            return self.results[(model, readout)]
+        except KeyError:
+            raise KeyError(
+                f"no result for model {model!r} with read-out {readout!r}; models "
+                f"{list(self.models)}, read-outs {list(self.readouts)}"
+            ) from None
+
+    def accuracy(self, model: str, readout: str, width: int) -> tuple[float, float]:
+        """``(mean, std)`` test accuracy of one model, read-out and width."""
+        r = self.result(model, readout)
+        if width not in r.widths:
+            raise ValueError(f"width {width} was not run; widths {list(r.widths)}")
+        i = r.widths.index(width)
+        return float(r.mean[i]), float(r.std[i])
+
+    def table(self, readout: str, *, fmt: str = "markdown") -> str:
+        """Accuracy table of one read-out (:func:`accuracy_table`); the kernel-limit
+        column (kernel ridge) is shown with the ridge read-out only."""
+        check_choice(readout, "readout", self.readouts)
+        res = {m: self.results[(m, readout)] for m in self.models}
+        kacc = self.kernel_accuracy if readout == "ridge" else None
+        return accuracy_table(res, kernel_accuracy=kacc, fmt=fmt)
+
+    def within_one_std(self, designed: str, deq: str, readout: str, width: int) -> bool:
+        """Whether ``|mean(designed) − mean(deq)| ≤ std(deq)`` at ``width``."""
+        m1, _ = self.accuracy(designed, readout, width)
+        m0, s0 = self.accuracy(deq, readout, width)
+        return abs(m1 - m0) <= s0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (every number of the experiment)."""
+        return {
+            "models": list(self.models),
+            "widths": list(self.widths),
+            "seeds": list(self.seeds),
+            "readouts": list(self.readouts),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "ridge": self.ridge,
+            "max_iter": self.max_iter,
+            "accuracy": {
+                ro: {m: self.results[(m, ro)].to_dict() for m in self.models}
+                for ro in self.readouts
+            },
+            "kernel_ridge_accuracy": dict(self.kernel_accuracy),
+            "feature_seconds": {
+                m: self.feature_seconds[i].tolist() for i, m in enumerate(self.models)
+            },
+            "fit_seconds": {
+                ro: {m: t[i].tolist() for i, m in enumerate(self.models)}
+                for ro, t in self.fit_seconds.items()
+            },
+            "kernel_seconds": dict(self.kernel_seconds),
+            "converged": {
+                ro: {m: c[i].tolist() for i, m in enumerate(self.models)}
+                for ro, c in self.converged.items()
+            },
+            "model_notes": dict(self.model_notes),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ClassificationResult(models={len(self.models)}, widths={list(self.widths)}, "
+            f"seeds={len(self.seeds)}, readouts={list(self.readouts)}, "
+            f"n_train={self.n_train}, n_test={self.n_test}, ridge={self.ridge:g})"
+        )
+
+
+def classification_grid(
+    models: Mapping[str, FeatureModel],
+    Xtr: Any,
+    ytr: Any,
+    Xte: Any,
+    yte: Any,
+    *,
+    widths: Sequence[int] = PAPER_WIDTHS,
+    seeds: Sequence[int] = (0, 1, 2),
+    readouts: Sequence[str] = GRID_READOUTS,
+    ridge: float = 1e-2,
+    max_iter: int = 1000,
+    kernel_limit: bool = True,
+    progress: bool = False,
+) -> ClassificationResult:
+    """Random features + trained linear read-outs over models, widths and seeds (THEORY.md §5).
+
+    For every model, width and seed the features of ``[Xtr; Xte]`` are computed
+    once (same random weights for training and test samples) and every read-out
+    is trained on them: ``"logistic"`` — scikit-learn's multinomial
+    ``LogisticRegression`` (cross-entropy ``+ (λ/2)‖W‖²``, unpenalised
+    intercept, L-BFGS), the authors' loss; ``"ridge"`` — ``RidgeClassifier``
+    (targets ±1, no intercept).  With ``kernel_limit`` each model's exact
+    infinite-width kernel is computed on all samples and kernel ridge with the
+    same ``λ`` gives the ``m → ∞`` limit of the ridge read-out.
+
+    Small fits run on one BLAS thread (see :func:`_blas_threads`).
+
+    Parameters
+    ----------
+    models : mapping of str to FeatureModel
+        E.g. :func:`paper_models`.
+    Xtr, ytr, Xte, yte
+        Training and test data (rows are samples) and labels (encoded jointly).
+    widths, seeds : sequence of int
+    readouts : sequence of str
+        Subset of :data:`GRID_READOUTS`.
+    ridge : float
+        ``λ > 0`` of both read-outs and of kernel ridge.
+    max_iter : int
+        L-BFGS iterations allowed to the logistic read-out; a fit that stops
+        there is recorded in ``converged`` (no warning).
+    kernel_limit : bool
+        Compute the exact-kernel ridge accuracies.
+    progress : bool
+        A tqdm progress bar over the feature computations.
+
+    Returns
+    -------
+    ClassificationResult
+    """
+    import time
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    A, B, ctr, cte = _check_split(Xtr, ytr, Xte, yte)
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError("models must be a non-empty mapping of names to FeatureModel")
+    for key, mdl in models.items():
+        if not isinstance(mdl, FeatureModel):
+            raise TypeError(f"models[{key!r}] must be a FeatureModel; got {type(mdl).__name__}")
+    ws, ss = _check_widths_seeds(widths, seeds)
+    if isinstance(readouts, str):
+        readouts = (readouts,)
+    ros = tuple(check_choice(r, "readouts", GRID_READOUTS) for r in readouts)
+    if not ros or len(set(ros)) != len(ros):
+        raise ValueError(f"readouts must be distinct entries of {GRID_READOUTS}; got {readouts}")
+    lam = check_positive(ridge, "ridge")
+    iters = check_integer(max_iter, "max_iter", min_value=1)
+    names = tuple(models)
+    X = np.vstack([A, B])
+    ntr = A.shape[0]
+    shape = (len(names), len(ws), len(ss))
+    test = {ro: np.empty(shape) for ro in ros}
+    train = {ro: np.empty(shape) for ro in ros}
+    fit_s = {ro: np.empty(shape) for ro in ros}
+    conv = {ro: np.ones(shape, dtype=bool) for ro in ros}
+    feat_s = np.empty(shape)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(np.prod(shape)), desc="random features", leave=False)
+    try:
+        for i, name in enumerate(names):
+            for j, w in enumerate(ws):
+                for k, s in enumerate(ss):
+                    t0 = time.perf_counter()
+                    F = as_finite_array(models[name].features(X, w, s), f"{name} features", ndim=2)
+                    feat_s[i, j, k] = time.perf_counter() - t0
+                    if F.shape != (X.shape[0], w):
+                        raise ValueError(
+                            f"{name}: features of shape {F.shape}; expected {(X.shape[0], w)}"
+                        )
+                    for ro in ros:
+                        est = _readout_estimator(ro, lam, iters)
+                        t0 = time.perf_counter()
+                        with _blas_threads(_threads_for(2.0 * ntr * w * min(w, ntr))):
+                            with warnings.catch_warnings(record=True) as caught:
+                                warnings.simplefilter("always", ConvergenceWarning)
+                                est.fit(F[:ntr], ctr)
+                            test[ro][i, j, k] = float(np.mean(est.predict(F[ntr:]) == cte))
+                            train[ro][i, j, k] = float(np.mean(est.predict(F[:ntr]) == ctr))
+                        fit_s[ro][i, j, k] = time.perf_counter() - t0
+                        conv[ro][i, j, k] = not any(
+                            issubclass(c.category, ConvergenceWarning) for c in caught
+                        )
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    results = {
+        (name, ro): RandomFeatureResult(
+            widths=ws,
+            seeds=ss,
+            test_accuracy=test[ro][i],
+            train_accuracy=train[ro][i],
+            readout=ro,
+            ridge=lam,
+            name=name,
+        )
+        for i, name in enumerate(names)
+        for ro in ros
+    }
+    kacc: dict[str, float] = {}
+    ksec: dict[str, float] = {}
+    if kernel_limit:
+        for name in names:
+            t0 = time.perf_counter()
+            K = np.asarray(models[name].kernel(X), dtype=np.float64)
+            with _blas_threads(_threads_for(ntr**3 / 3.0)):
+                kacc[name] = kernel_ridge_accuracy(
+                    K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam
+                )
+            ksec[name] = time.perf_counter() - t0
+    return ClassificationResult(
+        models=names, widths=ws, seeds=ss, readouts=ros, results=results, kernel_accuracy=kacc,
+        feature_seconds=feat_s, fit_seconds=fit_s, kernel_seconds=ksec, converged=conv,
+        n_train=ntr, n_test=int(B.shape[0]), ridge=lam, max_iter=iters,
+        model_notes={name: models[name].note for name in names},
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class InferenceTiming:
+    """Per-sample inference time of a finite-width DEQ and of an explicit net of the same width.
+
+    Both compute the last hidden layer of a batch of ``n`` samples with weights
+    drawn beforehand (drawing them is not timed); the read-out, the same
+    ``m × K`` product for both, is not included.
+
+    Attributes
+    ----------
+    width, n : int
+    deq_seconds, net_seconds : ndarray
+        Wall time of every repetition for the whole batch.
+    deq_evaluations : int
+        Evaluations of the DEQ map (one ``m × m × n`` product each).
+    deq_residual, tol : float
+        Final relative residual and the tolerance asked for.
+    solver, dtype : str
+    net_layers : int
+        Hidden layers of the explicit net (one product each).
+    deq, net : str
+        ``repr`` of the two models.
+    """
+
+    width: int
+    n: int
+    deq_seconds: np.ndarray
+    net_seconds: np.ndarray
+    deq_evaluations: int
+    deq_residual: float
+    tol: float
+    solver: str
+    dtype: str
+    net_layers: int
+    deq: str
+    net: str
+
+    @property
+    def deq_per_sample(self) -> float:
+        """Best-of-repeats seconds per sample of the DEQ."""
+        return float(self.deq_seconds.min() / self.n)
+
+    @property
+    def net_per_sample(self) -> float:
+        """Best-of-repeats seconds per sample of the explicit net."""
+        return float(self.net_seconds.min() / self.n)
+
+    @property
+    def speedup(self) -> float:
+        """``deq_per_sample / net_per_sample``."""
+        return self.deq_per_sample / self.net_per_sample
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "width": self.width, "n": self.n,
+            "deq_seconds": self.deq_seconds.tolist(), "net_seconds": self.net_seconds.tolist(),
+            "deq_per_sample_s": self.deq_per_sample, "net_per_sample_s": self.net_per_sample,
+            "speedup": self.speedup, "deq_evaluations": self.deq_evaluations,
+            "deq_residual": self.deq_residual, "tol": self.tol, "solver": self.solver,
+            "dtype": self.dtype, "net_layers": self.net_layers, "deq": self.deq, "net": self.net,
+        }  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"InferenceTiming(width={self.width}, n={self.n}, "
+            f"deq={1e6 * self.deq_per_sample:.1f} µs/sample ({self.deq_evaluations} evaluations), "
+            f"net={1e6 * self.net_per_sample:.1f} µs/sample, speedup={self.speedup:.1f})"
+        )
+
+
+def _explicit_weights(net: Any, p: int, width: int, seed: Any) -> list[np.ndarray]:
+    """The weights ``ExplicitNet.forward(X, width, seed=seed)`` draws, in its order."""
+    from deqfast._validation import as_rng
+
+    rng = as_rng(seed, "seed")
+    Ws = []
+    d = p
+    for k in range(net.depth):
+        W = rng.standard_normal((d, width))
+        if k > 0:
+            W *= 1.0 / math.sqrt(d)
+        Ws.append(W)
+        d = width
+    return Ws
+
+
+def _explicit_hidden(net: Any, X: np.ndarray, Ws: Sequence[np.ndarray]) -> np.ndarray:
+    """``h_L`` of ``net`` with the given weights (the products of ``ExplicitNet.forward``)."""
+    h = X
+    for layer, W in zip(net.layers, Ws):
+        h = layer.activation(h @ W)
+    return h
+
+
+def inference_timing(
+    deq: Any,
+    net: Any,
+    X: Any,
+    width: int,
+    *,
+    seed: int = 0,
+    repeats: int = 3,
+    **forward_options: Any,
+) -> InferenceTiming:
+    """Measure the per-sample inference time of a width-``m`` DEQ and explicit net.
+
+    The DEQ solves its fixed point for the batch with :func:`deqfast.finite.forward`
+    (Anderson to its default tolerance unless ``forward_options`` say otherwise);
+    the explicit net computes its hidden layers (one product each, the
+    products of :meth:`ExplicitNet.forward`).  Weights are drawn once from
+    ``seed`` before timing; each is timed ``repeats`` times.
+
+    Parameters
+    ----------
+    deq : DEQ
+    net : ExplicitNet
+        E.g. the net designed for ``deq``.
+    X : array_like, shape (n, p)
+        The batch (e.g. the test set).
+    width : int
+    seed : int
+    repeats : int
+    **forward_options
+        Passed to :func:`deqfast.finite.forward` (``solver``, ``tol``, ``dtype``, ...).
+
+    Returns
+    -------
+    InferenceTiming
+    """
+    import time
+
+    from deqfast.explicit import ExplicitNet
+    from deqfast.finite import draw_weights, forward
+
+    if not isinstance(net, ExplicitNet):
+        raise TypeError(f"net must be a deqfast ExplicitNet; got {type(net).__name__}")
+    Xm = as_data_matrix(X, "X")
+    m = check_integer(width, "width", min_value=1)
+    reps = check_integer(repeats, "repeats", min_value=1)
+    weights = draw_weights(m, Xm.shape[1], seed=seed)
+    Ws = _explicit_weights(net, Xm.shape[1], m, seed)
+    deq_t = np.empty(reps)
+    net_t = np.empty(reps)
+    res = None
+    for r in range(reps):
+        t0 = time.perf_counter()
+        res = forward(deq, Xm, m, weights=weights, **forward_options)
+        deq_t[r] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _explicit_hidden(net, Xm, Ws)
+        net_t[r] = time.perf_counter() - t0
+    assert res is not None
+    return InferenceTiming(
+        width=m, n=int(Xm.shape[0]), deq_seconds=deq_t, net_seconds=net_t,
+        deq_evaluations=res.evaluations, deq_residual=res.residual, tol=res.tol,
+        solver=res.solver, dtype=np.dtype(forward_options.get("dtype", np.float64)).name,
+        net_layers=net.depth, deq=repr(deq), net=repr(net),
+    )  # fmt: skip

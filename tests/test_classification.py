@@ -1,0 +1,234 @@
+"""Tests of the ten-class random-feature experiment in deqfast.random_features (THEORY.md §5):
+the paper's six models, scikit-learn read-outs, the kernel limit and inference timing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+import deqfast as df
+from deqfast.random_features import (
+    ClassificationResult,
+    FeatureModel,
+    _explicit_hidden,
+    _explicit_weights,
+    _readout_estimator,
+    classification_grid,
+    inference_timing,
+    kernel_ridge_accuracy,
+    paper_models,
+    relu_features,
+    relu_kernel,
+)
+
+NAMES = (
+    "ReLU DEQ",
+    "L-ReLU net (designed)",
+    "ReLU net (2 layers)",
+    "tanh DEQ",
+    "H-tanh net (designed)",
+    "tanh net (1 layer)",
+)
+
+
+@pytest.fixture
+def three_class(rng):
+    """Three Gaussian classes in p = 12 at the scale of THEORY.md §1, split 60/30."""
+    p, per = 12, 30
+    means = 2.5 * np.eye(3, p)
+    y = np.repeat([0, 1, 2], per)
+    X = (means[y] + rng.standard_normal((3 * per, p))) / math.sqrt(p)
+    idx = rng.permutation(3 * per)
+    tr, te = idx[:60], idx[60:]
+    return X[tr], y[tr], X[te], y[te]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return paper_models(0.9, sigma_a2=0.2)
+
+
+def test_paper_models_are_the_six_of_the_paper(models):
+    assert tuple(models) == NAMES
+    assert [m.kind for m in models.values()] == ["deq", "explicit", "explicit"] * 2
+    assert models["L-ReLU net (designed)"].model.depth == 2
+    assert models["ReLU net (2 layers)"].model.depth == 2
+    assert models["H-tanh net (designed)"].model.depth == 1
+    assert models["tanh net (1 layer)"].model.depth == 1
+    assert "clip" in repr(models["H-tanh net (designed)"].model)
+    json.dumps([m.to_dict() for m in models.values()])
+
+
+def test_features_tend_to_their_kernels(models, rng):
+    """The empirical CK FFᵀ of each model's features is a Monte-Carlo estimate of its kernel."""
+    X = rng.standard_normal((6, 10))
+    X *= 0.9 / np.sqrt(np.mean(np.sum(X**2, axis=1)))
+    for name, mdl in models.items():
+        K = mdl.kernel(X)
+        m = 2000
+        F = mdl.features(X, m, 1)
+        assert F.shape == (6, m)
+        err = np.linalg.norm(F @ F.T - K, 2) / np.linalg.norm(K, 2)
+        assert err < 5.0 / math.sqrt(m), name  # Monte-Carlo error ~ 1/√m
+
+
+def test_designed_nets_have_their_deqs_kernel(models, rng):
+    X = rng.standard_normal((40, 30))
+    X *= 0.9 / np.sqrt(np.mean(np.sum(X**2, axis=1)))
+    for deq, net in (("ReLU DEQ", "L-ReLU net (designed)"), ("tanh DEQ", "H-tanh net (designed)")):
+        G = models[deq].kernel(X)
+        assert np.linalg.norm(models[net].kernel(X) - G, 2) / np.linalg.norm(G, 2) < 0.05
+    G = models["ReLU DEQ"].kernel(X)
+    # the undesigned baseline is visibly further away than the designed net
+    d_base = np.linalg.norm(models["ReLU net (2 layers)"].kernel(X) - G, 2)
+    d_des = np.linalg.norm(models["L-ReLU net (designed)"].kernel(X) - G, 2)
+    assert d_des < 0.1 * d_base
+
+
+# --------------------------------------------------------------------------- #
+# read-outs: scikit-learn estimators against closed forms / an independent fit
+# --------------------------------------------------------------------------- #
+def test_ridge_readout_is_the_closed_form(rng):
+    F = rng.standard_normal((50, 8))
+    y = rng.integers(0, 4, size=50)
+    est = _readout_estimator("ridge", 0.3, 100).fit(F, y)
+    Y = -np.ones((50, 4))
+    Y[np.arange(50), y] = 1.0
+    W = np.linalg.solve(F.T @ F + 0.3 * np.eye(8), F.T @ Y)
+    Ft = rng.standard_normal((20, 8))
+    np.testing.assert_allclose(est.decision_function(Ft), Ft @ W, rtol=1e-9, atol=1e-12)
+
+
+def test_logistic_readout_minimises_penalised_cross_entropy(rng):
+    F = rng.standard_normal((60, 5))
+    y = rng.integers(0, 3, size=60)
+    lam = 0.5
+    est = _readout_estimator("logistic", lam, 1000).fit(F, y)
+    onehot = np.eye(3)[y]
+
+    def loss(theta):  # Σ cross-entropy + (λ/2)‖W‖², unpenalised intercept
+        W, b = theta[:15].reshape(5, 3), theta[15:]
+        Z = F @ W + b
+        Z -= Z.max(axis=1, keepdims=True)
+        logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+        return -(onehot * logp).sum() + 0.5 * lam * np.sum(W**2)
+
+    ref = scipy.optimize.minimize(loss, np.zeros(18), method="BFGS", options={"gtol": 1e-10})
+    W_ref = ref.x[:15].reshape(5, 3)
+    # the softmax is invariant to a common shift of the class scores: compare centred scores
+    W_sk = est.coef_.T
+    np.testing.assert_allclose(
+        W_sk - W_sk.mean(axis=1, keepdims=True),
+        W_ref - W_ref.mean(axis=1, keepdims=True),
+        atol=1e-4,
+    )
+    assert loss(np.concatenate([W_sk.ravel(), est.intercept_])) <= ref.fun + 1e-6
+
+
+# --------------------------------------------------------------------------- #
+# the grid
+# --------------------------------------------------------------------------- #
+def _relu_model() -> FeatureModel:
+    return FeatureModel("relu", relu_features, relu_kernel, "explicit", None)
+
+
+def test_classification_grid_matches_a_hand_computation(three_class):
+    Xtr, ytr, Xte, yte = three_class
+    models = {"relu": _relu_model()}
+    res = classification_grid(models, Xtr, ytr, Xte, yte, widths=(16, 64), seeds=(0, 3), ridge=0.1)
+    assert isinstance(res, ClassificationResult)
+    X = np.vstack([Xtr, Xte])
+    for j, w in enumerate((16, 64)):
+        for k, s in enumerate((0, 3)):
+            F = relu_features(X, w, s)
+            Y = -np.ones((60, 3))
+            Y[np.arange(60), ytr] = 1.0
+            W = np.linalg.solve(F[:60].T @ F[:60] + 0.1 * np.eye(w), F[:60].T @ Y)
+            acc = np.mean(np.argmax(F[60:] @ W, axis=1) == yte)
+            assert res.result("relu", "ridge").test_accuracy[j, k] == pytest.approx(acc)
+    K = relu_kernel(X)
+    kacc = kernel_ridge_accuracy(K[:60, :60], K[60:, :60], ytr, yte, ridge=0.1)
+    assert res.kernel_accuracy == {"relu": kacc}
+    mean, std = res.accuracy("relu", "logistic", 64)
+    r = res.result("relu", "logistic")
+    assert mean == pytest.approx(r.test_accuracy[1].mean())
+    assert std == pytest.approx(r.test_accuracy[1].std(ddof=1))
+    assert res.feature_seconds.shape == (1, 2, 2) and np.all(res.feature_seconds >= 0)
+    assert res.converged["ridge"].all() and res.converged["logistic"].all()
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["accuracy"]["ridge"]["relu"]["widths"] == [16, 64]
+    assert d["kernel_ridge_accuracy"]["relu"] == kacc
+    assert "exact kernel" in res.table("ridge") and "relu" in res.table("logistic", fmt="text")
+    assert res.within_one_std("relu", "relu", "ridge", 16)
+
+
+def test_classification_grid_records_unconverged_logistic_fits(three_class):
+    Xtr, ytr, Xte, yte = three_class
+    res = classification_grid(
+        {"relu": _relu_model()}, Xtr, ytr, Xte, yte, widths=(32,), seeds=(0,),
+        readouts=("logistic",), max_iter=1, kernel_limit=False,
+    )  # fmt: skip
+    assert not res.converged["logistic"].any()  # recorded, not warned (warnings are errors)
+    assert res.kernel_accuracy == {} and res.readouts == ("logistic",)
+
+
+def test_classification_grid_rejects_bad_input(three_class):
+    Xtr, ytr, Xte, yte = three_class
+    models = {"relu": _relu_model()}
+    with pytest.raises(ValueError, match="readouts"):
+        classification_grid(models, Xtr, ytr, Xte, yte, widths=(8,), readouts=("svm",))
+    with pytest.raises(TypeError, match="FeatureModel"):
+        classification_grid({"x": relu_features}, Xtr, ytr, Xte, yte, widths=(8,))
+    with pytest.raises(ValueError, match="columns"):
+        classification_grid(models, Xtr, ytr, Xte[:, :3], yte, widths=(8,))
+    bad = FeatureModel("bad", lambda X, w, s: np.ones((X.shape[0], w + 1)), relu_kernel, "x", None)
+    with pytest.raises(ValueError, match="expected"):
+        classification_grid({"bad": bad}, Xtr, ytr, Xte, yte, widths=(8,), kernel_limit=False)
+    res = classification_grid(models, Xtr, ytr, Xte, yte, widths=(8,), seeds=(0,))
+    with pytest.raises(KeyError, match="no result"):
+        res.result("relu", "hinge")
+    with pytest.raises(ValueError, match="width 9"):
+        res.accuracy("relu", "ridge", 9)
+
+
+def test_paper_models_on_a_small_grid(three_class, models):
+    """All six models run through the grid and beat chance by far on separable data."""
+    Xtr, ytr, Xte, yte = three_class
+    res = classification_grid(models, Xtr, ytr, Xte, yte, widths=(64,), seeds=(0, 1))
+    assert res.models == NAMES
+    for name in NAMES:
+        for ro in ("logistic", "ridge"):
+            assert res.accuracy(name, ro, 64)[0] > 0.6
+        assert res.kernel_accuracy[name] > 0.6
+
+
+# --------------------------------------------------------------------------- #
+# inference timing
+# --------------------------------------------------------------------------- #
+def test_timed_explicit_pass_is_the_nets_forward(models, rng):
+    X = rng.standard_normal((7, 9)) / 3.0
+    for name in ("L-ReLU net (designed)", "H-tanh net (designed)"):
+        net = models[name].model
+        h = _explicit_hidden(net, X, _explicit_weights(net, 9, 40, 5))
+        np.testing.assert_array_equal(h, net.forward(X, 40, seed=5).features)
+
+
+def test_inference_timing(models, rng):
+    X = rng.standard_normal((20, 9)) / 3.0
+    deq, net = models["ReLU DEQ"].model, models["L-ReLU net (designed)"].model
+    t = inference_timing(deq, net, X, 64, seed=2, repeats=2)
+    ref = df.finite.forward(deq, X, 64, seed=2)
+    assert t.deq_evaluations == ref.evaluations and t.deq_residual <= t.tol == ref.tol
+    assert t.deq_seconds.shape == (2,) and np.all(t.deq_seconds > 0) and np.all(t.net_seconds > 0)
+    assert t.speedup == pytest.approx(t.deq_per_sample / t.net_per_sample)
+    assert t.deq_per_sample == pytest.approx(t.deq_seconds.min() / 20)
+    assert t.net_layers == 2 and t.dtype == "float64"
+    assert json.loads(json.dumps(t.to_dict()))["n"] == 20
+    t32 = inference_timing(deq, net, X, 64, repeats=1, dtype=np.float32, tol=1e-5)
+    assert t32.dtype == "float32" and t32.tol == 1e-5
+    with pytest.raises(TypeError, match="ExplicitNet"):
+        inference_timing(deq, deq, X, 64)
