@@ -121,6 +121,31 @@ def test_results_json_matches_a_direct_computation(report_dir):
     assert real["design"]["relu_ck"]["designed"]["op_error"] < 0.01
     assert "spikes" in real["spectra"]["tanh"]["theory"]["ck"]
 
+    # ten-class classification: six models x widths x two read-outs, kernel limits, timings
+    cls = res["classification"]
+    assert len(cls["models"]) == 6 and cls["readouts"] == ["logistic", "ridge"]
+    for readout in cls["readouts"]:
+        for model in cls["models"]:
+            acc = np.array(cls["accuracy"][readout][model]["test_accuracy"])
+            assert acc.shape == (2, 2)  # widths (16, 64) x seeds (0, 1)
+    from deqfast.datasets import train_test_split
+
+    raw = load_mnist()
+    ds = prepare(
+        raw.X, raw.labels, n_per_class=10, seed=np.random.default_rng([3, 12]),
+        class_names=raw.class_names,
+    )  # fmt: skip
+    Xtr, ytr, Xte, yte = train_test_split(ds.X, ds.labels, test_size=0.2, seed=3)
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+    Y = -np.ones((ytr.size, 10))
+    Y[np.arange(ytr.size), ytr] = 1.0
+    alpha = np.linalg.solve(deq.ck(Xtr) + 1e-2 * np.eye(ytr.size), Y)
+    expected = np.mean(np.argmax(deq.ck(Xte, Xtr) @ alpha, axis=1) == yte)
+    assert cls["kernel_ridge_accuracy"]["ReLU DEQ"] == pytest.approx(expected)
+    for deq_name in ("ReLU DEQ", "tanh DEQ"):
+        t = cls["efficiency"][deq_name]
+        assert t["width"] == 64 and t["deq_per_sample_s"] > 0 and t["net_per_sample_s"] > 0
+
 
 @pytest.fixture
 def kernel_file(tmp_path, rng):

@@ -54,7 +54,9 @@ class ReproduceConfig:
     )
     rf_widths: tuple[int, ...] = (32, 128, 512, 1024, 4096)
     rf_seeds: tuple[int, ...] = (0, 1, 2)
-    readout: str = "ridge"
+    cls_n_per_class: int = 500
+    cls_test_size: float = 0.2
+    timing_width: int = 1024
     ridge: float = 1e-2
 
     @classmethod
@@ -79,6 +81,7 @@ class ReproduceConfig:
             cfg = cls(
                 seed=seed, quick=True, ps=(128, 256, 512), draws=1, spectra_p=512, finite_p=256,
                 finite_widths=(256, 1024), finite_trials=1, rf_widths=(32, 128, 512),
+                rf_seeds=(0, 1), cls_n_per_class=100, timing_width=512,
                 designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
                 real_subset_n=200, real_subsets=2,
                 real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
@@ -90,6 +93,7 @@ class ReproduceConfig:
             cfg = dataclasses.replace(
                 cfg, activations=("relu", "tanh"), ps=(p,), draws=1, spectra_p=p, finite_p=p,
                 finite_widths=(64, 256), finite_trials=1, rf_widths=(16, 64), rf_seeds=(0, 1),
+                cls_n_per_class=10, timing_width=64,
                 designs=(("relu", "ck", "lrelu"),), real_n_per_class=30, real_subset_n=40,
                 real_subsets=2, real_activations=("relu", "tanh"),
                 real_designs=(("relu", "ck", "lrelu"),),

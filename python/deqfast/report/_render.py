@@ -10,17 +10,20 @@ from __future__ import annotations
 from functools import partial
 
 from deqfast.plots import (
+    plot_accuracy,
     plot_eigenvectors,
     plot_error_curves,
     plot_errors_vs_p,
     plot_spectra,
 )
-from deqfast.report._document import Document, fmt
+from deqfast.report._classification import PAIRS, ClassificationSection
+from deqfast.report._document import Document, fmt, pct
 from deqfast.report._mixture import DesignSection, FiniteWidthResult, KernelMatch, MixtureResult
 from deqfast.report._realdata import RealDataResult, sample_std
 
 __all__ = [
     "Headline",
+    "render_classification",
     "render_design",
     "render_finite_width",
     "render_mixture",
@@ -301,3 +304,71 @@ def render_real_data(r: RealDataResult, doc: Document, headline: Headline) -> No
             f"real_design_{row.activation}_{row.target}_spectra.png",
             f"{tag}, {row.activation}: spectra of the DEQ's {ref} and the designed net's kernel.",
         )  # fmt: skip
+
+
+def render_classification(r: ClassificationSection, doc: Document, headline: Headline) -> None:
+    g = r.grid
+    name = "MNIST" if r.source == "mnist" else "your data"
+    doc.h(2, f"5. Ten-class classification on {name}: random features")
+    doc.p(
+        f"All {r.n_classes} classes (p = {r.p}), stratified split n_train = {g.n_train}, "
+        f"n_test = {g.n_test}. The authors' six random-feature models: hidden weights drawn "
+        "at random and frozen, only the read-out trained — cross-entropy (scikit-learn "
+        "`LogisticRegression`, the authors' loss) and ridge (`RidgeClassifier`), "
+        f"λ = {g.ridge:g}, on features h/√m; widths {list(g.widths)}, {len(g.seeds)} weight "
+        "seeds (mean ± std). The last column of the ridge table is kernel ridge regression "
+        "with each model's exact infinite-width kernel (same λ), the m → ∞ limit."
+    )
+    wmax = max(g.widths)
+    for readout in g.readouts:
+        res = {m: g.result(m, readout) for m in g.models}
+        kacc = dict(g.kernel_accuracy) if readout == "ridge" else {}
+        doc.p(f"Test accuracy (%), {readout} read-out:")
+        doc.table(*accuracy_rows(res, kacc))
+        doc.figure(
+            partial(
+                plot_accuracy, res, kernel_accuracy=kacc,
+                title=f"{name}, {r.n_classes} classes: test accuracy, {readout} read-out",
+            ),
+            f"classification_{readout}.png",
+            f"Random-feature test accuracy against the width ({readout} read-out, mean ± std "
+            "over seeds)" + ("; horizontal lines: exact-kernel ridge regression." if kacc else "."),
+        )  # fmt: skip
+        for m in g.models:
+            mean, sd = g.accuracy(m, readout, wmax)
+            headline.append((f"{name} 10-class accuracy, {m}, {readout}, m = {wmax}",
+                             f"{pct(mean)} ± {pct(sd)} %"))  # fmt: skip
+    verdicts = []
+    for deq, net in PAIRS:
+        for readout in g.readouts:
+            ok = g.within_one_std(net, deq, readout, wmax)
+            verdicts.append(
+                f"{net} vs {deq} ({readout}, m = {wmax}): "
+                + ("within one standard deviation of the DEQ" if ok else
+                   "NOT within one standard deviation of the DEQ")
+            )  # fmt: skip
+    doc.p("Designed nets against their DEQ: " + "; ".join(verdicts) + ".")
+
+    doc.h(3, "Efficiency: inference time at the same width")
+    doc.p(
+        f"Per-sample time to compute the last hidden layer of the {g.n_test} test samples at "
+        f"width m = {r.timing_width}, measured in this run: the DEQ solves its fixed point "
+        "(Anderson to the default tolerance), the designed net does one matrix product per "
+        "layer. Accuracies at the same width next to them."
+    )
+    rows = []
+    for deq, net in PAIRS:
+        t = r.timings[deq]
+        accs = [g.accuracy(m, ro, r.timing_width) for ro in g.readouts for m in (deq, net)]
+        rows.append(
+            [deq, net, f"{1e6 * t.deq_per_sample:.1f}", f"{1e6 * t.net_per_sample:.1f}",
+             f"{t.speedup:.1f}×", str(t.deq_evaluations),
+             *[f"{pct(a)} ± {pct(s)}" for a, s in accs]]
+        )  # fmt: skip
+        headline.append((f"{name}: {net} vs {deq}, inference speed-up at m = {r.timing_width}",
+                         f"{t.speedup:.1f}×"))  # fmt: skip
+    doc.table(
+        ["DEQ", "designed net", "DEQ µs/sample", "net µs/sample", "speed-up", "DEQ map evaluations",
+         *[f"{who} acc. % ({ro})" for ro in g.readouts for who in ("DEQ", "net")]],
+        rows,
+    )  # fmt: skip
