@@ -16,7 +16,7 @@ import pytest
 
 import deqfast as df
 from deqfast.cli import main
-from deqfast.finite import empirical_ck
+from deqfast.finite import empirical_ck, empirical_ntk
 from deqfast.report import ReproduceConfig, reproduce, sample_mixture
 from deqfast.report._config import Progress, single_blas
 from deqfast.report._document import Document, to_html, to_markdown
@@ -40,20 +40,30 @@ def test_render_a_hand_made_result():
         p=64, n=51, widths=(100, 400), trials=3, activations=("relu", "tanh"),
         ck_op={"relu": np.array([0.5, 0.25]), "tanh": np.array([0.125, 0.0625])},
         ck_fro={"relu": np.array([0.4, 0.2]), "tanh": np.array([0.1, 0.05])},
+        ntk_op={"relu": np.array([0.75, 0.375]), "tanh": np.array([0.3, 0.15])},
     )  # fmt: skip
     doc, headline = Document(), []
     render_finite_width(r, doc, headline)
     md = to_markdown(doc)
-    assert "| width m | relu: ‖CK_m−G*‖/‖G*‖ | tanh: ‖CK_m−G*‖/‖G*‖ |" in md
-    assert "| 100 | 0.5 | 0.125 |" in md and "| 400 | 0.25 | 0.0625 |" in md
+    assert (
+        "| width m | relu: ‖CK_m−G*‖/‖G*‖ | relu: ‖NTK_m−K*‖/‖K*‖ | tanh: ‖CK_m−G*‖/‖G*‖ "
+        "| tanh: ‖NTK_m−K*‖/‖K*‖ |"
+    ) in md
+    assert (
+        "| 100 | 0.5 | 0.75 | 0.125 | 0.3 |" in md
+        and "| 400 | 0.25 | 0.375 | 0.0625 | 0.15 |" in md
+    )
     assert "(p = 64, n = 51)" in md and "averaged over 3 weight draw(s)" in md
     assert "![" in md and "(figures/finite_width_ck.png)" in md
     assert headline == [
         ("finite width p = 64, relu DEQ: ‖CK_m−G*‖/‖G*‖ at m = 400", "0.25"),
+        ("finite width p = 64, relu DEQ: ‖NTK_m−K*‖/‖K*‖ at m = 400", "0.375"),
         ("finite width p = 64, tanh DEQ: ‖CK_m−G*‖/‖G*‖ at m = 400", "0.0625"),
+        ("finite width p = 64, tanh DEQ: ‖NTK_m−K*‖/‖K*‖ at m = 400", "0.15"),
     ]
-    (fig,) = doc.figures
-    assert fig.make().axes  # the recipe draws from the result's arrays
+    ck_fig, ntk_fig = doc.figures
+    assert ntk_fig.path == "figures/finite_width_ntk.png"
+    assert ck_fig.make().axes  # the recipe draws from the result's arrays
 
 
 def test_markdown_and_html_rendering(tmp_path):
@@ -102,12 +112,14 @@ def test_compute_finite_width_matches_the_library():
     ws = Workspace(cfg)
     r = compute_finite_width(cfg, ws, Progress(False))
     s = sample_mixture(24, 0, cfg)
-    for act in cfg.activations:
+    for act in cfg.spectra_activations:
         deq = df.DEQ(act, sigma_a2=cfg.sigma_a2, tau0=s.stats.tau0)
-        G = deq.ck(s.X)
+        G, K = deq.ck(s.X), deq.ntk(s.X)
         for i, w in enumerate(cfg.finite_widths):
             C = empirical_ck(deq, s.X, w, seed=np.random.default_rng([2, 7, w]), progress=False)
             assert r.ck_op[act][i] == pytest.approx(_op(G, C), rel=1e-8)
+            N = empirical_ntk(deq, s.X, w, seed=np.random.default_rng([2, 8, w]), progress=False)
+            assert r.ntk_op[act][i] == pytest.approx(_op(K, 0.5 * (N + N.T)), rel=1e-8)
 
 
 def test_workspace_builds_each_deq_and_kernel_once(monkeypatch):

@@ -11,6 +11,7 @@ import numpy as np
 
 from deqfast.report._config import Progress, ReproduceConfig
 from deqfast.report._mixture import Workspace
+from deqfast.report._realdata import cap_per_class
 
 __all__ = ["ClassificationSection", "compute_classification"]
 
@@ -48,17 +49,11 @@ def compute_classification(
     most, a stratified ``1 − cfg.cls_test_size`` / ``cfg.cls_test_size`` split (seed
     ``cfg.seed``): the six random-feature models over ``cfg.rf_widths`` and ``cfg.rf_seeds``
     with both read-outs and the kernel limits, then the inference timings."""
-    from deqfast.datasets import load_mnist, load_path, prepare, train_test_split
+    from deqfast.datasets import load_mnist, load_path, train_test_split
     from deqfast.random_features import classification_grid, inference_timing, paper_models
 
     ds = load_mnist() if cfg.data is None else load_path(cfg.data)
-    counts = ds.class_counts
-    if counts.max() > cfg.cls_n_per_class:
-        ds = prepare(
-            ds.X, ds.labels, n_per_class=min(int(counts.min()), cfg.cls_n_per_class),
-            seed=np.random.default_rng([cfg.seed, 12]), class_names=ds.class_names,
-            description=ds.description,
-        )  # fmt: skip
+    ds = cap_per_class(ds, cfg.cls_n_per_class, np.random.default_rng([cfg.seed, 12]))
     Xtr, ytr, Xte, yte = train_test_split(
         ds.X, ds.labels, test_size=cfg.cls_test_size, seed=cfg.seed
     )
