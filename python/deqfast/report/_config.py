@@ -81,7 +81,7 @@ class ReproduceConfig:
             cfg = cls(
                 seed=seed, quick=True, ps=(128, 256, 512), draws=1, spectra_p=512, finite_p=256,
                 finite_widths=(256, 1024), finite_trials=1, rf_widths=(32, 128, 512),
-                rf_seeds=(0, 1), cls_n_per_class=100, timing_width=512,
+                rf_seeds=(0, 1), cls_n_per_class=50, timing_width=512,
                 designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
                 real_subset_n=200, real_subsets=2,
                 real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
