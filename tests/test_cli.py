@@ -103,20 +103,49 @@ def test_results_json_matches_a_direct_computation(report_dir):
         )
         assert theory["spikes"] == pytest.approx(ts.spikes.tolist(), rel=1e-9)
     assert res["timings_seconds"]["total"] > 0
-    if "skipped" not in res["digits"]:
-        from deqfast.datasets import load_digits
+    # the real-data part: MNIST 6 vs 8, all samples (30 per class in this test mode)
+    from deqfast.datasets import load_mnist, prepare
 
-        ds = load_digits((3, 5))
-        deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
-        G = deq.ck(ds.X)
-        err = np.linalg.norm(G - deq.ck_surrogate(ds.X, ds.stats), 2) / np.linalg.norm(G, 2)
-        assert res["digits"]["spectra"]["relu"]["ck"]["op_error"] == pytest.approx(err, rel=1e-6)
-        rf = res["digits"]["random_features"]
-        assert "ReLU 1-layer (baseline)" in rf and "relu DEQ" in rf
-        for r in rf.values():
-            acc = np.array(r["test_accuracy"])
-            assert acc.shape == (len(r["widths"]), len(r["seeds"]))
-            np.testing.assert_allclose(r["mean"], acc.mean(axis=1))
+    raw = load_mnist(classes=[6, 8])
+    ds = prepare(
+        raw.X, raw.labels, n_per_class=30, seed=np.random.default_rng([3, 11]),
+        class_names=raw.class_names,
+    )  # fmt: skip
+    real = res["real_data"]
+    assert real["n"] == 60 and real["p"] == 784 and real["classes"] == ["6", "8"]
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+    G = deq.ck(ds.X)
+    err = np.linalg.norm(G - deq.ck_surrogate(ds.X, ds.stats), 2) / np.linalg.norm(G, 2)
+    assert real["spectra"]["relu"]["ck"]["op_error"] == pytest.approx(err, rel=1e-6)
+    sub = real["subsets"]["relu"]
+    assert len(sub["ck_op"]) == 2 and sub["ck_op_mean"] == pytest.approx(np.mean(sub["ck_op"]))
+    assert real["design"]["relu_ck"]["designed"]["op_error"] < 0.01
+    assert "spikes" in real["spectra"]["tanh"]["theory"]["ck"]
+
+    # ten-class classification: six models x widths x two read-outs, kernel limits, timings
+    cls = res["classification"]
+    assert len(cls["models"]) == 6 and cls["readouts"] == ["logistic", "ridge"]
+    for readout in cls["readouts"]:
+        for model in cls["models"]:
+            acc = np.array(cls["accuracy"][readout][model]["test_accuracy"])
+            assert acc.shape == (2, 2)  # widths (16, 64) x seeds (0, 1)
+    from deqfast.datasets import train_test_split
+
+    raw = load_mnist()
+    ds = prepare(
+        raw.X, raw.labels, n_per_class=10, seed=np.random.default_rng([3, 12]),
+        class_names=raw.class_names,
+    )  # fmt: skip
+    Xtr, ytr, Xte, yte = train_test_split(ds.X, ds.labels, test_size=0.2, seed=3)
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+    Y = -np.ones((ytr.size, 10))
+    Y[np.arange(ytr.size), ytr] = 1.0
+    alpha = np.linalg.solve(deq.ck(Xtr) + 1e-2 * np.eye(ytr.size), Y)
+    expected = np.mean(np.argmax(deq.ck(Xte, Xtr) @ alpha, axis=1) == yte)
+    assert cls["kernel_ridge_accuracy"]["ReLU DEQ"] == pytest.approx(expected)
+    for deq_name in ("ReLU DEQ", "tanh DEQ"):
+        t = cls["efficiency"][deq_name]
+        assert t["width"] == 64 and t["deq_per_sample_s"] > 0 and t["net_per_sample_s"] > 0
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 
 import deqfast as df
 from deqfast.cli import main
-from deqfast.finite import empirical_ck
+from deqfast.finite import empirical_ck, empirical_ntk
 from deqfast.report import ReproduceConfig, reproduce, sample_mixture
-from deqfast.report._config import Progress
+from deqfast.report._config import Progress, single_blas
 from deqfast.report._document import Document, to_html, to_markdown
 from deqfast.report._mixture import (
     FiniteWidthResult,
@@ -40,20 +40,30 @@ def test_render_a_hand_made_result():
         p=64, n=51, widths=(100, 400), trials=3, activations=("relu", "tanh"),
         ck_op={"relu": np.array([0.5, 0.25]), "tanh": np.array([0.125, 0.0625])},
         ck_fro={"relu": np.array([0.4, 0.2]), "tanh": np.array([0.1, 0.05])},
+        ntk_op={"relu": np.array([0.75, 0.375]), "tanh": np.array([0.3, 0.15])},
     )  # fmt: skip
     doc, headline = Document(), []
     render_finite_width(r, doc, headline)
     md = to_markdown(doc)
-    assert "| width m | relu: ‖CK_m−G*‖/‖G*‖ | tanh: ‖CK_m−G*‖/‖G*‖ |" in md
-    assert "| 100 | 0.5 | 0.125 |" in md and "| 400 | 0.25 | 0.0625 |" in md
+    assert (
+        "| width m | relu: ‖CK_m−G*‖/‖G*‖ | relu: ‖NTK_m−K*‖/‖K*‖ | tanh: ‖CK_m−G*‖/‖G*‖ "
+        "| tanh: ‖NTK_m−K*‖/‖K*‖ |"
+    ) in md
+    assert (
+        "| 100 | 0.5 | 0.75 | 0.125 | 0.3 |" in md
+        and "| 400 | 0.25 | 0.375 | 0.0625 | 0.15 |" in md
+    )
     assert "(p = 64, n = 51)" in md and "averaged over 3 weight draw(s)" in md
     assert "![" in md and "(figures/finite_width_ck.png)" in md
     assert headline == [
         ("finite width p = 64, relu DEQ: ‖CK_m−G*‖/‖G*‖ at m = 400", "0.25"),
+        ("finite width p = 64, relu DEQ: ‖NTK_m−K*‖/‖K*‖ at m = 400", "0.375"),
         ("finite width p = 64, tanh DEQ: ‖CK_m−G*‖/‖G*‖ at m = 400", "0.0625"),
+        ("finite width p = 64, tanh DEQ: ‖NTK_m−K*‖/‖K*‖ at m = 400", "0.15"),
     ]
-    (fig,) = doc.figures
-    assert fig.make().axes  # the recipe draws from the result's arrays
+    ck_fig, ntk_fig = doc.figures
+    assert ntk_fig.path == "figures/finite_width_ntk.png"
+    assert ck_fig.make().axes  # the recipe draws from the result's arrays
 
 
 def test_markdown_and_html_rendering(tmp_path):
@@ -102,12 +112,14 @@ def test_compute_finite_width_matches_the_library():
     ws = Workspace(cfg)
     r = compute_finite_width(cfg, ws, Progress(False))
     s = sample_mixture(24, 0, cfg)
-    for act in cfg.activations:
+    for act in cfg.spectra_activations:
         deq = df.DEQ(act, sigma_a2=cfg.sigma_a2, tau0=s.stats.tau0)
-        G = deq.ck(s.X)
+        G, K = deq.ck(s.X), deq.ntk(s.X)
         for i, w in enumerate(cfg.finite_widths):
             C = empirical_ck(deq, s.X, w, seed=np.random.default_rng([2, 7, w]), progress=False)
             assert r.ck_op[act][i] == pytest.approx(_op(G, C), rel=1e-8)
+            N = empirical_ntk(deq, s.X, w, seed=np.random.default_rng([2, 8, w]), progress=False)
+            assert r.ntk_op[act][i] == pytest.approx(_op(K, 0.5 * (N + N.T)), rel=1e-8)
 
 
 def test_workspace_builds_each_deq_and_kernel_once(monkeypatch):
@@ -226,3 +238,98 @@ def test_a_killed_run_leaves_the_earlier_report_whole(tmp_path):
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert _tree(out) == old
+
+
+# --------------------------------------------------------------------------- real data
+def _real_cfg(**changes):
+    base = ReproduceConfig.make(p=32)
+    return dataclasses.replace(base, **changes)
+
+
+def test_mnist_surrogate_errors_match_an_independent_computation():
+    """MNIST 6 vs 8, n = 1000, σ_a² = 0.2: the reported ‖G*−Ḡ‖/‖G*‖ and ‖K*−K̄‖/‖K*‖ of relu
+    against tests/reference.py (NumPy kernels, equilibrium and surrogate); for tanh the
+    surrogate is the reference's and the exact kernels the library's."""
+    from deqfast.report._realdata import compute_real_data
+
+    cfg = _real_cfg(
+        real_n_per_class=500, real_subsets=1, real_subset_n=40, spectra_activations=(),
+        real_activations=("relu", "tanh"), real_designs=(),
+    )  # fmt: skip
+    with single_blas():  # n = 1000 decompositions: threads only oversubscribe a busy machine
+        _check_mnist_errors(compute_real_data(cfg, Workspace(cfg), Progress(False)))
+
+
+def _check_mnist_errors(r):
+    import reference
+    from deqfast.datasets import load_mnist
+
+    ds = load_mnist(classes=[6, 8])
+    assert (r.n, r.p, r.class_counts) == (1000, 784, (500, 500))
+    st = ds.stats
+    J = np.eye(2)[ds.labels]
+    XXt = ds.X @ ds.X.T
+    for act in ("relu", "tanh"):
+        ref = reference.get(act)
+        eq = reference.equilibrium(ref.phi, ref.dphi, ref.kinks, 0.2, 0.8, st.tau0)
+        if act == "relu":
+            ex = reference.relu_deq_kernels(ds.X, 0.2, 0.8, eq["center"])
+        else:
+            deq = df.DEQ("tanh", sigma_a2=0.2, tau0=st.tau0)
+            ex = {"G": deq.ck(ds.X), "K": deq.ntk(ds.X)}
+        for kind, key in (("ck", "G"), ("ntk", "K")):
+            cf = reference.surrogate_coefficients(eq, kind)
+            M = reference.surrogate_matrix(XXt, J, st.psi, st.t, st.T, st.tau0, ds.p, **cf)
+            expected = reference.rel_op_err(ex[key], M)
+            assert r.matching[act].comparison(kind).op_error == pytest.approx(expected, rel=1e-6)
+    assert 0.05 < r.matching["relu"].ck.op_error < 0.2  # the regime the paper reports
+
+
+def _idx_dir(directory, rng, classes=(3, 4), per_class=12):
+    import gzip
+    import struct
+
+    directory.mkdir()
+    labels = np.repeat(np.array(classes, dtype=np.uint8), per_class)
+    images = rng.integers(0, 256, size=(labels.size, 28, 28), dtype=np.uint8)
+    for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+        head = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim)
+        head += b"".join(struct.pack(">I", d) for d in arr.shape)
+        (directory / f"train-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+    return images, labels
+
+
+def test_data_option_runs_the_real_data_part_on_an_idx_directory_and_a_npz(tmp_path, rng):
+    from deqfast.datasets import prepare
+    from deqfast.report._realdata import compute_real_data
+
+    images, labels = _idx_dir(tmp_path / "idx", rng)
+    cfg = _real_cfg(data=str(tmp_path / "idx"), real_classes=(3, 4), real_subset_n=16)
+    r = compute_real_data(cfg, Workspace(cfg), Progress(False))
+    ds = prepare(images, labels, classes=[3, 4])
+    assert (r.n, r.p, r.source) == (24, 784, str(tmp_path / "idx"))
+    deq = df.DEQ("relu", sigma_a2=0.2, tau0=ds.stats.tau0)
+    G = deq.ck(ds.X)
+    assert r.matching["relu"].ck.op_error == pytest.approx(
+        _op(G, deq.ck_surrogate(ds.X, ds.stats)), rel=1e-8
+    )
+    assert r.subset_errors["relu"][0].shape == (2,)
+
+    feats = rng.standard_normal((30, 50))
+    names = np.repeat(np.array(["cat", "dog"]), 15)
+    np.savez(tmp_path / "f.npz", X=feats, y=names)
+    cfg = _real_cfg(data=str(tmp_path / "f.npz"), real_classes=("cat", "dog"), real_subset_n=20)
+    r = compute_real_data(cfg, Workspace(cfg), Progress(False))
+    assert (r.n, r.p, r.class_names) == (30, 50, ("cat", "dog"))
+
+
+def test_data_option_errors_name_the_path(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["reproduce", "--data", str(missing), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "IDX" in err
+    (tmp_path / "x.txt").write_text("not data")
+    assert main(["reproduce", "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "x.txt" in err and ".npz" in err
+    assert not (tmp_path / "o").exists()  # nothing computed, nothing written

