@@ -1,6 +1,6 @@
 """Small, obviously-correct NumPy/SciPy reference for the deqfast tests.
 
-Everything here is written straight from ``THEORY.md`` with no attempt at
+Everything here is written straight from the theory page (``docs/theory.md``) with no attempt at
 speed: Gaussian moments by adaptive quadrature split at the kinks, the DEQ
 equilibrium by ``brentq``, exact ReLU / erf DEQ kernels by plain Picard
 iteration on the full matrix with the arc-cosine / arcsine closed forms, and a
@@ -167,7 +167,7 @@ ACTIVATION_NAMES = (
 )
 
 # ---------------------------------------------------------------------------
-# 2. One-dimensional Gaussian expectations and moments (THEORY §2)
+# 2. One-dimensional Gaussian expectations and moments (docs/theory.md §2)
 # ---------------------------------------------------------------------------
 
 _L = 40.0  # |xi| > 40 carries Gaussian mass e^{-800}: nothing in double precision
@@ -211,7 +211,7 @@ def _scalar(f):
 
 
 def moments(phi, dphi, tau: float, kinks=(), center: float = 0.0) -> dict:
-    """Gaussian moments of ``phi - center`` at scale tau (THEORY §2, Stein forms).
+    """Gaussian moments of ``phi - center`` at scale tau (docs/theory.md §2, Stein forms).
 
     Returns dict with a0, a1, a2, a3, m2, m2_dot, e2.  m2_dot is d m2/d(tau^2)
     at fixed ``center``.
@@ -237,7 +237,7 @@ def a1_direct(phi, dphi, tau, kinks=()):
 
 
 # ---------------------------------------------------------------------------
-# 3. Equilibrium (THEORY §4, E1-E4) and surrogate coefficients
+# 3. Equilibrium (docs/theory.md §4, E1-E4) and surrogate coefficients
 # ---------------------------------------------------------------------------
 
 
@@ -282,7 +282,7 @@ def equilibrium(phi, dphi, kinks, sigma_a2: float, sigma_b2: float, tau0: float)
 
 
 def surrogate_coefficients(eq: dict, kind: str = "ntk") -> dict:
-    """(d, c1, c2, c3) of the THEORY §4 table for kind in pre / ck / ntk / ntk_all."""
+    """(d, c1, c2, c3) of the docs/theory.md §4 table for kind in pre / ck / ntk / ntk_all."""
     sa, sb = eq["sigma_a2"], eq["sigma_b2"]
     a1, a2, m2, e2, tau = eq["a1"], eq["a2"], eq["m2"], eq["e2"], eq["tau"]
     D, al1, al2, al3 = eq["D"], eq["alpha1"], eq["alpha2"], eq["alpha3"]
@@ -309,7 +309,7 @@ def surrogate_coefficients(eq: dict, kind: str = "ntk") -> dict:
 
 
 # ---------------------------------------------------------------------------
-# 4. Exact DEQ kernels by Picard iteration with closed forms (THEORY §3)
+# 4. Exact DEQ kernels by Picard iteration with closed forms (docs/theory.md §3)
 # ---------------------------------------------------------------------------
 
 
@@ -463,7 +463,7 @@ def generic_deq_kernels(X, phi, dphi, kinks, sigma_a2, sigma_b2, center=0.0) -> 
 
 
 # ---------------------------------------------------------------------------
-# 6. Surrogate matrix and mixture data (THEORY §1, §4)
+# 6. Surrogate matrix and mixture data (docs/theory.md §1, §4)
 # ---------------------------------------------------------------------------
 
 
@@ -528,7 +528,7 @@ def paper_mixture_sample(p: int, n: int, rng) -> dict:
 
 
 def two_class_sample(p: int, n: int, rng) -> dict:
-    """THEORY §4 n = p check: mu = +-(1, -1, 0, ...), C_1 = I, C_2 = (1 + 2/sqrt p) I."""
+    """docs/theory.md §4 n = p check: mu = +-(1, -1, 0, ...), C_1 = I, C_2 = (1 + 2/sqrt p) I."""
     means = np.zeros((2, p))
     means[0, :2] = (1.0, -1.0)
     means[1, :2] = (-1.0, 1.0)
@@ -557,7 +557,7 @@ def rel_op_err(A, B) -> float:
     return op(A - B) / op(A)
 
 
-if __name__ == "__main__":  # pragma: no cover - reproduces THEORY §4 tables
+if __name__ == "__main__":  # pragma: no cover - reproduces docs/theory.md §4 tables
     import sys
 
     seeds = [int(s) for s in sys.argv[1:]] or [0]
@@ -597,7 +597,7 @@ if __name__ == "__main__":  # pragma: no cover - reproduces THEORY §4 tables
 
 
 # ---------------------------------------------------------------------------
-# 8. Explicit nets (THEORY §5): per-layer centring, coefficient algebra and exact
+# 8. Explicit nets (docs/theory.md §5): per-layer centring, coefficient algebra and exact
 #    kernels, written independently of deqfast (quadrature and closed forms)
 # ---------------------------------------------------------------------------
 
@@ -619,7 +619,7 @@ def _layer_center(act: RefActivation, tau: float):
 def explicit_net_coefficients(
     layers, tau0: float, kind: str = "ck", trained: str = "hidden"
 ) -> dict:
-    """(d, c1, c2, c3) of an explicit net's CK or NTK by the THEORY §5 algebra, with every
+    """(d, c1, c2, c3) of an explicit net's CK or NTK by the docs/theory.md §5 algebra, with every
     moment by adaptive quadrature; each layer centred at its input level."""
     S = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0, c4=1.0)
     theta = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0) if trained == "all" else None
@@ -674,7 +674,7 @@ def gauss_hermite_pair(f, g, d_i, d_j, s, kinks_f=(), kinks_g=(), nodes: int = 8
 
 
 def explicit_net_kernels(X, layers, tau0: float, trained: str = "hidden", lrelu=None) -> dict:
-    """Exact CK and NTK of an explicit net (THEORY §5) on a few samples.
+    """Exact CK and NTK of an explicit net (docs/theory.md §5) on a few samples.
 
     ``layers`` are RefActivations; ``lrelu[k] = (s_pos, s_neg)`` marks layer k as
     piecewise linear (closed forms), otherwise every pair is a nested adaptive

@@ -1,4 +1,4 @@
-"""deqfast.activations against the quadrature reference (THEORY.md §2)."""
+"""deqfast.activations against the quadrature reference (docs/theory.md §2)."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def test_unknown_activation_raises():
 
 
 # --------------------------------------------------------------------------- #
-# Gaussian moments (THEORY §2) vs adaptive quadrature split at the kinks
+# Gaussian moments (docs/theory.md §2) vs adaptive quadrature split at the kinks
 # --------------------------------------------------------------------------- #
 
 
@@ -197,7 +197,7 @@ _center = st.floats(min_value=-1.0, max_value=1.0)
 @settings(max_examples=40, deadline=None)
 @given(spec=_spec, tau=_tau)
 def test_a1_stein_equals_mean_derivative(spec, tau):
-    """a1 = E phi'(tau xi) (direct) = E[xi phi(tau xi)]/tau (Stein), THEORY §2."""
+    """a1 = E phi'(tau xi) (direct) = E[xi phi(tau xi)]/tau (Stein), docs/theory.md §2."""
     name, params = spec
     ref = R.get(name, **params)
     m = df.activations.get(name, **params).moments(tau)

@@ -1,4 +1,4 @@
-"""Tests of the ten-class random-feature experiment in deqfast.random_features (THEORY.md §5):
+"""Tests of the ten-class random-feature experiment in deqfast.random_features (docs/theory.md §5):
 the paper's six models, scikit-learn read-outs, the kernel limit and inference timing."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ NAMES = (
 
 @pytest.fixture
 def three_class(rng):
-    """Three Gaussian classes in p = 12 at the scale of THEORY.md §1, split 60/30."""
+    """Three Gaussian classes in p = 12 at the scale of docs/theory.md §1, split 60/30."""
     p, per = 12, 30
     means = 2.5 * np.eye(3, p)
     y = np.repeat([0, 1, 2], per)

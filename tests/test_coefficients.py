@@ -1,4 +1,4 @@
-"""The coefficient algebra (THEORY.md §4–§5): maps and the affine fixed-point solver."""
+"""The coefficient algebra (docs/theory.md §4–§5): maps and the affine fixed-point solver."""
 
 from __future__ import annotations
 

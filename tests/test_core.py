@@ -1,4 +1,4 @@
-"""The raw kernel bindings of ``deqfast._core`` (THEORY.md §3, §5): argument checks that the
+"""The raw kernel bindings of ``deqfast._core`` (docs/theory.md §3, §5): argument checks that the
 Python layer relies on, and agreement of the plain-value entry point with the DEQ's."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for deqfast.data (THEORY.md §1) and the shared argument checks.
+"""Tests for deqfast.data (docs/theory.md §1) and the shared argument checks.
 
 Checks are independent of the implementation: closed forms for the authors'
 preset, brute-force loops for the estimators, and empirical moments of many
@@ -32,7 +32,7 @@ def _random_spd(rng: np.random.Generator, p: int) -> np.ndarray:
 
 
 def _brute_stats(X: np.ndarray, labels: np.ndarray):
-    """Obviously-correct loops for the THEORY.md §1 estimators."""
+    """Obviously-correct loops for the docs/theory.md §1 estimators."""
     n, p = X.shape
     classes = sorted(set(labels.tolist()))
     codes = np.array([classes.index(lab) for lab in labels.tolist()])
@@ -214,7 +214,7 @@ def test_population_stats_full_covariance_by_hand():
     for a in range(3):
         assert st_.t[a] == pytest.approx(np.sqrt(p) * (np.trace(covs[a]) / p - tau0_sq))
         for b in range(3):
-            # the covariances themselves, not C_a - C̄ (THEORY.md §4)
+            # the covariances themselves, not C_a - C̄ (docs/theory.md §4)
             assert st_.T[a, b] == pytest.approx(np.trace(covs[a] @ covs[b]) / p, rel=1e-12)
     np.testing.assert_allclose(st_.priors, priors)
     assert np.array_equal(st_.psi, s.stats.psi) and st_.p == p

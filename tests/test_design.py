@@ -1,4 +1,4 @@
-"""Explicit-net design (THEORY.md §5; issue 5 acceptance 1, 2 at p = 256, and 4).
+"""Explicit-net design (docs/theory.md §5; issue 5 acceptance 1, 2 at p = 256, and 4).
 
 The p = 1024 figures of acceptance 2 are produced by ``benchmarks/bench_design.py``.
 """
@@ -89,7 +89,7 @@ def test_no_match_is_reported_and_warned(tiny_probe):
 
 
 def test_lrelu_exact_kernel_close_to_relu_deq(paper256):
-    """THEORY §5: 6e-6 at p = 1024; acceptance asks <= 1e-3 (here p = 256)."""
+    """docs/theory.md §5: 6e-6 at p = 1024; acceptance asks <= 1e-3 (here p = 256)."""
     s = paper256
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=s.stats.tau0)
     res = design_explicit(deq, family="lrelu", probe=s)
@@ -164,7 +164,7 @@ def test_lrelu3_against_reference(trained, tiny_probe):
     res = design_explicit(deq, target="ntk", trained=trained, probe=tiny_probe, family="lrelu3")
     net = res.net
     acts, slopes = _ref_lrelu_layers(net)
-    # coefficients: the THEORY §5 algebra with quadrature moments
+    # coefficients: the docs/theory.md §5 algebra with quadrature moments
     ref = R.explicit_net_coefficients(acts, TAU0, "ntk", trained)
     got = net.coefficients("ntk", trained=trained)
     for k in ("d", "c1", "c2", "c3"):

@@ -27,7 +27,7 @@ def test_readme_example_runs_and_matches_its_comment():
     assert code is not None, "README has no ## Example python block"
     namespace: dict = {}
     exec(compile(code.group(1), "README.md", "exec"), namespace)
-    # the example's last line prints the CK surrogate error, commented "≈ 0.083" (THEORY §4)
+    # the example's last line prints the CK surrogate error, commented "≈ 0.083" (docs/theory.md §4)
     G, G_bar, np = namespace["G"], namespace["G_bar"], namespace["np"]
     err = np.linalg.norm(G - G_bar, 2) / np.linalg.norm(G, 2)
     assert abs(err - 0.083) < 0.005

@@ -1,4 +1,4 @@
-"""deqfast.DEQ equilibrium (THEORY.md §4, E1-E4) and surrogate coefficients."""
+"""deqfast.DEQ equilibrium (docs/theory.md §4, E1-E4) and surrogate coefficients."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_coefficients_match_reference(name, sigma_a2, tau0):
 
 
 def test_explicit_sigma_b2_matches_reference():
-    """THEORY §4's n = p check uses sigma_a2 = 0.36, sigma_b2 = 1 (not variance preserving)."""
+    """docs/theory.md §4's n = p check uses sigma_a2 = 0.36, sigma_b2 = 1 (not variance preserving)."""
     deq = df.DEQ("relu", sigma_a2=0.36, sigma_b2=1.0, tau0=1.2)
     eq = deq.equilibrium()
     want = ref_eq("relu", 0.36, 1.0, 1.2)
@@ -178,7 +178,7 @@ def test_equilibrium_equations_hold(name):
 
 
 def test_defaults_are_the_papers():
-    """sigma_a2 = 0.2 and sigma_b2 = 1 - sigma_a2 by default (THEORY §3)."""
+    """sigma_a2 = 0.2 and sigma_b2 = 1 - sigma_a2 by default (docs/theory.md §3)."""
     eq = df.DEQ("relu", tau0=1.0).equilibrium()
     assert eq.sigma_a2 == 0.2
     assert eq.sigma_b2 == pytest.approx(0.8, rel=1e-15)
@@ -225,7 +225,7 @@ def test_bad_tau0_raises(bad):
 
 
 def test_no_equilibrium_when_sigma_a2_e2_ge_1():
-    """Linear: e2 = 1, so sigma_a2 = 1.5 violates sigma_a2 e2 < 1 (THEORY §3)."""
+    """Linear: e2 = 1, so sigma_a2 = 1.5 violates sigma_a2 e2 < 1 (docs/theory.md §3)."""
     with pytest.raises(ValueError, match="sigma_a2"):
         df.DEQ("linear", sigma_a2=1.5, sigma_b2=0.5, tau0=1.0).equilibrium()
     with pytest.raises(ValueError, match="sigma_a2"):

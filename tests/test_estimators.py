@@ -27,7 +27,7 @@ from deqfast.estimators import (
 )
 
 # The explicit-net estimators are checked with tau0 fixed (one design for all checks) and
-# the lrelu family, which matches the ReLU DEQ's CK exactly (THEORY.md §5).
+# the lrelu family, which matches the ReLU DEQ's CK exactly (docs/theory.md §5).
 _EXPLICIT = dict(tau0=1.0, kernel="ck", family="lrelu")
 ESTIMATORS = [
     DEQKernelRegressor(),
@@ -136,7 +136,7 @@ def test_explicit_estimator_uses_designed_net(rng):
     K = res.net.ck(Xtr)
     want = res.net.ck(Xte, Xtr) @ np.linalg.solve(K + 1e-2 * np.eye(K.shape[0]), y)
     np.testing.assert_allclose(est.predict(Xte), want, rtol=1e-8, atol=1e-10)
-    # the designed net's kernel is the DEQ's (THEORY.md §5): so are the predictions, nearly
+    # the designed net's kernel is the DEQ's (docs/theory.md §5): so are the predictions, nearly
     deq_pred = DEQKernelRegressor("relu", kernel="ck", ridge=1e-2).fit(Xtr, y).predict(Xte)
     assert np.abs(deq_pred - want).max() < 0.05 * np.abs(want).max()
 
@@ -237,7 +237,7 @@ def test_explicit_random_features_are_the_forward_pass(digits):
     net = tr.design_.net
     h = digits.X
     rng = np.random.default_rng(tr.seed_)
-    for k, layer in enumerate(net.layers):  # the forward pass written out (THEORY.md §5)
+    for k, layer in enumerate(net.layers):  # the forward pass written out (docs/theory.md §5)
         W = rng.standard_normal((h.shape[1], 48)) / (1.0 if k == 0 else math.sqrt(h.shape[1]))
         h = layer.activation(h @ W)
     np.testing.assert_allclose(F, h / math.sqrt(48), rtol=1e-12, atol=1e-14)

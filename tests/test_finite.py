@@ -1,4 +1,4 @@
-"""Finite-width DEQ: forward pass, adjoint, empirical CK/NTK (THEORY.md §3, "finite width")."""
+"""Finite-width DEQ: forward pass, adjoint, empirical CK/NTK (docs/theory.md §3, "finite width")."""
 
 from __future__ import annotations
 

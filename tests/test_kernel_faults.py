@@ -1,5 +1,5 @@
 """The exact-kernel path under bad input, extreme scales, resource limits and Ctrl-C
-(THEORY.md §3): every call returns finite kernels or raises a Python exception.
+(docs/theory.md §3): every call returns finite kernels or raises a Python exception.
 
 The reproducers of past process crashes (an exception escaping an OpenMP region, absurd
 thread counts) run in one subprocess, so that a crash fails these tests instead of killing

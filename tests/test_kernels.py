@@ -1,4 +1,4 @@
-"""Exact infinite-width kernels (THEORY.md §3) against independent NumPy references."""
+"""Exact infinite-width kernels (docs/theory.md §3) against independent NumPy references."""
 
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def test_result_repr_and_statistics(mixture):
     assert "pairs=" in repr(res)
 
 
-# -- THEORY.md §4 checked figures, with the C++ kernels ------------------------------------
+# -- docs/theory.md §4 checked figures, with the C++ kernels ------------------------------------
 def _errors(deq, sample, kinds=("pre", "ck", "ntk")):
     res = deq.kernels(sample.X)
     out = {}
@@ -218,7 +218,7 @@ def _errors(deq, sample, kinds=("pre", "ck", "ntk")):
     ],
 )
 def test_theory_table_authors_mixture(p, expected):
-    """THEORY §4: ReLU, sigma_a2 = 0.2, n = 0.8 p, within 15 % of the quoted errors."""
+    """docs/theory.md §4: ReLU, sigma_a2 = 0.2, n = 0.8 p, within 15 % of the quoted errors."""
     sample = df.GaussianMixture.paper(p).sample(int(0.8 * p), seed=0)
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=sample.stats.tau0)
     got = _errors(deq, sample)
@@ -227,7 +227,7 @@ def test_theory_table_authors_mixture(p, expected):
 
 
 def test_theory_n_equals_p_check():
-    """THEORY §4 n = p two-class check at p = 512 (sigma_a2 = 0.36, sigma_b2 = 1)."""
+    """docs/theory.md §4 n = p two-class check at p = 512 (sigma_a2 = 0.36, sigma_b2 = 1)."""
     p = 512
     means = np.zeros((2, p))
     means[0, :2] = (1.0, -1.0)

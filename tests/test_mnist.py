@@ -39,7 +39,7 @@ def mnist_like(rng):
 
 
 def _expected(images, labels, classes):
-    """Centred and scaled selection, written out from THEORY.md §1 independently of prepare."""
+    """Centred and scaled selection, written out from docs/theory.md §1 independently of prepare."""
     X = images.reshape(images.shape[0], -1).astype(np.float64)
     sel = np.concatenate([np.flatnonzero(labels == c) for c in classes])
     Xs = X[sel] - X[sel].mean(axis=0)

@@ -5,10 +5,10 @@ The reference (tests/reference.py, never importing deqfast) supplies the
 equilibrium, the surrogate coefficients, the surrogate matrix and the exact ReLU
 kernel (Picard on the full matrix with the arc-cosine closed forms).  The exact
 tanh kernel is computed here by Picard on the full matrix with Mehler's formula
-(THEORY.md §2): ``E[φ(u)φ(v)] = Σ_k f_k^i f_k^j ρ^k / k!`` with per-sample
+(docs/theory.md §2): ``E[φ(u)φ(v)] = Σ_k f_k^i f_k^j ρ^k / k!`` with per-sample
 Hermite coefficients ``f_k^i = E[φ(√d_i ξ) He_k(ξ)]`` by Gauss–Hermite
 quadrature — a different method from deqfast's.  The statistics are estimated
-from the labelled data with the formulas of THEORY.md §1, written out here.
+from the labelled data with the formulas of docs/theory.md §1, written out here.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def mnist68():
 
 
 def _stats(X, y):
-    """THEORY.md §1 estimates: J, tr(Ĉ_a)/p, T̂, ψ̂, τ̂0, t̂."""
+    """docs/theory.md §1 estimates: J, tr(Ĉ_a)/p, T̂, ψ̂, τ̂0, t̂."""
     n, p = X.shape
     K = int(y.max()) + 1
     J = np.eye(K)[y]

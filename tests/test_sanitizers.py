@@ -1,4 +1,4 @@
-"""The C++ kernel assembly (THEORY.md §3) under AddressSanitizer and UBSan.
+"""The C++ kernel assembly (docs/theory.md §3) under AddressSanitizer and UBSan.
 
 The vectorised pair solvers pad their lane groups and the assembly mirrors tiles by
 hand; ``tests/cpp/sanitize_kernels.cpp`` drives them (symmetric and cross kernels,

@@ -1,4 +1,4 @@
-"""Tests of deqfast.spectra (THEORY.md §6) and the spectral plots."""
+"""Tests of deqfast.spectra (docs/theory.md §6) and the spectral plots."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""RMT surrogates of the DEQ kernels (THEORY.md §4) against exact ReLU kernels.
+"""RMT surrogates of the DEQ kernels (docs/theory.md §4) against exact ReLU kernels.
 
 The exact infinite-width kernels S*, G*, K*, Theta* come from the reference's
 plain Picard iteration with the arc-cosine closed forms; the surrogates from
-deqfast.  The THEORY §4 figures are reproduced by the reference alone with
+deqfast.  The docs/theory.md §4 figures are reproduced by the reference alone with
 ``np.random.default_rng(seed)`` draws (class 0 first), which is also the
 stream ``GaussianMixture.sample(n, seed=seed)`` uses.
 """
@@ -21,7 +21,7 @@ import reference as R
 SA, SB = 0.2, 0.8  # authors' mixture
 SA2, SB2 = 0.36, 1.0  # the n = p two-class check
 PS = (128, 256, 512)
-# THEORY §4 tables at p = 512
+# docs/theory.md §4 tables at p = 512
 THEORY_512 = {"S": 0.0047, "G": 0.083, "K": 0.086}
 THEORY_NP_512 = {"S": 0.0021, "K": 0.028, "Theta": 0.040}
 REL_TOL = 0.15
@@ -132,7 +132,7 @@ def test_surrogate_equals_reference_formula(name):
 
 
 # --------------------------------------------------------------------------- #
-# THEORY §4 table: the authors' mixture, ReLU, sigma_a2 = 0.2, n = 0.8 p
+# docs/theory.md §4 table: the authors' mixture, ReLU, sigma_a2 = 0.2, n = 0.8 p
 # --------------------------------------------------------------------------- #
 
 
@@ -167,7 +167,7 @@ def test_exact_kernels_are_fixed_points():
 
 
 # --------------------------------------------------------------------------- #
-# THEORY §4 n = p check: sigma_a2 = 0.36, sigma_b2 = 1, mu = +-(1, -1, 0, ...)
+# docs/theory.md §4 n = p check: sigma_a2 = 0.36, sigma_b2 = 1, mu = +-(1, -1, 0, ...)
 # --------------------------------------------------------------------------- #
 
 

@@ -2,7 +2,7 @@
 
 Every prediction is checked against something computed another way: the closed-form
 Marchenko–Pastur law, an independent fixed point (the dual ``g``-form, plain iteration),
-or eigenvalues of simulated surrogate matrices (THEORY.md §4).  Sizes are kept small
+or eigenvalues of simulated surrogate matrices (docs/theory.md §4).  Sizes are kept small
 (p <= 1000, Lanczos for the top eigenvalues) so the module runs in well under a minute.
 """
 
@@ -40,7 +40,7 @@ def _one_blas_thread() -> Iterator[None]:
 def _mixture(
     p: int, K: int, *, seed: int = 0, spread: bool = True, norm: float = 3.0
 ) -> df.GaussianMixture:
-    """K classes in the regime of THEORY.md §1 with genuinely different covariances.
+    """K classes in the regime of docs/theory.md §1 with genuinely different covariances.
 
     Class ``a``: diagonal covariance of shape ``1 + (0.2 + 0.3 a)(2U − 1)`` (U uniform),
     rescaled so that ``tr(C_a)/p = 1 + (a − (K−1)/2)·2/√p`` (so ``t = O(1)``); mean of

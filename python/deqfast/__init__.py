@@ -18,8 +18,16 @@ except ImportError as exc:  # pragma: no cover - only hit on a broken install
         "for development); a C++17 compiler is needed."
     ) from exc
 
-from deqfast import activations, coefficients, datasets, finite, linalg, plots, random_features
-from deqfast import estimators
+from deqfast import (
+    activations,
+    coefficients,
+    datasets,
+    estimators,
+    finite,
+    linalg,
+    plots,
+    random_features,
+)
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, MixtureStats, Sample
 from deqfast.deq import DEQ

@@ -48,7 +48,7 @@ class Activation:
         ...
     def moments(self, tau: typing.SupportsFloat | typing.SupportsIndex) -> Moments:
         """
-        Gaussian moments a0..a3, m2, m2_dot, e2 at scale tau (THEORY.md §2).
+        Gaussian moments a0..a3, m2, m2_dot, e2 at scale tau (theory page §2).
         """
     @property
     def shift(self) -> float:
@@ -140,24 +140,24 @@ def _asin_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]
     """
 def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: numpy.typing.NDArray[numpy.float64] | None = None, G: numpy.typing.NDArray[numpy.float64] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | None = None, K: numpy.typing.NDArray[numpy.float64] | None = None, Theta: numpy.typing.NDArray[numpy.float64] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
     """
-    Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (THEORY.md §3). With symmetric=True only the upper triangle is solved and mirrored.
+    Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (theory page §3). With symmetric=True only the upper triangle is solved and mirrored.
     """
 @typing.overload
 def deq_adjoint(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], Z: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], v: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:
     """
-    Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (THEORY.md §3).
+    Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (theory page §3).
     Z is the (n, m) equilibrium. Returns (W, report) with W an F-ordered (m, n) array.
     """
 @typing.overload
 def deq_adjoint(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], Z: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], v: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, 1]"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:
     """
-    Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (THEORY.md §3).
+    Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (theory page §3).
     Z is the (n, m) equilibrium. Returns (W, report) with W an F-ordered (m, n) array.
     """
 @typing.overload
 def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], B: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], X: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, sigma_b: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:
     """
-    Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).
+    Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (theory page §3).
     solver: 'anderson', 'picard' or 'auto' (Picard, switching to Anderson when the observed rate says it pays).
     Interruptible (Ctrl-C raises KeyboardInterrupt within about one product block).
     A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with
@@ -166,7 +166,7 @@ def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.
 @typing.overload
 def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], B: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], X: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, sigma_b: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:
     """
-    Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).
+    Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (theory page §3).
     solver: 'anderson', 'picard' or 'auto' (Picard, switching to Anderson when the observed rate says it pays).
     Interruptible (Ctrl-C raises KeyboardInterrupt within about one product block).
     A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with
@@ -174,7 +174,7 @@ def deq_forward(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.
     """
 def gaussian_map(phi: Activation, S: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, G: numpy.typing.NDArray[numpy.float64] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | None = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
     """
-    G = F_phi(S) and Gdot = F_phi'(S) elementwise (THEORY.md §5): one explicit layer's kernel map.
+    G = F_phi(S) and Gdot = F_phi'(S) elementwise (theory page §5): one explicit layer's kernel map.
     """
 def samples_at(phi: Activation, d: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], hermite_terms: typing.SupportsInt | typing.SupportsIndex = 64) -> SampleData:
     """
@@ -182,6 +182,6 @@ def samples_at(phi: Activation, d: typing.Annotated[numpy.typing.NDArray[numpy.f
     """
 def solve_diagonal(phi: Activation, sqnorm: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, hermite_terms: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> SampleData:
     """
-    Diagonal fixed points d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 (THEORY.md §3).
+    Diagonal fixed points d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 (theory page §3).
     """
 has_openmp: bool = True

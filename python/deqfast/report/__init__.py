@@ -5,7 +5,7 @@ Sections (each number in the report is computed in the run):
 1. **CK and NTK matching on the mixture** — ``GaussianMixture.paper(p)``,
    ``n = round(0.8 p)``, σ_a² = 0.2, ReLU and tanh: relative errors of the
    surrogates ``Ḡ``, ``K̄`` against the exact ``G*``, ``K*`` over a range of
-   ``p`` (THEORY.md §4), and the full spectral comparison (§6) at the largest
+   ``p`` (:ref:`§4 <theory-4>`), and the full spectral comparison (§6) at the largest
    ``p``.
 2. **Explicit-net design** — the designed not-so-deep net's exact CK against
    ``G*`` (§5), next to an undesigned one-layer ReLU net.

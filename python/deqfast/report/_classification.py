@@ -1,5 +1,5 @@
 """Ten-class classification with random features and the inference-time comparison
-(THEORY.md §5).  ``compute_classification`` returns a frozen result object; nothing here
+(:ref:`§5 <theory-5>`).  ``compute_classification`` returns a frozen result object; nothing here
 formats or draws."""
 
 from __future__ import annotations

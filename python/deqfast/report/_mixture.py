@@ -85,7 +85,8 @@ class Workspace:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class KernelMatch:
-    """``G*`` vs ``Ḡ`` and ``K*`` vs ``K̄`` on one data set (THEORY.md §4, §6); with
+    """``G*`` vs ``Ḡ`` and ``K*`` vs ``K̄`` on one data set (:ref:`§4 <theory-4>`,
+    :ref:`§6 <theory-6>`); with
     ``theory``, the limiting spectra predicted from the equations alone and their
     1-Wasserstein distance to the exact spectra."""
 
@@ -179,7 +180,7 @@ class MixtureResult:
 
 def compute_mixture(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> MixtureResult:
     """Exact kernels against the surrogates over ``cfg.ps`` and draws, spectra at
-    ``cfg.spectra_p`` (THEORY.md §4, §6)."""
+    ``cfg.spectra_p`` (:ref:`§4 <theory-4>`, :ref:`§6 <theory-6>`)."""
     err = {a: {k: np.zeros((len(cfg.ps), cfg.draws)) for k in _ERROR_KEYS} for a in cfg.activations}
     steps = [(p, r, a) for p in cfg.ps for r in range(cfg.draws) for a in cfg.activations]
     surrogates = {}
@@ -290,7 +291,7 @@ def judge_designs(
 
 def compute_design(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> DesignSection:
     """The designed explicit nets of ``cfg.designs`` on the mixture sample at ``spectra_p``
-    (THEORY.md §5)."""
+    (:ref:`§5 <theory-5>`)."""
     s = ws.sample(cfg.spectra_p, 0)
 
     def exact(act: str, target: str) -> np.ndarray:
@@ -337,7 +338,7 @@ class FiniteWidthResult:
 
 def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> FiniteWidthResult:
     """Empirical CK and adjoint empirical NTK of finite-width DEQs against ``G*``, ``K*`` on
-    the sample at ``finite_p`` (THEORY.md §3); the weights of width ``m`` come from
+    the sample at ``finite_p`` (:ref:`§3 <theory-3>`); the weights of width ``m`` come from
     ``default_rng([seed, 7, m])`` (CK) and ``default_rng([seed, 8, m])`` (NTK)."""
     from deqfast.finite import empirical_ck, empirical_ntk
 

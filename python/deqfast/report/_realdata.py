@@ -121,7 +121,8 @@ def sample_std(x: np.ndarray) -> float:
 
 
 def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> RealDataResult:
-    """``G*``/``K*`` against the surrogates from estimated statistics (THEORY.md §1, §4) on
+    """``G*``/``K*`` against the surrogates from estimated statistics (:ref:`§1 <theory-1>`,
+    :ref:`§4 <theory-4>`) on
     random subsets of ``cfg.real_subset_n`` samples and on the whole set, for
     ``cfg.real_activations``; the designs ``cfg.real_designs`` judged by exact kernels."""
     from deqfast.datasets import prepare

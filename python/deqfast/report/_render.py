@@ -44,11 +44,11 @@ def _comparison_tables(doc: Document, m: KernelMatch) -> None:
 def render_mixture(r: MixtureResult, doc: Document, headline: Headline) -> None:
     doc.h(2, "1. CK and NTK matching on the Gaussian mixture")
     doc.p(
-        f"The authors' two-class mixture `GaussianMixture.paper(p)` (THEORY.md §5), "
+        f"The authors' two-class mixture `GaussianMixture.paper(p)` (§5 of the theory page), "
         f"n = {r.n_ratio:g}·p samples, σ_a² = {r.sigma_a2:g}, σ_b² = {1 - r.sigma_a2:g}, "
         "population statistics. Exact infinite-width kernels `G*` (Implicit-CK) and `K*` "
         "(Implicit-NTK, hidden weights and read-out trained) against the random-matrix "
-        "surrogates `Ḡ`, `K̄` of THEORY.md §4; relative errors averaged over "
+        "surrogates `Ḡ`, `K̄` of §4 of the theory page; relative errors averaged over "
         f"{r.draws} draw(s) per p."
     )
     acts = r.activations
@@ -120,7 +120,8 @@ def render_design(r: DesignSection, doc: Document, headline: Headline) -> None:
     doc.h(2, "2. A not-so-deep explicit net with the DEQ's kernel")
     doc.p(
         "For each DEQ, `design_explicit` solves for the activations of an explicit net whose "
-        "surrogate coefficients equal the DEQ's (THEORY.md §5); the design is then judged by "
+        "surrogate coefficients equal the DEQ's (§5 of the theory page); the design is then "
+        "judged by "
         f"the exact kernels on the mixture sample (p = {r.p}, n = {r.n}), next to an "
         "undesigned one-layer ReLU net (centred)."
     )
@@ -155,7 +156,7 @@ def render_finite_width(r: FiniteWidthResult, doc: Document, headline: Headline)
         f"Finite-width DEQs (weights N(0,1), width m) solved to equilibrium on the mixture "
         f"sample (p = {r.p}, n = {r.n}); the empirical CK φ(Z*)ᵀφ(Z*)/m and the empirical NTK "
         "(hidden weights and read-out, exact gradients by the adjoint fixed point), averaged "
-        f"over {r.trials} weight draw(s), against the exact `G*` and `K*` (THEORY.md §3)."
+        f"over {r.trials} weight draw(s), against the exact `G*` and `K*` (§3 of the theory page)."
     )
     doc.table(
         ["width m", *[f"{a}: ‖{x}_m−{y}‖/‖{y}‖" for a in r.activations
@@ -232,7 +233,7 @@ def render_real_data(r: RealDataResult, doc: Document, headline: Headline) -> No
     doc.h(2, f"4. Real data: {tag}")
     doc.p(
         f"{r.description}. Statistics τ0, t, T, ψ estimated from the labelled data "
-        f"(THEORY.md §1): τ0 = {r.tau0:.4f}, t = {r.t.round(3).tolist()}, "
+        f"(§1 of the theory page): τ0 = {r.tau0:.4f}, t = {r.t.round(3).tolist()}, "
         f"T = {r.T.round(3).tolist()}. σ_a² = {r.sigma_a2:g}. Surrogates `Ḡ`, `K̄` from these "
         f"estimates against the exact `G*`, `K*`: on {r.subsets} random subsets of "
         f"n = {r.subset_n} (statistics re-estimated on each; mean ± std) and on all "
@@ -284,7 +285,8 @@ def render_real_data(r: RealDataResult, doc: Document, headline: Headline) -> No
     d = r.designs
     doc.h(3, f"Designed explicit nets on {tag}")
     doc.p(
-        "The nets designed for each DEQ (THEORY.md §5) judged by their exact kernels on the "
+        "The nets designed for each DEQ (§5 of the theory page) judged by their exact kernels "
+        "on the "
         f"same n = {d.n} samples, next to an undesigned one-layer ReLU net (centred)."
     )
     render_design_rows(doc, d.rows, tag)

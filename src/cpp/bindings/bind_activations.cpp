@@ -1,4 +1,4 @@
-// Activations, Gaussian moments and Hermite expansions (THEORY.md §2).
+// Activations, Gaussian moments and Hermite expansions (docs/theory.md §2).
 #include "bindings/pybind11.hpp"
 #include "deqfast/activation.hpp"
 #include "deqfast/moments.hpp"
@@ -47,7 +47,7 @@ void bind_activations(py::module_& m) {
       })
       .def("kinks", &Activation::kinks)
       .def("moments", &deqfast::gaussian_moments, py::arg("tau"),
-           "Gaussian moments a0..a3, m2, m2_dot, e2 at scale tau (THEORY.md §2).")
+           "Gaussian moments a0..a3, m2, m2_dot, e2 at scale tau (theory page §2).")
       .def(
           "hermite",
           [](const Activation& a, double tau, int K) {

@@ -1,4 +1,4 @@
-// Finite-width DEQ forward pass and adjoint with Anderson / Picard (THEORY.md §3, "finite width").
+// Finite-width DEQ forward pass and adjoint with Anderson / Picard (docs/theory.md §3, "finite width").
 #include <algorithm>
 #include <string>
 
@@ -136,7 +136,7 @@ void def_typed(py::module_& m) {
       py::arg("sigma_b"), py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500,
       py::arg("memory") = 5, py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0,
       py::arg("divergence") = 1e6, py::arg("num_threads") = 0, py::arg("gemm") = "blas",
-      "Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (THEORY.md §3).\n"
+      "Batched finite-width DEQ Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T (theory page §3).\n"
       "solver: 'anderson', 'picard' or 'auto' (Picard, switching to Anderson when the observed rate says it pays).\n"
       "Interruptible (Ctrl-C raises KeyboardInterrupt within about one product block).\n"
       "A (m, m), B (m, p), X (n, p) C-contiguous, all float64 or all float32. Returns (Z, Phi, report) with\n"
@@ -156,7 +156,7 @@ void def_typed(py::module_& m) {
       py::arg("solver") = "anderson", py::arg("tol") = 1e-8, py::arg("max_iter") = 500, py::arg("memory") = 5,
       py::arg("damping") = 1.0, py::arg("drop_tol") = 1e10, py::arg("restart") = 0, py::arg("divergence") = 1e6,
       py::arg("num_threads") = 0, py::arg("gemm") = "blas",
-      "Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (THEORY.md §3).\n"
+      "Adjoint W = D o v/sqrt m + (sigma_a/sqrt m) D o (A^T W), D = phi'(Z) (theory page §3).\n"
       "Z is the (n, m) equilibrium. Returns (W, report) with W an F-ordered (m, n) array.");
 }
 

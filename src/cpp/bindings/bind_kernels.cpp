@@ -1,4 +1,4 @@
-// Exact infinite-width kernels: diagonal fixed points and tiled pair assembly (THEORY.md §3).
+// Exact infinite-width kernels: diagonal fixed points and tiled pair assembly (docs/theory.md §3).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -97,7 +97,7 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("phi"), py::arg("sqnorm"), py::arg("sigma_a2"), py::arg("sigma_b2"), py::arg("tol") = 1e-12,
       py::arg("max_iter") = 100, py::arg("hermite_terms") = 64, py::arg("num_threads") = 0,
-      "Diagonal fixed points d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 (THEORY.md §3).");
+      "Diagonal fixed points d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 (theory page §3).");
 
   m.def(
       "assemble",
@@ -135,7 +135,7 @@ void bind_kernels(py::module_& m) {
       py::arg("K") = py::none(), py::arg("Theta") = py::none(), py::arg("tol") = 1e-12,
       py::arg("max_iter") = 100, py::arg("block") = 64, py::arg("num_threads") = 0,
       "Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels "
-      "(THEORY.md §3). With symmetric=True only the upper triangle is solved and mirrored.");
+      "(theory page §3). With symmetric=True only the upper triangle is solved and mirrored.");
 
   m.def(
       "samples_at",
@@ -175,7 +175,7 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("phi"), py::arg("S"), py::arg("A"), py::arg("B"), py::arg("symmetric"), py::arg("G") = py::none(),
       py::arg("Gdot") = py::none(), py::arg("num_threads") = 0,
-      "G = F_phi(S) and Gdot = F_phi'(S) elementwise (THEORY.md §5): one explicit layer's kernel map.");
+      "G = F_phi(S) and Gdot = F_phi'(S) elementwise (theory page §5): one explicit layer's kernel map.");
 
   m.def(
       "_acos_vec",

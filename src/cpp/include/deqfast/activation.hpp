@@ -1,4 +1,4 @@
-// Activation functions phi and their derivatives (THEORY.md §2).
+// Activation functions phi and their derivatives (docs/theory.md §2).
 //
 // Plain C++17: no pybind11 here. An Activation is a small value type (kind +
 // parameters + centring shift) so it can be copied into OpenMP regions.
@@ -35,7 +35,7 @@ struct Activation {
   double p0 = 1.0;  // s_pos | alpha (elu) | a (clip)
   double p1 = 0.0;  // s_neg | c (clip)
   std::vector<double> coef;  // polynomial / Hermite coefficients
-  double shift = 0.0;        // phi(x) = raw(x) - shift  (centring, THEORY §2)
+  double shift = 0.0;        // phi(x) = raw(x) - shift  (centring, theory page §2)
 
   static double sigmoid(double x) {
     if (x >= 0) return 1.0 / (1.0 + std::exp(-x));

@@ -1,5 +1,5 @@
-// Tiled assembly of the exact kernels (THEORY.md §3) and the Gaussian map of explicit layers
-// (THEORY.md §5): pair solves over cache-sized tiles in parallel, written into caller-owned
+// Tiled assembly of the exact kernels (docs/theory.md §3) and the Gaussian map of explicit layers
+// (docs/theory.md §5): pair solves over cache-sized tiles in parallel, written into caller-owned
 // row-major outputs.
 #pragma once
 
@@ -238,7 +238,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
 }
 
 /// The Gaussian map of an explicit layer, elementwise: G = F_phi(S), Gdot = F_phi'(S) for the
-/// block S (rows of set A, columns of set B; THEORY.md §5). No fixed point: one evaluation per
+/// block S (rows of set A, columns of set B; docs/theory.md §5). No fixed point: one evaluation per
 /// pair (2-D quadrature where the Mehler series cannot meet its bound). With `symmetric`, S is
 /// square, only its upper triangle is read and the outputs are mirrored.
 inline AssemblyStats gaussian_map(const Activation& phi, const Eigen::Ref<const RowMatrix>& S, const SampleData& A,

@@ -1,4 +1,4 @@
-// Finite-width deep equilibrium model, batched (THEORY.md §3, "finite width").
+// Finite-width deep equilibrium model, batched (docs/theory.md §3, "finite width").
 //
 //   Z = (sigma_a/sqrt m) A phi(Z) + sigma_b B X^T          Z: m x n (one column per sample)
 //

@@ -1,4 +1,4 @@
-// Per-sample data of the exact kernels (THEORY.md §3): the diagonal fixed points
+// Per-sample data of the exact kernels (docs/theory.md §3): the diagonal fixed points
 //   d_i = sigma_a2 E[phi(sqrt(d_i) xi)^2] + sigma_b2 |x_i|^2
 // (solve_diagonal), or per-sample data at given variances (samples_at, explicit layers), with
 // what the pair kernels need of each sample (one-point moments, Hermite expansion and tails).
@@ -91,7 +91,7 @@ inline SampleData allocate_samples(const Activation& phi, Eigen::Index n, int he
 }
 
 /// Per-sample data at given variances d_i > 0 (no fixed point): the Gaussian map of one
-/// explicit layer, K = F_phi(S), needs exactly this (THEORY.md §5).
+/// explicit layer, K = F_phi(S), needs exactly this (docs/theory.md §5).
 inline SampleData samples_at(const Activation& phi, const Eigen::Ref<const Eigen::VectorXd>& d, int hermite_terms,
                              Cancel* cancel = nullptr) {
   const Eigen::Index n = d.size();

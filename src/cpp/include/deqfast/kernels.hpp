@@ -1,4 +1,4 @@
-// Exact infinite-width DEQ kernels (THEORY.md §3).
+// Exact infinite-width DEQ kernels (docs/theory.md §3).
 //
 //   S* = sigma_a2 F_phi(S*) + sigma_b2 X X^T,   G* = F_phi(S*),   Gdot* = F_phi'(S*)
 //   K* = G* / (1 - sigma_a2 Gdot*)                       (default NTK: B not trained)

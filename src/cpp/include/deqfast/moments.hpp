@@ -1,4 +1,4 @@
-// Gaussian moments of an activation at scale tau (THEORY.md §2):
+// Gaussian moments of an activation at scale tau (docs/theory.md §2):
 //   a0 = E phi(tau xi), a1 = E phi'(tau xi), a2 = E phi'', a3 = E phi''',
 //   m2 = E phi^2, m2_dot = d m2 / d(tau^2) (at a fixed centring shift), e2 = E phi'^2,
 // and the normalised Hermite coefficients h_k = E[phi(tau xi) He_k(xi)] / sqrt(k!)

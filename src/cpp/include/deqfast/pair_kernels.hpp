@@ -1,4 +1,4 @@
-// Scalar pair kernels (THEORY.md §3): the two-point expectations g = E[phi(u) phi(v)],
+// Scalar pair kernels (docs/theory.md §3): the two-point expectations g = E[phi(u) phi(v)],
 // gd = E[phi'(u) phi'(v)] of one pair (closed forms, Mehler's series, 2-D quadrature) and the
 // safeguarded Newton solve of one pair's fixed point s = sigma_a2 g(s) + sigma_b2 x_i.x_j.
 #pragma once

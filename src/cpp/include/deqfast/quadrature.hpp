@@ -1,7 +1,7 @@
 // Gaussian quadrature rules and Gaussian expectations E g(xi), xi ~ N(0,1).
 //
 // Composite Gauss–Legendre split at breakpoints: plain Gauss–Hermite converges
-// slowly across a kink (THEORY.md §2: 200 nodes are 0.4 % off in ReLU's a2),
+// slowly across a kink (docs/theory.md §2: 200 nodes are 0.4 % off in ReLU's a2),
 // whereas panels that end on every kink keep spectral accuracy on each piece.
 #pragma once
 
