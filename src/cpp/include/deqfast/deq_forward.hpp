@@ -26,14 +26,10 @@
 
 #include "deqfast/activation.hpp"
 #include "deqfast/anderson.hpp"
+#include "deqfast/matrix.hpp"
 #include "deqfast/parallel.hpp"
 
 namespace deqfast {
-
-template <class Scalar>
-using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class Scalar>
-using ColMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
 /// Optional Fortran-BLAS ?gemm (column-major) used for the products instead of Eigen's
 /// own kernel; the bindings hand in the one SciPy ships (scipy.linalg.cython_blas),
