@@ -14,6 +14,7 @@ summary table of every module that exports it.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import inspect
 import os
 import pkgutil
@@ -26,7 +27,11 @@ ROOT = DOCS.parent
 # A source checkout with a compiled core (an editable or in-place build) is documented
 # as is; otherwise the installed package is.
 # The tutorials' kernels are separate processes: they find the package through PYTHONPATH.
-if any((ROOT / "python" / "deqfast").glob("_core*")):
+_BUILT_IN_PLACE = any(
+    (ROOT / "python" / "deqfast" / f"_core{suffix}").exists()
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES
+)
+if _BUILT_IN_PLACE:
     sys.path.insert(0, str(ROOT / "python"))
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "python"), os.environ.get("PYTHONPATH")) if p
