@@ -184,3 +184,17 @@ def _has_own_doc(cls: type) -> bool:
 
 
 write_api_pages()
+
+
+# -- members that are not deqfast's ------------------------------------------------------------
+# scikit-learn adds ``set_{fit,predict,score,...}_request`` to every estimator class (metadata
+# routing); their docstrings refer to scikit-learn's own glossary and labels, which do not
+# exist here. They are scikit-learn's API, documented there.
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_foreign_members)
