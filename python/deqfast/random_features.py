@@ -61,6 +61,7 @@ __all__ = [
     "FeatureModel",
     "InferenceTiming",
     "RandomFeatureResult",
+    "accuracy_rows",
     "accuracy_table",
     "classification_grid",
     "deq_features",
@@ -467,6 +468,30 @@ def kernel_ridge_accuracy(
     return float(np.mean(np.argmax(Kte @ alpha, axis=1) == cte))
 
 
+def accuracy_rows(
+    results: Mapping[str, Any], kernel_accuracy: Mapping[str, float] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of an accuracy table (%): one row per model, ``mean ± std`` per width
+    (``results`` hold ``widths``, ``mean`` and ``std`` like :class:`RandomFeatureResult`),
+    then the kernel limit; ``–`` where a model has no value."""
+    widths = sorted({w for r in results.values() for w in r.widths})
+    kacc = dict(kernel_accuracy or {})
+    header = ["model", *[f"m = {w}" for w in widths], "exact kernel (m = ∞)"]
+    rows = []
+    for name in list(results) + [k for k in kacc if k not in results]:
+        row = [name]
+        r = results.get(name)
+        for w in widths:
+            if r is not None and w in r.widths:
+                i = r.widths.index(w)
+                row.append(f"{100 * r.mean[i]:.1f} ± {100 * r.std[i]:.1f}")
+            else:
+                row.append("–")
+        row.append(f"{100 * kacc[name]:.1f}" if name in kacc else "–")
+        rows.append(row)
+    return header, rows
+
+
 def accuracy_table(
     results: Mapping[str, RandomFeatureResult],
     *,
@@ -478,22 +503,7 @@ def accuracy_table(
     ``fmt`` is ``"markdown"`` or ``"text"``.
     """
     check_choice(fmt, "fmt", ("markdown", "text"))
-    widths = sorted({w for r in results.values() for w in r.widths})
-    kacc = dict(kernel_accuracy or {})
-    names = list(results) + [k for k in kacc if k not in results]
-    header = ["model", *[f"m = {w}" for w in widths], "exact kernel (m = ∞)"]
-    rows = []
-    for name in names:
-        row = [name]
-        r = results.get(name)
-        for w in widths:
-            if r is not None and w in r.widths:
-                i = r.widths.index(w)
-                row.append(f"{100 * r.mean[i]:.1f} ± {100 * r.std[i]:.1f}")
-            else:
-                row.append("–")
-        row.append(f"{100 * kacc[name]:.1f}" if name in kacc else "–")
-        rows.append(row)
+    header, rows = accuracy_rows(results, kernel_accuracy)
     if fmt == "markdown":
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(r) + " |" for r in rows]

@@ -16,6 +16,7 @@ from deqfast.plots import (
     plot_errors_vs_p,
     plot_spectra,
 )
+from deqfast.random_features import accuracy_rows
 from deqfast.report._classification import PAIRS, ClassificationSection
 from deqfast.report._document import Document, fmt, pct
 from deqfast.report._mixture import DesignSection, FiniteWidthResult, KernelMatch, MixtureResult
@@ -189,27 +190,6 @@ def render_finite_width(r: FiniteWidthResult, doc: Document, headline: Headline)
                 f"Relative error of the finite-width empirical {x} against the exact {y} "
                 "(slope −1/2 expected).",
             )  # fmt: skip
-
-
-def accuracy_rows(
-    results: dict, kernel_accuracy: dict[str, float]
-) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of an accuracy table (%): ``mean ± std`` per width, the kernel limit."""
-    widths = sorted({w for r in results.values() for w in r.widths})
-    header = ["model", *[f"m = {w}" for w in widths], "exact kernel (m = ∞)"]
-    rows = []
-    for name in list(results) + [k for k in kernel_accuracy if k not in results]:
-        r = results.get(name)
-        row = [name]
-        for w in widths:
-            if r is not None and w in r.widths:
-                i = r.widths.index(w)
-                row.append(f"{100 * r.mean[i]:.1f} ± {100 * r.std[i]:.1f}")
-            else:
-                row.append("–")
-        row.append(f"{100 * kernel_accuracy[name]:.1f}" if name in kernel_accuracy else "–")
-        rows.append(row)
-    return header, rows
 
 
 def render_design_rows(doc: Document, rows: tuple, what: str) -> None:
