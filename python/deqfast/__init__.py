@@ -22,7 +22,6 @@ from deqfast import (
     activations,
     coefficients,
     datasets,
-    estimators,
     finite,
     linalg,
     plots,
@@ -69,3 +68,13 @@ __all__ = [
     "surrogate_matrix",
     "theory_spectrum",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Load :mod:`deqfast.estimators` on first use: it imports scikit-learn, which is most
+    of the cost of ``import deqfast`` (about 1.5 s of 2 s) and is needed only there."""
+    if name == "estimators":
+        import importlib
+
+        return importlib.import_module("deqfast.estimators")
+    raise AttributeError(f"module 'deqfast' has no attribute {name!r}")
