@@ -1,4 +1,7 @@
-"""Tests of deqfast.datasets: loaders on tiny files written here, and preparation (docs/theory.md §1)."""
+"""Tests of deqfast.datasets: loaders on tiny files written here, and preparation.
+
+Preparation follows docs/theory.md §1.
+"""
 
 from __future__ import annotations
 

@@ -124,7 +124,10 @@ def test_coefficients_match_reference(name, sigma_a2, tau0):
 
 
 def test_explicit_sigma_b2_matches_reference():
-    """docs/theory.md §4's n = p check uses sigma_a2 = 0.36, sigma_b2 = 1 (not variance preserving)."""
+    """The n = p check of docs/theory.md §4 uses sigma_a2 = 0.36, sigma_b2 = 1.
+
+    (Not variance preserving.)
+    """
     deq = df.DEQ("relu", sigma_a2=0.36, sigma_b2=1.0, tau0=1.2)
     eq = deq.equilibrium()
     want = ref_eq("relu", 0.36, 1.0, 1.2)

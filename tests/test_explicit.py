@@ -1,4 +1,6 @@
-"""Explicit networks (docs/theory.md §5): coefficient algebra, exact kernels, surrogates, finite width.
+"""Explicit networks (docs/theory.md §5).
+
+Coefficient algebra, exact kernels, surrogates, finite width.
 
 References written here: closed-form coefficients of a one-layer ReLU net, and the
 exact two-layer ReLU CK/NTK by an arc-cosine composition in NumPy.
