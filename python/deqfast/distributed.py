@@ -381,8 +381,9 @@ def kernels_blocked(
         )
 
     path = os.fspath(zarr_path)
-    fingerprint = hashlib.sha256(X)
-    fingerprint.update(d)
+    # ndarrays are buffers at run time; numpy's stubs do not declare it
+    fingerprint = hashlib.sha256(X)  # type: ignore[arg-type]
+    fingerprint.update(d)  # type: ignore[arg-type]
     attrs = dict(
         layout="upper", kernel=kernel, n=n, p=int(X.shape[1]), block=block, dtype=dt,
         deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,

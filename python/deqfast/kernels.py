@@ -254,7 +254,7 @@ def compute_kernels(
         Y = X if symmetric else Y / scale
     _check_memory(phi, n, n2, outs, block, terms, threads)
 
-    values = dict(sigma_a2=sigma_a2, sigma_b2=sigma_b2, tol=tol, max_iter=max_iter)
+    values: dict[str, Any] = dict(sigma_a2=sigma_a2, sigma_b2=sigma_b2, tol=tol, max_iter=max_iter)
     A = diagonal(phi, X, **values, hermite_terms=terms, num_threads=threads)
     B = (
         A
