@@ -137,14 +137,18 @@ def _count_tiles(monkeypatch, fail_at=None):
 
 
 def test_zarr_rerun_resumes_missing_tiles(problem, tmp_path, monkeypatch, threads):
+    import dask
     import zarr
 
     deq, s, G, _ = problem
     path = tmp_path / "ck.zarr"
     calls = _count_tiles(monkeypatch, fail_at=128)
-    with pytest.raises(RuntimeError, match="interrupted"):
-        dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path)
-    written = len(calls)  # tiles finished before the failure (scheduling order varies)
+    # One tile at a time, so no tile is still in flight when the failure is raised (with a
+    # thread pool, a tile counted here could finish, or not, after the count is taken).
+    with dask.config.set(scheduler="synchronous"):
+        with pytest.raises(RuntimeError, match="interrupted"):
+            dd.kernels_blocked(deq, s.X, block=BLOCK, zarr_path=path)
+    written = len(calls)  # tiles finished before the failure
     assert written < 6 and not dict(zarr.open_array(str(path)).attrs)["deqfast"]["complete"]
     with pytest.raises(ValueError, match="incomplete"):
         dd.open_blocked(path)
