@@ -7,7 +7,8 @@ scripts would compute them: closed-form arc-cosine map applied to the whole
 that both agree, measures the 1 -> 2 thread speed-up, the peak memory relative
 to the returned matrices, pairs solved per second for relu, tanh and swish, and
 one run at n = 16384, and the ratio of the kernels' time to the floor (Gram product plus
-one write of each output; ``--floor N`` runs only that).
+one write of each output, float64 and float32; ``--floor N`` runs only that and writes
+``results/kernels_floor_nN.json``).
 
 Every measurement runs in a fresh subprocess so that peak RSS is its own.
 
@@ -139,10 +140,15 @@ def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, re
     return res
 
 
-def floor(n: int = 4096, repeat: int = 3) -> dict:
+def floor(n: int = 4096, repeat: int = 5) -> dict:
     """Kernels against the machine floor, in one process: the Gram product ``X Xᵀ`` plus one
     write of each output (fresh ``np.empty`` arrays, so the first-touch page faults are paid
-    as the kernels pay them), next to all four outputs and the CK alone. Best of ``repeat``."""
+    as the kernels pay them), next to all four outputs (``S``, ``G``, ``Ġ``, ``K``) and the CK
+    alone, in float64 and float32. The cases run interleaved, ``repeat`` rounds, and each
+    reports its median (the machine may be shared: load drifts hit every case alike).
+
+    Acceptance ratios: ``all_four_over_floor`` (four outputs against the Gram plus four
+    writes) and ``ck_over_floor`` (the CK against the Gram plus one write)."""
     import deqfast as df
 
     sample = df.GaussianMixture.paper(P).sample(n, seed=0)
@@ -150,34 +156,72 @@ def floor(n: int = 4096, repeat: int = 3) -> dict:
     deq = df.DEQ("relu", sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
     deq.ck(X[:64])  # warm-up (equilibrium, thread pool)
 
-    def best(fn) -> float:
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    def gram_and_writes(k: int) -> None:
+    def gram_and_writes(k: int, dtype: type = np.float64) -> None:
         gram = X @ X.T
         for _ in range(k):
-            out = np.empty((n, n))
+            out = np.empty((n, n), dtype=dtype)
             out[...] = gram
 
-    t_floor4 = best(lambda: gram_and_writes(4))
-    t_floor1 = best(lambda: gram_and_writes(1))
-    t_all = best(lambda: deq.kernels(X, progress=False, num_threads=2))
-    t_ck = best(lambda: deq.ck(X, progress=False, num_threads=2))
+    cases = {
+        "floor_gram_plus_4_writes": lambda: gram_and_writes(4),
+        "all_four": lambda: deq.kernels(X, progress=False, num_threads=2),
+        "floor_gram_plus_1_write": lambda: gram_and_writes(1),
+        "ck_only": lambda: deq.ck(X, progress=False, num_threads=2),
+        "floor_gram_plus_4_writes_f32": lambda: gram_and_writes(4, np.float32),
+        "all_four_f32": lambda: deq.kernels(X, progress=False, num_threads=2, dtype=np.float32),
+        "floor_gram_plus_1_write_f32": lambda: gram_and_writes(1, np.float32),
+        "ck_only_f32": lambda: deq.ck(X, progress=False, num_threads=2, dtype=np.float32),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    load = [os.getloadavg()[0]]
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+        load.append(os.getloadavg()[0])
+    med = {k: float(np.median(v)) for k, v in times.items()}
     pairs = n * (n - 1) // 2
-    res = {
-        "n": n, "p": P, "load_1min": os.getloadavg()[0],
-        "floor_gram_plus_4_writes_s": t_floor4, "floor_gram_plus_1_write_s": t_floor1,
-        "all_four_s": t_all, "ck_only_s": t_ck,
-        "all_four_over_floor": t_all / t_floor4, "ck_over_floor": t_ck / t_floor1,
-        "all_four_pairs_per_s": pairs / t_all, "ck_pairs_per_s": pairs / t_ck,
-    }  # fmt: skip
-    print(json.dumps(res, indent=1), flush=True)
+    res: dict = {"n": n, "p": P, "repeats": repeat, "load_1min": load, "cpus": os.cpu_count()}
+    res.update({f"{k}_s": v for k, v in med.items()})
+    for suffix in ("", "_f32"):
+        res[f"all_four_over_floor{suffix}"] = (
+            med[f"all_four{suffix}"] / med[f"floor_gram_plus_4_writes{suffix}"]
+        )
+        res[f"ck_over_floor{suffix}"] = (
+            med[f"ck_only{suffix}"] / med[f"floor_gram_plus_1_write{suffix}"]
+        )
+        res[f"all_four_pairs_per_s{suffix}"] = pairs / med[f"all_four{suffix}"]
+        res[f"ck_pairs_per_s{suffix}"] = pairs / med[f"ck_only{suffix}"]
+    res["all_times_s"] = times
+    print(
+        f"n={n} p={P}, median of {repeat} interleaved rounds, load "
+        + " -> ".join(f"{x:.1f}" for x in load)
+        + f" on {os.cpu_count()} CPUs"
+    )
+    for suffix, label in (("", "float64"), ("_f32", "float32")):
+        print(
+            f"[{label}] all four (S, G, Gdot, K) {med['all_four' + suffix]:.3f} s / "
+            f"(Gram + 4 writes) {med['floor_gram_plus_4_writes' + suffix]:.3f} s = "
+            f"{res['all_four_over_floor' + suffix]:.2f}x   "
+            f"{res['all_four_pairs_per_s' + suffix] / 1e6:.1f} M pairs/s"
+        )
+        print(
+            f"[{label}] CK only {med['ck_only' + suffix]:.3f} s / "
+            f"(Gram + 1 write) {med['floor_gram_plus_1_write' + suffix]:.3f} s = "
+            f"{res['ck_over_floor' + suffix]:.2f}x   "
+            f"{res['ck_pairs_per_s' + suffix] / 1e6:.1f} M pairs/s",
+            flush=True,
+        )
     return res
+
+
+def _machine() -> dict:
+    import deqfast
+
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "has_openmp": deqfast._core.has_openmp,
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
 
 
 def main() -> None:
@@ -200,10 +244,13 @@ def main() -> None:
                                  save=args.save, check=args.check))  # fmt: skip
         return
 
-    import deqfast
-
     if args.floor:
-        floor(args.floor)
+        res = floor(args.floor)
+        path = os.path.join(os.path.dirname(args.out), f"kernels_floor_n{args.floor}.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump({"machine": _machine(), "floor": res}, fh, indent=1)
+        print(f"wrote {path}")
         return
     sizes = [512, 1024] if args.quick else [1024, 2048, 4096]
     runs, summary = [], {}
@@ -231,8 +278,7 @@ def main() -> None:
         summary["relu_n16384_seconds"] = big["seconds"]
         summary["relu_n16384_memory_ratio"] = big["memory_ratio"]
     doc = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "has_openmp": deqfast._core.has_openmp},
+        "machine": _machine(),
         "config": {"p": P, "sigma_a2": SIGMA_A2, "tol": TOL, "data": "GaussianMixture.paper(p)"},
         "summary": summary,
         "runs": runs,

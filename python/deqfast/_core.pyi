@@ -83,6 +83,9 @@ class AssemblyStats:
     def nonfinite(self) -> int:
         ...
     @property
+    def overflow32(self) -> int:
+        ...
+    @property
     def newton_steps(self) -> int:
         ...
     @property
@@ -138,9 +141,9 @@ def _asin_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]
     """
     The vectorisable arcsin of the arcsine (erf) pair solver (exposed for its accuracy test).
     """
-def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: numpy.typing.NDArray[numpy.float64] | None = None, G: numpy.typing.NDArray[numpy.float64] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | None = None, K: numpy.typing.NDArray[numpy.float64] | None = None, Theta: numpy.typing.NDArray[numpy.float64] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> AssemblyStats:
+def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, G: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, K: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, Theta: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, dtype: typing.Any = 'float64') -> AssemblyStats:
     """
-    Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (theory page §3). With symmetric=True only the upper triangle is solved and mirrored.
+    Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (theory page §3). With symmetric=True only the upper triangle is solved and mirrored. dtype: of every output array, float64 or float32 (computed in float64, stored rounded to nearest).
     """
 @typing.overload
 def deq_adjoint(phi: Activation, A: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], Z: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], v: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], sigma_a: typing.SupportsFloat | typing.SupportsIndex, solver: str = 'anderson', tol: typing.SupportsFloat | typing.SupportsIndex = 1e-08, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, memory: typing.SupportsInt | typing.SupportsIndex = 5, damping: typing.SupportsFloat | typing.SupportsIndex = 1.0, drop_tol: typing.SupportsFloat | typing.SupportsIndex = 10000000000.0, restart: typing.SupportsInt | typing.SupportsIndex = 0, divergence: typing.SupportsFloat | typing.SupportsIndex = 1000000.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, gemm: str = 'blas') -> tuple:

@@ -41,6 +41,8 @@ SCALE_RANGE = (1e-150, 1e150)
 #: Kernels that can be requested: pre-activation ``S``, CK ``G``, derivative kernel ``Gdot``,
 #: default NTK ``K`` (hidden weights and read-out trained) and ``Theta`` (input weights too).
 OUTPUTS = ("S", "G", "Gdot", "K", "Theta")
+#: Element types the kernels can be stored in (always computed in float64).
+_DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ def compute_kernels(
     num_threads: int | None = None,
     block: int | None = None,
     progress: bool | None = None,
+    dtype: Any = np.float64,
 ) -> KernelResult:
     """Exact infinite-width kernels of a DEQ with activation ``phi`` (:ref:`§3 <theory-3>`).
 
@@ -228,6 +231,14 @@ def compute_kernels(
         else 64 (enough tiles to keep every thread busy).
     progress
         Show a progress bar (default: only for more than 16 million pairs).
+    dtype
+        Element type of the returned kernels: ``numpy.float64`` (default) or
+        ``numpy.float32``, which halves their memory and the time spent writing them. The
+        computation is the same in float64 either way; a float32 kernel is the float64
+        result rounded to the nearest float32: relative error at most 2⁻²⁴ ≈ 6e-8 per
+        entry, which dominates ``tol`` below that. Entries beyond the float32 range
+        (about 3.4e38) raise ``FloatingPointError``; entries below about 1e-38 lose
+        relative precision and those below 1.4e-45 round to zero, as any float32 does.
     """
     phi, sigma_a2, sigma_b2 = _model_values(phi, sigma_a2, sigma_b2)
     X = as_data_matrix(X, "X")
@@ -247,12 +258,13 @@ def compute_kernels(
     if block is None:
         block = 256 if min(n, n2) >= 2048 else 64
     block = check_integer(block, "block", min_value=8, max_value=1 << 16)
+    dtype = _output_dtype(dtype)
     core = phi.core  # raises TypeError for Python callables, with guidance
     scale = _rescaled(phi, X, Y, sigma_b2)
     if scale != 1.0:
         X = X / scale
         Y = X if symmetric else Y / scale
-    _check_memory(phi, n, n2, outs, block, terms, threads)
+    _check_memory(phi, n, n2, outs, block, terms, threads, dtype.itemsize)
 
     values: dict[str, Any] = dict(sigma_a2=sigma_a2, sigma_b2=sigma_b2, tol=tol, max_iter=max_iter)
     A = diagonal(phi, X, **values, hermite_terms=terms, num_threads=threads)
@@ -261,7 +273,8 @@ def compute_kernels(
         if symmetric
         else diagonal(phi, Y, **values, hermite_terms=terms, num_threads=threads, name="X2")
     )
-    mats = {o: np.empty((n, n2)) for o in outs}
+    # np.empty: no page is touched here; each is first written by the thread that fills it
+    mats = {o: np.empty((n, n2), dtype=dtype) for o in outs}
 
     total_pairs = n * (n - 1) // 2 if symmetric else n * n2
     show = progress if progress is not None else total_pairs > 16_000_000
@@ -279,6 +292,7 @@ def compute_kernels(
                 core, X, Y, A, B, symmetric, r0, r1, c0, n2,
                 S=mats.get("S"), G=mats.get("G"), Gdot=mats.get("Gdot"), K=mats.get("K"),
                 Theta=mats.get("Theta"), **values, block=block, num_threads=threads,
+                dtype=dtype,
             )  # fmt: skip
             for k in stats:
                 stats[k] += getattr(st, k)
@@ -289,6 +303,11 @@ def compute_kernels(
                     f"(rows {r0}..{r1 - 1}); "
                     "the data or the variances are outside the range the pair formulas handle: "
                     "rescale X towards unit norm"
+                )
+            if st.overflow32:
+                raise FloatingPointError(
+                    f"{st.overflow32} kernel entries exceed the float32 range "
+                    f"(rows {r0}..{r1 - 1}); use dtype=numpy.float64 or rescale X"
                 )
             if st.unconverged:
                 raise RuntimeError(
@@ -303,11 +322,13 @@ def compute_kernels(
     if scale != 1.0:  # S*, G*, K*, Θ* scale with c²; Ġ* is scale-free
         for k in ("S", "G", "K", "Theta"):
             if k in mats:
-                with np.errstate(over="ignore"):
-                    mats[k] *= scale * scale
+                with np.errstate(over="ignore"):  # in float64, rounded once to a float32 output
+                    np.multiply(
+                        mats[k], scale * scale, out=mats[k], dtype=np.float64, casting="unsafe"
+                    )
                 if not np.all(np.isfinite(mats[k])):
                     raise FloatingPointError(
-                        f"{k} overflows the float64 range at this data scale (S*_ii up to "
+                        f"{k} overflows the {dtype.name} range at this data scale (S*_ii up to "
                         f"{float(np.max(A.d)) * scale * scale:.3g}); rescale X or reduce sigma_b2"
                     )
         A_d, B_d = np.array(A.d) * (scale * scale), np.array(B.d) * (scale * scale)
@@ -318,6 +339,16 @@ def compute_kernels(
         Theta=mats.get("Theta"), diagonal=(A_d, B_d),
         max_iterations=max_it, max_error=max_error, **stats,
     )  # fmt: skip
+
+
+def _output_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype, float64 or float32, or a ``TypeError``/``ValueError``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be numpy.float64 or numpy.float32, got {dtype!r}") from exc
+    check_choice(dt.name, "dtype", _DTYPES)
+    return dt
 
 
 def _available_memory() -> int | None:
@@ -351,16 +382,24 @@ def _available_memory() -> int | None:
 
 
 def _check_memory(
-    phi: Any, n: int, n2: int, outs: tuple[str, ...], block: int, terms: int, threads: int
+    phi: Any,
+    n: int,
+    n2: int,
+    outs: tuple[str, ...],
+    block: int,
+    terms: int,
+    threads: int,
+    out_itemsize: int = 8,
 ) -> None:
-    """Raise ``MemoryError`` before allocating when the outputs and the workspace (per-sample
-    data, per-thread tiles) would not fit in the memory available now."""
+    """Raise ``MemoryError`` before allocating when the outputs (``out_itemsize`` bytes an
+    entry) and the workspace (per-sample data, per-thread Gram tile and row groups) would not
+    fit in the memory available now."""
     itemsize = 8
-    outputs = len(outs) * n * n2 * itemsize
+    outputs = len(outs) * n * n2 * out_itemsize
     mehler = phi.kind not in ("lrelu", "erf")
     per_sample = (3 + (3 * terms + 2 if mehler else 0)) * itemsize
     team = threads or (os.cpu_count() or 1)
-    per_thread = (len(outs) + 1) * block * block * itemsize + (4 * terms * (block + 16) * itemsize)
+    per_thread = (block + 8 * len(outs)) * block * itemsize + (4 * terms * (block + 16) * itemsize)
     need = outputs + (n + n2) * per_sample + min(team, MAX_THREADS) * per_thread
     avail = _available_memory()
     if avail is None or need <= avail:

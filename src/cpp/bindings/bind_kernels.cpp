@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "bindings/pybind11.hpp"
 #include "deqfast/kernels.hpp"
@@ -10,24 +11,36 @@ namespace dq = deqfast;
 
 namespace {
 
-/// A caller-owned output array: None, or a writeable, C-contiguous float64 ndarray of shape
-/// (rows, cols). Anything else is refused (a converting cast would write into a temporary copy
-/// and leave the caller's array untouched).
-double* output_pointer(const py::object& a, const char* name, Eigen::Index rows, Eigen::Index cols) {
+/// A caller-owned output array: None, or a writeable, C-contiguous ndarray of shape (rows, cols)
+/// and dtype T (float64, or float32 when the caller asked for it). Anything else is refused (a
+/// converting cast would write into a temporary copy and leave the caller's array untouched).
+template <class T>
+T* output_pointer(const py::object& a, const char* name, Eigen::Index rows, Eigen::Index cols) {
   if (a.is_none()) return nullptr;
   if (!py::isinstance<py::array>(a))
     throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " +
                          std::string(py::str(a.get_type().attr("__name__"))));
   auto arr = py::reinterpret_borrow<py::array>(a);
-  if (!arr.dtype().is(py::dtype::of<double>()))
-    throw py::type_error(std::string(name) + " must have dtype float64, got " + std::string(py::str(arr.dtype())));
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + " must have dtype " +
+                         (std::is_same_v<T, float> ? "float32" : "float64") + " (the output dtype requested), got " +
+                         std::string(py::str(arr.dtype())));
   if (arr.ndim() != 2 || arr.shape(0) != rows || arr.shape(1) != cols)
     throw py::value_error(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
                           std::to_string(cols) + ")");
   if (!(arr.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous (np.empty(shape) or np.ascontiguousarray)");
   if (!arr.writeable()) throw py::value_error(std::string(name) + " must be writeable");
-  return static_cast<double*>(arr.mutable_data());
+  return static_cast<T*>(arr.mutable_data());
+}
+
+/// Whether the output dtype requested is float32 (true) or float64 (false); anything else is a
+/// ValueError.
+bool single_precision(const py::object& dtype) {
+  const py::dtype dt = py::dtype::from_args(dtype);
+  if (dt.is(py::dtype::of<double>())) return false;
+  if (dt.is(py::dtype::of<float>())) return true;
+  throw py::value_error("dtype must be float64 or float32, got " + std::string(py::str(dt)));
 }
 
 /// An integer option in [lo, hi], or a ValueError naming it (pybind11 would otherwise refuse a
@@ -76,6 +89,7 @@ void bind_kernels(py::module_& m) {
       .def_readonly("quadrature_pairs", &dq::AssemblyStats::quadrature_pairs)
       .def_readonly("unconverged", &dq::AssemblyStats::unconverged)
       .def_readonly("nonfinite", &dq::AssemblyStats::nonfinite)
+      .def_readonly("overflow32", &dq::AssemblyStats::overflow32)
       .def_readonly("max_iterations", &dq::AssemblyStats::max_iterations)
       .def_readonly("max_error", &dq::AssemblyStats::max_error);
 
@@ -105,7 +119,8 @@ void bind_kernels(py::module_& m) {
          const Eigen::Ref<const dq::RowMatrix>& XB, const dq::SampleData& A, const dq::SampleData& B,
          bool symmetric, Eigen::Index r0, Eigen::Index r1, Eigen::Index c0, Eigen::Index c1, double sigma_a2,
          double sigma_b2, const py::object& S, const py::object& G, const py::object& Gdot, const py::object& K,
-         const py::object& Theta, double tol, long long max_iter, long long block, long long num_threads) {
+         const py::object& Theta, double tol, long long max_iter, long long block, long long num_threads,
+         const py::object& dtype) {
         const Eigen::Index na = XA.rows(), nb = XB.rows();
         if (XA.cols() != XB.cols()) throw py::value_error("XA and XB must have the same number of columns");
         if (A.d.size() != na || B.d.size() != nb)
@@ -116,11 +131,19 @@ void bind_kernels(py::module_& m) {
         dq::Outputs out;
         out.rows = na;
         out.ld = nb;
-        out.S = output_pointer(S, "S", na, nb);
-        out.G = output_pointer(G, "G", na, nb);
-        out.Gdot = output_pointer(Gdot, "Gdot", na, nb);
-        out.K = output_pointer(K, "K", na, nb);
-        out.Theta = output_pointer(Theta, "Theta", na, nb);
+        if (single_precision(dtype)) {
+          out.S32 = output_pointer<float>(S, "S", na, nb);
+          out.G32 = output_pointer<float>(G, "G", na, nb);
+          out.Gdot32 = output_pointer<float>(Gdot, "Gdot", na, nb);
+          out.K32 = output_pointer<float>(K, "K", na, nb);
+          out.Theta32 = output_pointer<float>(Theta, "Theta", na, nb);
+        } else {
+          out.S = output_pointer<double>(S, "S", na, nb);
+          out.G = output_pointer<double>(G, "G", na, nb);
+          out.Gdot = output_pointer<double>(Gdot, "Gdot", na, nb);
+          out.K = output_pointer<double>(K, "K", na, nb);
+          out.Theta = output_pointer<double>(Theta, "Theta", na, nb);
+        }
         auto o = make_options(sigma_a2, sigma_b2, tol, max_iter, 64, block, num_threads);
         auto cancel = python_cancel();
         o.cancel = &cancel;
@@ -133,9 +156,10 @@ void bind_kernels(py::module_& m) {
       py::arg("r0"), py::arg("r1"), py::arg("c0"), py::arg("c1"), py::arg("sigma_a2"), py::arg("sigma_b2"),
       py::arg("S") = py::none(), py::arg("G") = py::none(), py::arg("Gdot") = py::none(),
       py::arg("K") = py::none(), py::arg("Theta") = py::none(), py::arg("tol") = 1e-12,
-      py::arg("max_iter") = 100, py::arg("block") = 64, py::arg("num_threads") = 0,
+      py::arg("max_iter") = 100, py::arg("block") = 64, py::arg("num_threads") = 0, py::arg("dtype") = "float64",
       "Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels "
-      "(theory page §3). With symmetric=True only the upper triangle is solved and mirrored.");
+      "(theory page §3). With symmetric=True only the upper triangle is solved and mirrored. dtype: of "
+      "every output array, float64 or float32 (computed in float64, stored rounded to nearest).");
 
   m.def(
       "samples_at",
@@ -162,8 +186,8 @@ void bind_kernels(py::module_& m) {
         if (A.d.size() != S.rows() || B.d.size() != S.cols())
           throw py::value_error("sample data do not match the shape of S");
         if (symmetric && S.rows() != S.cols()) throw py::value_error("symmetric map needs a square S");
-        double* g = output_pointer(G, "G", S.rows(), S.cols());
-        double* gd = output_pointer(Gdot, "Gdot", S.rows(), S.cols());
+        double* g = output_pointer<double>(G, "G", S.rows(), S.cols());
+        double* gd = output_pointer<double>(Gdot, "Gdot", S.rows(), S.cols());
         dq::KernelOptions o;
         o.num_threads = clamp_threads(num_threads);
         auto cancel = python_cancel();

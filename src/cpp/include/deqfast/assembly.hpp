@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "deqfast/activation.hpp"
@@ -19,41 +20,85 @@
 
 namespace deqfast {
 
+/// Caller-owned row-major outputs (null: not requested). Each kernel goes to its float64 pointer
+/// or, when that is null, to its float32 one: the computation is the same in double precision and
+/// only the stored value is rounded to the nearest float.
 struct Outputs {
   double* S = nullptr;
   double* G = nullptr;
   double* Gdot = nullptr;
   double* K = nullptr;
   double* Theta = nullptr;
+  float* S32 = nullptr;
+  float* G32 = nullptr;
+  float* Gdot32 = nullptr;
+  float* K32 = nullptr;
+  float* Theta32 = nullptr;
   Eigen::Index rows = 0, ld = 0;  // rows and leading dimension (row stride) of every output
 };
 
 struct AssemblyStats {
   long long pairs = 0, newton_steps = 0, picard_steps = 0, quadrature_pairs = 0, unconverged = 0;
   long long nonfinite = 0;  // pairs with a NaN or infinite S, G or Gdot (the caller must not return them)
+  long long overflow32 = 0;  // float32 entries that overflowed to +-inf from a finite double
   int max_iterations = 0;
   double max_error = 0;  // largest estimated absolute error of S over all pairs
 };
 
-/// dst(c, r) = src(r, c) for the ni x nj tile src, dst with row stride ld: eight source columns
-/// at a time, so each step reads one contiguous run of eight and appends one entry to each of
-/// eight destination rows (Eigen's transposed block copy moves two entries per step here and
-/// took twice as long; 8 x 8 register blocks were no faster).
-inline void mirror(const RowMatrix& src, double* dst, Eigen::Index ld) {
-  const Eigen::Index ni = src.rows(), nj = src.cols(), nj8 = nj - nj % 8;
-  for (Eigen::Index c = 0; c < nj8; c += 8)
-    for (Eigen::Index r = 0; r < ni; ++r) {
-      const double* s = src.data() + r * nj + c;
-      for (int k = 0; k < 8; ++k) dst[(c + k) * ld + r] = s[k];
+/// Rows of a tile are solved in groups of this many, kept in small per-thread buffers, and each
+/// group is written to both triangles while it is in cache: its rows to their own rows of the
+/// output, and its columns, transposed, as runs of kGroup consecutive entries into the rows
+/// below the diagonal (one cache line for float64).
+constexpr Eigen::Index kGroup = 8;
+
+/// Write the gn x nj group buffer `g` (row stride bs) of one output: row r from column up[r] on
+/// into dst row r (the upper part, stride ld), and, when `mirror`, entry (r, c) for c >= low[r]
+/// into dst(c, r) relative to `tdst`. Returns the number of float entries that overflowed to
+/// +-inf from a finite double (0 for double outputs).
+template <class T>
+long long write_group(const double* g, Eigen::Index bs, Eigen::Index gn, Eigen::Index nj,
+                      const Eigen::Index* up, const Eigen::Index* low, T* dst, T* tdst, Eigen::Index ld,
+                      bool mirror) {
+  long long over = 0;
+  for (Eigen::Index r = 0; r < gn; ++r) {
+    const double* src = g + r * bs;
+    T* d = dst + r * ld;
+    long long o = 0;
+    constexpr double big = std::numeric_limits<double>::max(), top = std::numeric_limits<T>::max();
+#pragma omp simd reduction(+ : o)
+    for (Eigen::Index c = up[r]; c < nj; ++c) {
+      d[c] = static_cast<T>(src[c]);
+      if constexpr (!std::is_same_v<T, double>) o += std::abs(d[c]) > top && std::abs(src[c]) <= big;
     }
-  for (Eigen::Index c = nj8; c < nj; ++c)
-    for (Eigen::Index r = 0; r < ni; ++r) dst[c * ld + r] = src(r, c);
+    over += o;
+  }
+  if (!mirror) return over;
+  // Columns every row of the group mirrors: full runs of gn entries; before them, a prefix.
+  const Eigen::Index full = low[gn - 1];
+  for (Eigen::Index c = low[0]; c < std::min(full, nj); ++c) {
+    T* d = tdst + c * ld;
+    for (Eigen::Index r = 0; r < gn && low[r] <= c; ++r) d[r] = static_cast<T>(g[r * bs + c]);
+  }
+  if (gn == kGroup) {
+    for (Eigen::Index c = full; c < nj; ++c) {
+      T* d = tdst + c * ld;
+      for (Eigen::Index r = 0; r < kGroup; ++r) d[r] = static_cast<T>(g[r * bs + c]);
+    }
+  } else {
+    for (Eigen::Index c = full; c < nj; ++c) {
+      T* d = tdst + c * ld;
+      for (Eigen::Index r = 0; r < gn; ++r) d[r] = static_cast<T>(g[r * bs + c]);
+    }
+  }
+  return over;
 }
 
 /// Assemble rows [r0, r1) x columns [c0, c1) of the kernels between sample sets A (rows) and
-/// B (columns), in cache-sized tiles, in parallel. With `symmetric` (A == B), only tiles on or
-/// above the diagonal are solved and mirrored, so rows [r0, r1) x columns [max(c0, r0), c1)
-/// and their transposes are written; diagonal entries come from the diagonal solve.
+/// B (columns), in cache-sized tiles, in parallel. With `symmetric` (A == B), only entries on or
+/// above the diagonal are solved and each is also written to its mirror position, so rows
+/// [r0, r1) x columns [max(c0, r0), c1) and their transposes are written; diagonal entries come
+/// from the diagonal solve. Every output entry is stored once, from a group of kGroup tile rows
+/// still in cache; the pages of the outputs are first touched by the threads that write them.
 inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowMatrix>& XA,
                               const Eigen::Ref<const RowMatrix>& XB, const SampleData& A, const SampleData& B,
                               bool symmetric, Eigen::Index r0, Eigen::Index r1, Eigen::Index c0,
@@ -99,16 +144,23 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
     lB = rB.unaryExpr([&](double r) { return run.lu(r); });
   }
 
+  double* const f64[5] = {out.S, out.G, out.Gdot, out.K, out.Theta};
+  float* const f32[5] = {out.S32, out.G32, out.Gdot32, out.K32, out.Theta32};
+  bool want[5];
+  for (int q = 0; q < 5; ++q) want[q] = f64[q] || f32[q];
+  long long over32 = 0;
   [[maybe_unused]] const int nt = resolve_threads(o.num_threads);
   ParallelErrors errors;
-#pragma omp parallel num_threads(nt) reduction(+ : pairs, newton, picard, quad_pairs, unconv, nonfinite) \
+#pragma omp parallel num_threads(nt) reduction(+ : pairs, newton, picard, quad_pairs, unconv, nonfinite, over32) \
     reduction(max : max_it, max_error)
   {
     RowMatrix gram;
     std::optional<MehlerRun> mrun;
     if (mehler) mrun.emplace(A, B, o);
-    RowMatrix buf[5];  // the tile of each requested output, written back as whole blocks
-    double* ptrs[5] = {out.S, out.G, out.Gdot, out.K, out.Theta};
+    // kGroup rows of a tile for each requested output (row stride bs), written back by write_group
+    RowMatrix buf[5];
+    for (int q = 0; q < 5; ++q)
+      if (want[q]) buf[q].resize(kGroup, bs);
     std::vector<double> rs(bs), rg(bs), rgd(bs), rerr(bs);  // one row of a tile (vectorised path)
     std::vector<double> revals(bs);
     // Solve pair (i, j) by the scalar solve_pair into position k of the row arrays.
@@ -125,7 +177,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
       max_error = std::max(max_error, last);
     };
     // Write the row arrays (S, G, Gdot of m pairs) into columns [start, start + m) of row a of
-    // every requested tile buffer, with the NTKs K = G / (1 - sa2 Gdot), Theta = G + Gdot S / (...).
+    // every requested group buffer, with the NTKs K = G / (1 - sa2 Gdot), Theta = G + Gdot S / (...).
     auto write_row = [&](Eigen::Index a, Eigen::Index start, Eigen::Index m) {
       const double *S_ = rs.data(), *G_ = rg.data(), *D_ = rgd.data();
       long long bad = 0;  // NaN fails the comparison, so does an infinity
@@ -133,15 +185,15 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
       for (Eigen::Index k = 0; k < m; ++k)
         bad += !(std::abs(S_[k]) + std::abs(G_[k]) + std::abs(D_[k]) <= std::numeric_limits<double>::max());
       nonfinite += bad;
-      if (ptrs[0]) std::copy(S_, S_ + m, buf[0].row(a).data() + start);
-      if (ptrs[1]) std::copy(G_, G_ + m, buf[1].row(a).data() + start);
-      if (ptrs[2]) std::copy(D_, D_ + m, buf[2].row(a).data() + start);
-      if (ptrs[3]) {
+      if (want[0]) std::copy(S_, S_ + m, buf[0].row(a).data() + start);
+      if (want[1]) std::copy(G_, G_ + m, buf[1].row(a).data() + start);
+      if (want[2]) std::copy(D_, D_ + m, buf[2].row(a).data() + start);
+      if (want[3]) {
         double* K_ = buf[3].row(a).data() + start;
 #pragma omp simd
         for (Eigen::Index k = 0; k < m; ++k) K_[k] = G_[k] / (1.0 - sa2 * D_[k]);
       }
-      if (ptrs[4]) {
+      if (want[4]) {
         double* T_ = buf[4].row(a).data() + start;
 #pragma omp simd
         for (Eigen::Index k = 0; k < m; ++k) T_[k] = G_[k] + D_[k] * S_[k] / (1.0 - sa2 * D_[k]);
@@ -155,71 +207,78 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
         const Eigen::Index ni = std::min(bs, r1 - i0), nj = std::min(bs, c1 - j0);
         gram.noalias() = XA.middleRows(i0, ni) * XB.middleRows(j0, nj).transpose();
         if (mehler) mrun->load_columns(j0, nj);
-        for (int q = 0; q < 5; ++q)
-          if (ptrs[q]) buf[q].resize(ni, nj);
-        for (Eigen::Index a = 0; a < ni; ++a) {
-          if (stop_requested(o.cancel)) return;  // abandon the tile: the caller discards the outputs
-          const Eigen::Index i = i0 + a;
-          // columns left of `start` are filled by symmetry below (diagonal tiles only)
-          Eigen::Index start = 0;
-          if (symmetric && j0 <= i) {  // the diagonal entry comes from the diagonal solve
-            start = i - j0;
-            rs[0] = A.d[i];
-            rg[0] = A.m2[i];
-            rgd[0] = A.e2[i];
-            write_row(a, start, 1);
-            ++start;
-          }
-          const Eigen::Index m = nj - start;
-          if (m <= 0) continue;
-          pairs += m;
-          if (!vec) {
-            for (Eigen::Index k = 0; k < m; ++k) {
-              if (stop_requested(o.cancel)) return;
-              scalar(a, start + k, i, j0 + start + k, k);
+        for (Eigen::Index g0 = 0; g0 < ni; g0 += kGroup) {
+          const Eigen::Index gn = std::min(kGroup, ni - g0);
+          // per row of the group: first column written into its own row (up) and first column
+          // written, transposed, below the diagonal (low); columns left of the diagonal are the
+          // transposes of earlier rows (symmetric assembly only)
+          Eigen::Index up[kGroup], low[kGroup];
+          for (Eigen::Index a = g0; a < g0 + gn; ++a) {
+            if (stop_requested(o.cancel)) return;  // abandon the tile: the caller discards the outputs
+            const Eigen::Index i = i0 + a, r = a - g0;
+            Eigen::Index start = 0;
+            if (symmetric && j0 <= i) {  // the diagonal entry comes from the diagonal solve
+              start = std::min(i - j0, nj);
+              if (start < nj) {
+                rs[0] = A.d[i];
+                rg[0] = A.m2[i];
+                rgd[0] = A.e2[i];
+                write_row(r, start, 1);
+              }
+              up[r] = start;
+              low[r] = ++start;
+            } else {
+              up[r] = low[r] = 0;
             }
-            write_row(a, start, m);
-            continue;
-          }
-          const Eigen::Index j = j0 + start;
-          if (arc)
-            run.solve(rA[i], iA[i], lA[i], rB.data() + j, iB.data() + j, lB.data() + j, gram.row(a).data() + start,
-                      sb2, int(m), rs.data(), rg.data(), rgd.data(), rerr.data(), revals.data());
-          else if (asn)
-            srun.solve(rA[i], wA[i], rB.data() + j, wB.data() + j, gram.row(a).data() + start, sb2, int(m), rs.data(),
-                       rg.data(), rgd.data(), rerr.data(), revals.data());
-          else
-            mrun->solve(i, start, gram.row(a).data() + start, sb2, int(m), rs.data(), rg.data(), rgd.data(),
-                        rerr.data(), revals.data());
-          double evsum = 0, evmax = 0, errmax = 0;
-          int failed = 0;
+            const Eigen::Index m = nj - start;
+            if (m <= 0) continue;
+            pairs += m;
+            if (!vec) {
+              for (Eigen::Index k = 0; k < m; ++k) {
+                if (stop_requested(o.cancel)) return;
+                scalar(a, start + k, i, j0 + start + k, k);
+              }
+              write_row(r, start, m);
+              continue;
+            }
+            const Eigen::Index j = j0 + start;
+            if (arc)
+              run.solve(rA[i], iA[i], lA[i], rB.data() + j, iB.data() + j, lB.data() + j, gram.row(a).data() + start,
+                        sb2, int(m), rs.data(), rg.data(), rgd.data(), rerr.data(), revals.data());
+            else if (asn)
+              srun.solve(rA[i], wA[i], rB.data() + j, wB.data() + j, gram.row(a).data() + start, sb2, int(m),
+                         rs.data(), rg.data(), rgd.data(), rerr.data(), revals.data());
+            else
+              mrun->solve(i, start, gram.row(a).data() + start, sb2, int(m), rs.data(), rg.data(), rgd.data(),
+                          rerr.data(), revals.data());
+            double evsum = 0, evmax = 0, errmax = 0;
+            int failed = 0;
 #pragma omp simd reduction(+ : evsum, failed) reduction(max : evmax, errmax)
-          for (Eigen::Index k = 0; k < m; ++k) {
-            evsum += revals[k];
-            evmax = std::max(evmax, revals[k]);
-            failed += revals[k] == 0.0;
-            errmax = std::max(errmax, revals[k] == 0.0 ? 0.0 : rerr[k]);
-          }
-          newton += (long long)evsum;
-          max_error = std::max(max_error, errmax);
-          max_it = std::max(max_it, int(evmax));
-          if (failed)
             for (Eigen::Index k = 0; k < m; ++k) {
-              if (revals[k] != 0.0) continue;
-              if (stop_requested(o.cancel)) return;  // flagged pairs may take milliseconds each
-              scalar(a, start + k, i, j0 + start + k, k);
+              evsum += revals[k];
+              evmax = std::max(evmax, revals[k]);
+              failed += revals[k] == 0.0;
+              errmax = std::max(errmax, revals[k] == 0.0 ? 0.0 : rerr[k]);
             }
-          write_row(a, start, m);
-        }
-        for (int q = 0; q < 5; ++q) {
-          if (!ptrs[q]) continue;
-          Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> M(ptrs[q], out.rows, ld, Eigen::OuterStride<>(ld));
-          if (symmetric && i0 == j0) {  // diagonal tile: complete its lower triangle, write once
-            buf[q].template triangularView<Eigen::StrictlyLower>() = buf[q].transpose();
-            M.block(i0, j0, ni, nj) = buf[q];
-          } else {
-            M.block(i0, j0, ni, nj) = buf[q];
-            if (symmetric) mirror(buf[q], ptrs[q] + j0 * ld + i0, ld);
+            newton += (long long)evsum;
+            max_error = std::max(max_error, errmax);
+            max_it = std::max(max_it, int(evmax));
+            if (failed)
+              for (Eigen::Index k = 0; k < m; ++k) {
+                if (revals[k] != 0.0) continue;
+                if (stop_requested(o.cancel)) return;  // flagged pairs may take milliseconds each
+                scalar(a, start + k, i, j0 + start + k, k);
+              }
+            write_row(r, start, m);
+          }
+          // both triangles from the group buffers while they are in cache: each entry written once
+          const Eigen::Index row = i0 + g0, at = row * ld + j0, tat = j0 * ld + row;
+          for (int q = 0; q < 5; ++q) {
+            if (!want[q]) continue;
+            if (f64[q])
+              write_group(buf[q].data(), bs, gn, nj, up, low, f64[q] + at, f64[q] + tat, ld, symmetric);
+            else
+              over32 += write_group(buf[q].data(), bs, gn, nj, up, low, f32[q] + at, f32[q] + tat, ld, symmetric);
           }
         }
       });
@@ -228,6 +287,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
   finish_region(errors, o.cancel);
   st.pairs = pairs;
   st.nonfinite = nonfinite;
+  st.overflow32 = over32;
   st.newton_steps = newton;
   st.picard_steps = picard;
   st.quadrature_pairs = quad_pairs;
