@@ -19,7 +19,7 @@ from deqfast import finite  # noqa: E402
 from deqfast.linalg import lanczos_top, slq_density  # noqa: E402
 
 N, BLOCK = 300, 128
-_TILE = dd._tile  # the real tile solver, before any test wraps it
+_TILE = dd._tiles._tile  # the real tile solver, before any test wraps it
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def _count_tiles(monkeypatch, fail_at=None):
         calls.append((args[3][0], args[4][0]))
         return real(*args)
 
-    monkeypatch.setattr(dd, "_tile", tile)
+    monkeypatch.setattr(dd._tiles, "_tile", tile)
     return calls
 
 
