@@ -127,9 +127,10 @@ def _count_tiles(monkeypatch, fail_at=None):
     real = _TILE
 
     def tile(*args):
-        if args[3][0] == args[4][0] == fail_at:
+        rows, cols = args[5], args[6]
+        if rows[0] == cols[0] == fail_at:
             raise RuntimeError("interrupted")
-        calls.append((args[3][0], args[4][0]))
+        calls.append((rows[0], cols[0]))
         return real(*args)
 
     monkeypatch.setattr(dd._tiles, "_tile", tile)
@@ -318,3 +319,26 @@ def test_worker_memory(client):
     assert len(mem) == 2
     for m in mem.values():
         assert 0 < m["rss_mib"] <= m["peak_mib"]
+
+
+def test_sample_data_built_once_per_block():
+    """Each block's per-sample data is built once per process and reused by its tiles (for
+    tanh a Hermite expansion per sample), and equals a fresh ``samples_at``."""
+    import gc
+
+    from deqfast import _core
+
+    phi = df.DEQ("tanh", sigma_a2=0.3).phi
+    d = np.linspace(0.5, 1.5, 40)
+    a = dd._tiles._samples(phi, phi.core, d, 16)
+    assert dd._tiles._samples(phi, phi.core, d, 16) is a
+    ref = _core.samples_at(phi.core, d.copy(), 16)
+    np.testing.assert_array_equal(a.m2, ref.m2)
+    np.testing.assert_array_equal(a.e2, ref.e2)
+    other = dd._tiles._samples(phi, phi.core, d.copy(), 16)  # equal values, another block
+    assert other is not a
+    assert dd._tiles._samples(phi, phi.core, d, 24) is not a  # another series length
+    key = id(d)
+    del d
+    gc.collect()
+    assert key not in dd._tiles._SAMPLES  # freed with its block

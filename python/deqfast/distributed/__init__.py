@@ -8,10 +8,11 @@ The same calls run on a laptop (no client: Dask's threaded scheduler), a
 :func:`kernels_blocked`
     The exact ``n × n`` kernel of :ref:`§3 <theory-3>` (``G*``, ``K*``, ``Θ*``, ``S*``, ``Ġ*``) as a
     ``dask.array`` of ``block × block`` tiles. The diagonal fixed points ``d_i = S*_ii``
-    (``n`` scalar equations) are solved once on the client and broadcast with ``X``; each
-    tile ``(I, J)``, ``I ≤ J``, is one call of the C++ pair solver
-    (``_core.assemble``) on a worker, which rebuilds the per-sample data of its rows and
-    columns from ``d`` alone (``_core.samples_at``, no fixed point); the lower tiles are
+    (``n`` scalar equations) are solved once on the client and scattered with ``X``, one
+    piece per block of rows; each tile ``(I, J)``, ``I ≤ J``, is one call of the C++ pair
+    solver (``_core.assemble``) on a worker, which builds the per-sample data of a block
+    from ``d`` alone (``_core.samples_at``, no fixed point) once for all its tiles there,
+    and the largest tiles are started first; the lower tiles are
     the upper ones transposed, lazily. With ``zarr_path`` the upper tiles are written by
     the workers straight into a zarr store (out-of-core: nothing ``n × n`` is held in
     memory) and the array returned reads them back (:func:`open_blocked`).

@@ -6,6 +6,7 @@ import hashlib
 import os
 import sys
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +23,10 @@ _DTYPES = ("float64", "float32")
 
 def _tile(
     phi: Any,
-    X: np.ndarray,
-    d: np.ndarray,
+    XA: np.ndarray,
+    XB: np.ndarray,
+    dA: np.ndarray,
+    dB: np.ndarray,
     rows: tuple[int, int],
     cols: tuple[int, int],
     key: str,
@@ -31,7 +34,8 @@ def _tile(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One tile of the exact kernel: pair fixed points for ``rows × cols``.
 
-    See :ref:`§3 <theory-3>`.
+    ``XA``, ``dA`` are the rows' samples and diagonal fixed points ``S*_ii``, ``XB``, ``dB``
+    the columns' (the same objects on a diagonal tile). See :ref:`§3 <theory-3>`.
     """
     from deqfast import _core
 
@@ -41,19 +45,17 @@ def _tile(
     c0, c1 = cols
     diagonal = rows == cols
     terms = params["hermite_terms"]
-    XA = np.ascontiguousarray(X[r0:r1])
-    A = _core.samples_at(core, np.ascontiguousarray(d[r0:r1]), terms)
-    if diagonal:
-        XB, B = XA, A
-    else:
-        XB = np.ascontiguousarray(X[c0:c1])
-        B = _core.samples_at(core, np.ascontiguousarray(d[c0:c1]), terms)
+    A = _samples(phi, core, dA, terms)
+    B = A if diagonal else _samples(phi, core, dB, terms)
     out = np.empty((r1 - r0, c1 - c0))
+    t1 = time.perf_counter()
     st = _core.assemble(
         core, XA, XB, A, B, diagonal, 0, r1 - r0, 0, c1 - c0, **{key: out},
         sigma_a2=params["sigma_a2"], sigma_b2=params["sigma_b2"], tol=params["tol"],
-        max_iter=params["max_iter"], block=64, num_threads=params["num_threads"],
+        max_iter=params["max_iter"], block=_assembly_block(r1 - r0, c1 - c0),
+        num_threads=params["num_threads"],
     )  # fmt: skip
+    t2 = time.perf_counter()
     if st.unconverged:
         raise RuntimeError(
             f"tile rows {r0}:{r1} × cols {c0}:{c1}: {st.unconverged} pair fixed points did not "
@@ -61,12 +63,52 @@ def _tile(
             f"{st.max_error:.3e}; tol={params['tol']:g} is relative to each entry's scale); "
             "increase max_iter or tol"
         )
+    tile = out.astype(params["dtype"], copy=False)
     stats = dict(
         pairs=int(st.pairs), newton_steps=int(st.newton_steps),
         quadrature_pairs=int(st.quadrature_pairs), max_iterations=int(st.max_iterations),
-        max_error=float(st.max_error), seconds=time.perf_counter() - t0,
+        max_error=float(st.max_error), assemble_seconds=t2 - t1,
+        seconds=time.perf_counter() - t0,
     )  # fmt: skip
-    return out.astype(params["dtype"], copy=False), stats
+    return tile, stats
+
+
+#: Per-sample data already built in this process, by the ``id`` of the block of fixed
+#: points it was built from: ``id → (weak reference to that block, activation, terms, data)``.
+_SAMPLES: dict[int, tuple[Any, str, int, Any]] = {}
+
+
+def _samples(phi: Any, core: Any, d: np.ndarray, terms: int) -> Any:
+    """The per-sample data (``m2``, ``e2``, Hermite expansion) of the fixed points ``d``.
+
+    Built from the shipped ``d_i = S*_ii`` by ``_core.samples_at`` (closed forms or a
+    Hermite series, no fixed point; the C++ object cannot be pickled, so it is made where it
+    is used) once per block of rows and process: a worker keeps each scattered block as one
+    object for all its tiles, and a non-closed-form activation's expansion costs as much
+    as a good part of a tile. The entry goes when the block is freed; a block that was
+    freed and another made at the same address is recognised by its weak reference.
+    """
+    from deqfast import _core
+
+    name = repr(phi)
+    hit = _SAMPLES.get(id(d))
+    if hit is not None and hit[0]() is d and hit[1] == name and hit[2] == terms:
+        return hit[3]
+    data = _core.samples_at(core, d, terms)
+    try:
+        ref = weakref.ref(d)
+    except TypeError:  # not weak-referenceable (a view of an array is): no caching
+        return data
+    _SAMPLES[id(d)] = (ref, name, terms, data)
+    weakref.finalize(d, _SAMPLES.pop, id(d), None)
+    return data
+
+
+def _assembly_block(rows: int, cols: int) -> int:
+    """Edge of the C++ assembly's inner blocks: 256 for tiles of at least 2048 × 2048, as
+    :func:`deqfast.kernels.compute_kernels` uses (fewer inner blocks read the data fewer
+    times), else 64."""
+    return 256 if min(rows, cols) >= 2048 else 64
 
 
 def _tile_array(*args: Any) -> np.ndarray:
@@ -74,11 +116,15 @@ def _tile_array(*args: Any) -> np.ndarray:
 
 
 def _tile_to_zarr(path: str, *args: Any) -> dict[str, Any]:
+    """Compute one tile and write it into the store at ``path``, on the worker that
+    computed it (the tile never travels), then mark it finished."""
     zarr = require_zarr()
     tile, stats = _tile(*args)
-    rows, cols = args[3], args[4]
+    rows, cols = args[5], args[6]
+    t0 = time.perf_counter()
     arr = zarr.open_array(path, mode="r+")
     arr[rows[0] : rows[1], cols[0] : cols[1]] = tile
+    stats["write_seconds"] = time.perf_counter() - t0
     write_marker(path, rows[0], cols[0], stats)
     return stats
 
@@ -112,8 +158,9 @@ def kernels_blocked(
     X
         Samples as rows, ``(n, p)``.
     client
-        A ``dask.distributed.Client``: ``X`` and the diagonal are scattered to every worker
-        once (``broadcast=True``) and the tiles run there. Without one, Dask's current
+        A ``dask.distributed.Client``: ``X`` and the diagonal are scattered once, one piece
+        per block of rows, and the tiles run on the workers, each fetching the two pieces it
+        reads (once per worker) while other tiles run. Without one, Dask's current
         scheduler is used (the threaded one, or a client made the default elsewhere).
     block
         Tile edge. A tile costs ``block²`` pair solves and ``8 block²`` bytes (float64);
@@ -179,14 +226,28 @@ def kernels_blocked(
     )  # fmt: skip
     key = KERNELS[kernel]
     ranges = _ranges(n, block)
-    upper = [(bi, bj) for bi in range(len(ranges)) for bj in range(bi, len(ranges))]
+    nb = len(ranges)
+    # the largest tiles first (the diagonal ones have half the pairs), so the last tiles
+    # to start are the short ones and the workers finish together
+    upper = sorted(
+        ((bi, bj) for bi in range(nb) for bj in range(bi, nb)),
+        key=lambda t: (t[0] == t[1], t),
+    )
+    # X and d go out once, as one piece per block of rows: a tile depends on the two pieces
+    # it reads, which Dask moves to its worker (each at most once) while other tiles run
+    X_blocks = [np.ascontiguousarray(X[r0:r1]) for r0, r1 in ranges]
+    d_blocks = [np.ascontiguousarray(d[r0:r1]) for r0, r1 in ranges]
     if client is not None:
         if show:
             info(f"dask dashboard: {client.dashboard_link}")
-        Xs = client.scatter(X, broadcast=True, hash=False)
-        ds = client.scatter(d, broadcast=True, hash=False)
+        Xs = client.scatter(X_blocks, hash=False)
+        ds = client.scatter(d_blocks, hash=False)
     else:
-        Xs, ds = dask.delayed(X, pure=True), dask.delayed(d, pure=True)
+        Xs = [dask.delayed(b, pure=True) for b in X_blocks]
+        ds = [dask.delayed(b, pure=True) for b in d_blocks]
+
+    def args(bi: int, bj: int) -> tuple[Any, ...]:
+        return (phi, Xs[bi], Xs[bj], ds[bi], ds[bj], ranges[bi], ranges[bj], key, params)
 
     if zarr_path is None:
         tiles: dict[tuple[int, int], Any] = {}
@@ -194,11 +255,9 @@ def kernels_blocked(
         for bi, bj in upper:
             (r0, r1), (c0, c1) = ranges[bi], ranges[bj]
             task = dask.delayed(_tile_array, pure=True)(
-                phi, Xs, ds, ranges[bi], ranges[bj], key, params,
-                dask_key_name=f"deqfast-tile-{kernel}-{bi}-{bj}-{token}",
-            )  # fmt: skip
+                *args(bi, bj), dask_key_name=f"deqfast-tile-{kernel}-{bi}-{bj}-{token}"
+            )
             tiles[bi, bj] = da.from_delayed(task, shape=(r1 - r0, c1 - c0), dtype=dt)
-        nb = len(ranges)
         return da.block(
             [
                 [tiles[bi, bj] if bi <= bj else tiles[bj, bi].T for bj in range(nb)]
@@ -225,10 +284,7 @@ def kernels_blocked(
     t0 = time.perf_counter()
     if client is not None:
         futures = [
-            client.submit(
-                _tile_to_zarr, path, phi, Xs, ds, ranges[bi], ranges[bj], key, params, pure=False
-            )
-            for bi, bj in missing
+            client.submit(_tile_to_zarr, path, *args(bi, bj), pure=False) for bi, bj in missing
         ]
         if show:
             from distributed import progress as dask_progress
@@ -237,9 +293,7 @@ def kernels_blocked(
         stats = client.gather(futures)
     else:
         write = dask.delayed(_tile_to_zarr, pure=False)
-        tasks = [
-            write(path, phi, Xs, ds, ranges[bi], ranges[bj], key, params) for bi, bj in missing
-        ]
+        tasks = [write(path, *args(bi, bj)) for bi, bj in missing]
         if show:
             from dask.diagnostics import ProgressBar
 
@@ -258,6 +312,8 @@ def kernels_blocked(
         max_iterations=max(s["max_iterations"] for s in stats),
         max_error=max(s["max_error"] for s in stats),
         tile_seconds=sum(s["seconds"] for s in stats),
+        assemble_seconds=sum(s.get("assemble_seconds", 0.0) for s in stats),
+        write_seconds=sum(s.get("write_seconds", 0.0) for s in stats),
     )  # fmt: skip
     arr.attrs[ATTR] = attrs
     return open_blocked(path)
