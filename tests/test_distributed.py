@@ -338,6 +338,10 @@ def test_sample_data_built_once_per_block():
     other = dd._tiles._samples(phi, phi.core, d.copy(), 16)  # equal values, another block
     assert other is not a
     assert dd._tiles._samples(phi, phi.core, d, 24) is not a  # another series length
+    b = dd._tiles._samples(phi, phi.core, d, 16)
+    assert dd._tiles._samples(phi, phi.core, d, 16) is b
+    erf = df.DEQ("erf", sigma_a2=0.3).phi
+    assert dd._tiles._samples(erf, erf.core, d, 16) is not b  # another activation
     key = id(d)
     del d
     gc.collect()

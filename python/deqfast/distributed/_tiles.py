@@ -75,7 +75,7 @@ def _tile(
 
 #: Per-sample data already built in this process, by the ``id`` of the block of fixed
 #: points it was built from: ``id → (weak reference to that block, activation, terms, data)``.
-_SAMPLES: dict[int, tuple[Any, str, int, Any]] = {}
+_SAMPLES: dict[int, tuple[Any, Any, int, Any]] = {}
 
 
 def _samples(phi: Any, core: Any, d: np.ndarray, terms: int) -> Any:
@@ -90,16 +90,15 @@ def _samples(phi: Any, core: Any, d: np.ndarray, terms: int) -> Any:
     """
     from deqfast import _core
 
-    name = repr(phi)
     hit = _SAMPLES.get(id(d))
-    if hit is not None and hit[0]() is d and hit[1] == name and hit[2] == terms:
+    if hit is not None and hit[0]() is d and hit[1] == phi and hit[2] == terms:
         return hit[3]
     data = _core.samples_at(core, d, terms)
     try:
         ref = weakref.ref(d)
     except TypeError:  # not weak-referenceable (a view of an array is): no caching
         return data
-    _SAMPLES[id(d)] = (ref, name, terms, data)
+    _SAMPLES[id(d)] = (ref, phi, terms, data)
     weakref.finalize(d, _SAMPLES.pop, id(d), None)
     return data
 
