@@ -19,7 +19,7 @@ from deqfast import finite  # noqa: E402
 from deqfast.linalg import lanczos_top, slq_density  # noqa: E402
 
 N, BLOCK = 300, 128
-_TILE = dd._tile  # the real tile solver, before any test wraps it
+_TILE = dd._tiles._tile  # the real tile solver, before any test wraps it
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +127,13 @@ def _count_tiles(monkeypatch, fail_at=None):
     real = _TILE
 
     def tile(*args):
-        if args[3][0] == args[4][0] == fail_at:
+        rows, cols = args[5], args[6]
+        if rows[0] == cols[0] == fail_at:
             raise RuntimeError("interrupted")
-        calls.append((args[3][0], args[4][0]))
+        calls.append((rows[0], cols[0]))
         return real(*args)
 
-    monkeypatch.setattr(dd, "_tile", tile)
+    monkeypatch.setattr(dd._tiles, "_tile", tile)
     return calls
 
 
@@ -318,3 +319,30 @@ def test_worker_memory(client):
     assert len(mem) == 2
     for m in mem.values():
         assert 0 < m["rss_mib"] <= m["peak_mib"]
+
+
+def test_sample_data_built_once_per_block():
+    """Each block's per-sample data is built once per process and reused by its tiles (for
+    tanh a Hermite expansion per sample), and equals a fresh ``samples_at``."""
+    import gc
+
+    from deqfast import _core
+
+    phi = df.DEQ("tanh", sigma_a2=0.3).phi
+    d = np.linspace(0.5, 1.5, 40)
+    a = dd._tiles._samples(phi, phi.core, d, 16)
+    assert dd._tiles._samples(phi, phi.core, d, 16) is a
+    ref = _core.samples_at(phi.core, d.copy(), 16)
+    np.testing.assert_array_equal(a.m2, ref.m2)
+    np.testing.assert_array_equal(a.e2, ref.e2)
+    other = dd._tiles._samples(phi, phi.core, d.copy(), 16)  # equal values, another block
+    assert other is not a
+    assert dd._tiles._samples(phi, phi.core, d, 24) is not a  # another series length
+    b = dd._tiles._samples(phi, phi.core, d, 16)
+    assert dd._tiles._samples(phi, phi.core, d, 16) is b
+    erf = df.DEQ("erf", sigma_a2=0.3).phi
+    assert dd._tiles._samples(erf, erf.core, d, 16) is not b  # another activation
+    key = id(d)
+    del d
+    gc.collect()
+    assert key not in dd._tiles._SAMPLES  # freed with its block
