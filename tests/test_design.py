@@ -55,7 +55,7 @@ def test_hermite_matches_coefficients(act, sigma_a2, target, tiny_probe):
 @pytest.mark.parametrize("sigma_a2", SIGMAS)
 def test_lrelu_matches_relu_deq_ck(sigma_a2, tiny_probe):
     deq = df.DEQ("relu", sigma_a2=sigma_a2, tau0=TAU0)
-    res = design_explicit(deq, family="lrelu", probe=tiny_probe)
+    res = design_explicit(deq, family="lrelu", probe=tiny_probe, matched_only=True)
     assert res.matched and res.residual <= 1e-10
     # normalised gauge: layer 1 preserves the input level
     assert res.net.layers[0].output.d == pytest.approx(TAU0**2, rel=1e-12)
@@ -101,22 +101,24 @@ def test_lrelu_exact_kernel_close_to_relu_deq(paper256):
 
 
 def test_auto_chooses_closest_matching_family(paper256):
+    """When the closest candidate on the probe is matched, it is chosen and is also
+    the asymptotically exact one (ReLU DEQ CK: Hermite branches against the unfitted
+    ReLU baseline and the one-layer clip net, which cannot match)."""
     s = paper256
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=s.stats.tau0)
-    res = design_explicit(deq, probe=s, family=("lrelu", "clip", "hermite", "relu"))
+    res = design_explicit(deq, probe=s, family=("clip", "hermite", "relu"))
     assert isinstance(res, DesignResult)
     fams = [c.family for c in res.candidates]
-    assert set(fams) == {"lrelu", "clip", "hermite", "relu"}
-    assert res.family == "lrelu" and res.matched
+    assert set(fams) == {"clip", "hermite", "relu"}
+    assert res.family == "hermite" and res.matched
     assert res.distance == min(c.distance for c in res.candidates)
-    assert res.closest is res.exact and res.exact.family == "lrelu"
+    assert res.closest is res.exact and res.exact.family == "hermite"
     baseline = next(c for c in res.candidates if c.family == "relu")
-    assert res.distance < baseline.distance
-    assert all(c.distance > 0.05 for c in res.candidates if c.family == "hermite")
+    assert res.distance < baseline.distance and not baseline.matched
     text = res.summary()
-    assert "lrelu" in text and "hermite" in text and "distance" in text
-    assert "asymptotically exact: lrelu" in text
-    assert repr(res).startswith("DesignResult(family='lrelu'")
+    assert "clip" in text and "hermite" in text and "distance" in text
+    assert "asymptotically exact: hermite" in text
+    assert repr(res).startswith("DesignResult(family='hermite'")
 
 
 def test_selection_closer_unmatched_vs_farther_matched(paper256):
