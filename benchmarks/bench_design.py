@@ -34,12 +34,12 @@ CELLS = (("ck", "hidden"), ("ntk", "hidden"), ("ntk", "all"))
 
 #: Families per DEQ activation: the piecewise-linear ones for piecewise-linear DEQs, the
 #: mixed skip-like layer plus the coefficient-exact Hermite net for smooth ones, the clip
-#: net for odd ones, and the authors' published design for every DEQ.
+#: and scaled nets for odd ones, and the authors' published design for every DEQ.
 FAMILIES = {
     "relu": ("lrelu", "lrelu3", "authors"),
     "leaky_relu": ("lrelu", "lrelu3", "authors"),
-    "tanh": ("clip", "mixed", "lrelu", "authors"),
-    "erf": ("clip", "mixed", "lrelu", "authors"),
+    "tanh": ("clip", "scaled", "mixed", "lrelu", "authors"),
+    "erf": ("clip", "scaled", "mixed", "lrelu", "authors"),
 }
 SMOOTH = ("mixed", "lrelu", "hermite", "authors")
 

@@ -21,13 +21,16 @@ from deqfast.design._families import (
     _fit_lrelu3,
     _fit_mixed,
     _fit_relu,
+    _fit_scaled,
 )
 from deqfast.design._problem import _KernelFit, _Problem
 from deqfast.design._result import Candidate, DesignResult, DesignWarning
 from deqfast.spectra import spectral_norm
 
 #: Families accepted by :func:`design_explicit` (``"auto"`` tries all of the others).
-FAMILIES = ("auto", "lrelu", "lrelu3", "mixed", "clip", "hermite", "relu", "authors")
+FAMILIES = (
+    "auto", "lrelu", "lrelu3", "mixed", "scaled", "clip", "hermite", "relu", "authors",
+)  # fmt: skip
 _TARGETS = ("ck", "ntk")
 _TRAINED = ("hidden", "all")
 _PROBE_P = 256
@@ -39,6 +42,7 @@ _SOLVERS = {
     "lrelu": _fit_lrelu,
     "lrelu3": _fit_lrelu3,
     "mixed": _fit_mixed,
+    "scaled": _fit_scaled,
     "clip": _fit_clip,
     "hermite": _fit_hermite,
     "relu": _fit_relu,
@@ -155,12 +159,12 @@ def design_explicit(
 
     P = _Problem(deq, target, trained, tol)
     P.probe_sq = float(np.mean(np.einsum("ij,ij->i", X, X)))
-    if any(f in families for f in ("lrelu", "lrelu3", "mixed")):
+    if any(f in families for f in ("lrelu", "lrelu3", "mixed", "scaled")):
         P.kfit = _KernelFit(P, deq, X, seed_ if isinstance(seed_, int) else 0)
     raw: list[Candidate] = []
     for fam in families:
-        if fam == "mixed" and P.base is None:
-            raw.append(P.candidate("mixed", None, "needs a smooth built-in DEQ activation"))
+        if fam in ("mixed", "scaled") and P.base is None:
+            raw.append(P.candidate(fam, None, "needs a smooth built-in DEQ activation"))
             continue
         raw += _SOLVERS[fam](P)
 
