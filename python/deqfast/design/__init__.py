@@ -89,25 +89,24 @@ If no candidate matches, the result says so (``matched=False``) and a
 
 from __future__ import annotations
 
-from deqfast.design._authors import AUTHORS_SIGMA_A2
+from deqfast.design._authors import AUTHORS_SIGMA_A2 as AUTHORS_SIGMA_A2
 from deqfast.design._families import mixed_activation
-from deqfast.design._problem import relative_residual
+from deqfast.design._problem import relative_residual as relative_residual
 from deqfast.design._result import Candidate, DesignResult, DesignWarning
-from deqfast.design._select import FAMILIES, default_probe, design_explicit
+from deqfast.design._select import FAMILIES, design_explicit
+from deqfast.design._select import default_probe as default_probe
 
 __all__ = [
-    "AUTHORS_SIGMA_A2",
     "FAMILIES",
     "Candidate",
     "DesignResult",
     "DesignWarning",
-    "default_probe",
     "design_explicit",
     "mixed_activation",
-    "relative_residual",
 ]
 
-# documented here, where users import them from (the submodules are private)
+# documented here, where users import them from (the submodules are private);
+# AUTHORS_SIGMA_A2, default_probe and relative_residual are importable, not in __all__
 for _obj in (Candidate, DesignResult, DesignWarning, default_probe, design_explicit,
              mixed_activation, relative_residual):  # fmt: skip
     _obj.__module__ = __name__
