@@ -34,12 +34,12 @@ CELLS = (("ck", "hidden"), ("ntk", "hidden"), ("ntk", "all"))
 
 #: Families per DEQ activation: the piecewise-linear ones for piecewise-linear DEQs, the
 #: mixed skip-like layer plus the coefficient-exact Hermite net for smooth ones, the clip
-#: net for odd ones, and the authors' published design for every DEQ.
+#: and scaled nets for odd ones, and the authors' published design for every DEQ.
 FAMILIES = {
     "relu": ("lrelu", "lrelu3", "authors"),
     "leaky_relu": ("lrelu", "lrelu3", "authors"),
-    "tanh": ("clip", "mixed", "lrelu", "authors"),
-    "erf": ("clip", "mixed", "lrelu", "authors"),
+    "tanh": ("clip", "scaled", "mixed", "lrelu", "authors"),
+    "erf": ("clip", "scaled", "mixed", "lrelu", "authors"),
 }
 SMOOTH = ("mixed", "lrelu", "hermite", "authors")
 
@@ -114,7 +114,8 @@ def _fmt(x: float | None) -> str:
 
 def markdown(results: dict, *, goal: float = 1e-3, goal_pl: float = 1e-4) -> str:
     """The docs/design.md table: chosen net (closest), the closest matched net and the
-    authors' published design, per DEQ activation, target and σ_a²."""
+    authors' published design, per DEQ activation, target and σ_a² (``†``: a row kept
+    from an earlier run of a subset grid, ``rerun: false`` in the results file)."""
     lines = [
         "| DEQ | σ_a² | target | chosen (closest) | distance | residual | goal met "
         "| closest matched | authors as published (own σ_a², τ0) |",
@@ -127,9 +128,11 @@ def markdown(results: dict, *, goal: float = 1e-3, goal_pl: float = 1e-4) -> str
         exact = "none" if ex is None else f"{ex['family']} {_fmt(ex['distance'])}"
         au = r["authors"]
         auth = "–" if not au else f"{_fmt(au[0]['distance'])} ({_fmt(au[1]['distance'])})"
+        kept = "" if r.get("rerun", True) else " †"
         lines.append(
             f"| {r['activation']} | {r['sigma_a2']:g} | {tgt} | {r['chosen']}"
-            f"{'' if r['matched'] else ' ✗m'} | {_fmt(r['distance'])} | {r['residual']:.1e} "
+            f"{'' if r['matched'] else ' ✗m'} | {_fmt(r['distance'])}{kept} "
+            f"| {r['residual']:.1e} "
             f"| {'yes' if r['distance'] <= g else 'no'} | {exact} | {auth} |"
         )
     return "\n".join(lines)

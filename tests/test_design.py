@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.integrate import quad
 
 import deqfast as df
 import deqfast.design
@@ -55,7 +56,7 @@ def test_hermite_matches_coefficients(act, sigma_a2, target, tiny_probe):
 @pytest.mark.parametrize("sigma_a2", SIGMAS)
 def test_lrelu_matches_relu_deq_ck(sigma_a2, tiny_probe):
     deq = df.DEQ("relu", sigma_a2=sigma_a2, tau0=TAU0)
-    res = design_explicit(deq, family="lrelu", probe=tiny_probe)
+    res = design_explicit(deq, family="lrelu", probe=tiny_probe, matched_only=True)
     assert res.matched and res.residual <= 1e-10
     # normalised gauge: layer 1 preserves the input level
     assert res.net.layers[0].output.d == pytest.approx(TAU0**2, rel=1e-12)
@@ -101,22 +102,24 @@ def test_lrelu_exact_kernel_close_to_relu_deq(paper256):
 
 
 def test_auto_chooses_closest_matching_family(paper256):
+    """When the closest candidate on the probe is matched, it is chosen and is also
+    the asymptotically exact one (ReLU DEQ CK: Hermite branches against the unfitted
+    ReLU baseline and the one-layer clip net, which cannot match)."""
     s = paper256
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=s.stats.tau0)
-    res = design_explicit(deq, probe=s, family=("lrelu", "clip", "hermite", "relu"))
+    res = design_explicit(deq, probe=s, family=("clip", "hermite", "relu"))
     assert isinstance(res, DesignResult)
     fams = [c.family for c in res.candidates]
-    assert set(fams) == {"lrelu", "clip", "hermite", "relu"}
-    assert res.family == "lrelu" and res.matched
+    assert set(fams) == {"clip", "hermite", "relu"}
+    assert res.family == "hermite" and res.matched
     assert res.distance == min(c.distance for c in res.candidates)
-    assert res.closest is res.exact and res.exact.family == "lrelu"
+    assert res.closest is res.exact and res.exact.family == "hermite"
     baseline = next(c for c in res.candidates if c.family == "relu")
-    assert res.distance < baseline.distance
-    assert all(c.distance > 0.05 for c in res.candidates if c.family == "hermite")
+    assert res.distance < baseline.distance and not baseline.matched
     text = res.summary()
-    assert "lrelu" in text and "hermite" in text and "distance" in text
-    assert "asymptotically exact: lrelu" in text
-    assert repr(res).startswith("DesignResult(family='lrelu'")
+    assert "clip" in text and "hermite" in text and "distance" in text
+    assert "asymptotically exact: hermite" in text
+    assert repr(res).startswith("DesignResult(family='hermite'")
 
 
 def test_selection_closer_unmatched_vs_farther_matched(paper256):
@@ -195,6 +198,66 @@ def test_mixed_against_reference():
     X = probe[:2]
     K = R.explicit_net_kernels(X, acts, TAU0)
     np.testing.assert_allclose(net.ck(X), K["ck"], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf"])
+def test_scaled_matches_odd_ck_and_is_closer_than_clip(act, paper256):
+    """``[γ t, φ, a t]`` meets an odd DEQ's CK equations (two parameters for ``d`` and
+    ``c1``) and follows ``G*`` closer than the one-layer clip net."""
+    s = paper256
+    deq = df.DEQ(act, sigma_a2=0.2, tau0=s.stats.tau0)
+    res = design_explicit(deq, probe=s, family=("scaled", "clip"), matched_only=True)
+    assert res.matched and res.family == "scaled" and res.residual <= 1e-10
+    clip = next(c for c in res.candidates if c.family == "clip")
+    assert clip.matched and res.distance < clip.distance / 2  # p = 256: tanh 1/5, erf 1/2.6
+    default = design_explicit(deq, probe=s, family=("scaled", "clip"))
+    assert default.family == "scaled" and default.distance <= res.distance
+
+
+@pytest.mark.parametrize("trained", ["hidden", "all"])
+def test_scaled_against_reference(trained, tiny_probe):
+    """The scaled net's coefficients against the docs/theory.md §5 algebra with quadrature
+    moments; its exact kernels against the layer recursion by quadrature and the closed
+    forms ``CK = a² F_φ(S₂)``, ``NTK = a² (2 F_φ(S₂) + k F_φ'(S₂) ∘ S₂)``, ``S₂ = γ² XXᵀ``,
+    ``k = 1`` (``trained="hidden"``) or 2 (``"all"``)."""
+    gamma, a = 0.9, 1.3
+    d = df.activations
+    net = ExplicitNet([d.linear(gamma), d.tanh(), d.linear(a)], tau0=TAU0)
+    acts = [R.polynomial([0.0, gamma]), R.get("tanh"), R.polynomial([0.0, a])]
+    for kind in ("ck", "ntk"):
+        ref = R.explicit_net_coefficients(acts, TAU0, kind, trained)
+        got = net.coefficients(kind, trained=trained)
+        for k in ("d", "c1", "c2", "c3"):
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-9, abs=1e-12)
+    X = np.asarray(tiny_probe)[:4]
+    ck, ntk = net.ck(X), net.ntk(X, trained=trained)
+    # off the diagonal: the reference's layer recursion (tensor Gauss–Hermite pairs, to
+    # ~1e-9; at ρ = 1 that rule is good to ~1e-7 only, so the diagonal is checked below)
+    K = R.explicit_net_kernels(X, acts, TAU0, trained)
+    off = ~np.eye(len(X), dtype=bool)
+    np.testing.assert_allclose(ck[off], K["ck"][off], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(ntk[off], K["ntk"][off], rtol=1e-8, atol=1e-12)
+    # closed forms: F, F' off the diagonal by the tensor rule, on it by adaptive quadrature
+    S2 = gamma**2 * (X @ X.T)
+    th = R.get("tanh")  # odd: already centred
+    n = len(X)
+    F, Fd = np.empty((n, n)), np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                r = math.sqrt(S2[i, i])
+                F[i, i], Fd[i, i] = (
+                    quad(lambda z, f=f, r=r: f(r * z) ** 2 * np.exp(-z * z / 2), -30.0, 30.0,
+                         epsabs=1e-14, epsrel=1e-13)[0] / math.sqrt(2 * math.pi)
+                    for f in (th.phi, th.dphi)
+                )  # fmt: skip
+            else:
+                args = (S2[i, i], S2[j, j], S2[i, j])
+                F[i, j] = R.gauss_hermite_pair(th.phi, th.phi, *args)
+                Fd[i, j] = R.gauss_hermite_pair(th.dphi, th.dphi, *args)
+    k = 1.0 if trained == "hidden" else 2.0
+    np.testing.assert_allclose(ck, a**2 * F, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(ntk, a**2 * (2 * F + k * Fd * S2), rtol=1e-8, atol=1e-12)
 
 
 def test_mixed_activation_is_the_hermite_projection():

@@ -123,7 +123,7 @@ def _design(deq: DEQ, target: str, trained: str, family: str) -> DesignResult:
         if len(_DESIGNS) >= _DESIGN_CACHE_SIZE:
             _DESIGNS.pop(next(iter(_DESIGNS)))
         _DESIGNS[key] = res
-    if not res.matched:
+    if res.exact is None:  # no candidate matched (an unmatched closest one is expected)
         warnings.warn(
             f"design_explicit: {res.note} — the explicit net's kernel is NOT the DEQ's",
             DesignWarning,

@@ -650,7 +650,7 @@ def paper_models(
             f"{label} DEQ", deq_features(deq, **opts), deq.ck, "deq", deq,
             f"finite-width DEQ, Anderson forward pass ({opts or 'default options'})",
         )  # fmt: skip
-        design = design_explicit(deq, target="ck", family=family)
+        design = design_explicit(deq, target="ck", family=family, matched_only=True)
         if not design.matched:
             raise RuntimeError(f"design_explicit({family!r}) did not match {deq!r}: {design!r}")
         name = "L-ReLU net (designed)" if act == "relu" else "H-tanh net (designed)"
