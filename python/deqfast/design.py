@@ -97,6 +97,7 @@ from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, Sample
 from deqfast.deq import DEQ
 from deqfast.explicit import ExplicitNet
+from deqfast.spectra import relative_errors
 
 __all__ = [
     "FAMILIES",
@@ -793,7 +794,7 @@ def default_probe(tau0: float, *, p: int = _PROBE_P, seed: int = 0) -> np.ndarra
 
 
 def _compare(A: np.ndarray, B: np.ndarray, evA: np.ndarray) -> tuple[float, float]:
-    dist = float(np.linalg.norm(A - B, 2) / np.linalg.norm(A, 2))
+    dist = relative_errors(A, B)[0]
     gap = float(np.mean(np.abs(evA - np.linalg.eigvalsh(B))))
     return dist, gap
 

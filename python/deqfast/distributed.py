@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
+from deqfast._shared import progress_bar
+from deqfast._validation import (
+    as_data_matrix,
+    check_choice,
+    check_integer,
+    check_positive,
+    check_seed,
+)
 
 if TYPE_CHECKING:
     import dask.array
@@ -632,12 +639,9 @@ def _mc_group(
 
 
 def _spawn(seed: Any, trials: int) -> list[np.random.SeedSequence]:
+    seed = check_seed(seed, "seed", streams=np.random.SeedSequence)
     if isinstance(seed, np.random.SeedSequence):
         return list(seed.spawn(trials))
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be None, a non-negative int or a SeedSequence; got {seed!r}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed}")
     return list(np.random.SeedSequence(seed).spawn(trials))
 
 
@@ -799,14 +803,6 @@ class CGResult:
         )
 
 
-def _cg_bar(show: bool, total: int) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="conjugate gradients", unit="it", leave=False)
-
-
 def conjugate_gradient(
     A: Any,
     B: Any,
@@ -910,7 +906,7 @@ def conjugate_gradient(
     history: list[float] = []
     iterations = restarts = 0
     status = ""
-    bar = _cg_bar(show, cap)
+    bar = progress_bar(show, total=cap, desc="conjugate gradients")
     try:
         while True:
             Z = precondition(R)

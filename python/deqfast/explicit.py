@@ -33,6 +33,7 @@ import numpy as np
 from deqfast import _core
 from deqfast import activations as _act
 from deqfast import coefficients as alg
+from deqfast._stats import check_stats
 from deqfast._validation import (
     as_data_matrix,
     as_rng,
@@ -286,14 +287,7 @@ class ExplicitNet:
 
     # -- surrogates ---------------------------------------------------------------------------
     def _check_stats(self, stats: Any) -> MixtureStats:
-        if not isinstance(stats, MixtureStats):
-            raise TypeError(f"stats must be a deqfast.MixtureStats, got {type(stats).__name__}")
-        if not math.isclose(stats.tau0, self.tau0, rel_tol=1e-9):
-            raise ValueError(
-                f"the net was centred for tau0={self.tau0!r} but stats has tau0={stats.tau0!r}; "
-                "build it with tau0=stats.tau0"
-            )
-        return stats
+        return check_stats(stats, self.tau0, "net")
 
     def ck_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
         """The RMT surrogate ``M̄`` of the CK (:ref:`§4 <theory-4>`) with this net's coefficients."""

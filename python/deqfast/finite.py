@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from deqfast import _core
+from deqfast._shared import progress_bar
 from deqfast._validation import (
     as_data_matrix,
     as_finite_array,
@@ -413,14 +414,6 @@ def _check_threads(num_threads: Any) -> int:
     return min(check_integer(num_threads, "num_threads", min_value=0), _MAX_THREADS_PASSED)
 
 
-def _trials_iter(trials: int, progress: bool, desc: str) -> Any:
-    if not progress:
-        return range(trials)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(trials), desc=desc, unit="draw", leave=False)
-
-
 def empirical_ck(
     deq: Any,
     X: Any,
@@ -461,7 +454,7 @@ def empirical_ck(
     num_threads = _check_threads(num_threads)
     rng = as_rng(seed)
     acc = np.zeros((n, n))
-    for _ in _trials_iter(trials, bool(progress), f"empirical CK (m={m})"):
+    for _ in progress_bar(bool(progress), range(trials), desc=f"empirical CK (m={m})", unit="draw"):
         A, B, _v = _draw(rng, m, p)
         _, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
         del A, B
@@ -523,7 +516,9 @@ def empirical_ntk(
     rng = as_rng(seed)
     XX = X @ X.T if trained == "all" else None
     acc = np.zeros((n, n))
-    for _ in _trials_iter(trials, bool(progress), f"empirical NTK (m={m})"):
+    for _ in progress_bar(
+        bool(progress), range(trials), desc=f"empirical NTK (m={m})", unit="draw"
+    ):
         A, B, v = _draw(rng, m, p)
         A = np.ascontiguousarray(A, dtype=dt)
         Z, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)

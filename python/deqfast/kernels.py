@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from deqfast import _core
+from deqfast._shared import progress_bar
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
 
 __all__ = ["OUTPUTS", "KernelResult", "compute_kernels", "diagonal"]
@@ -268,7 +269,7 @@ def compute_kernels(
     # Row strips: one C++ call each (parallel inside), so the progress bar can advance.
     strip = max(block, (4096 * 4096 // max(1, n2)) // block * block)
     strip = n if not show else strip
-    bar = _progress(total_pairs, show)
+    bar = progress_bar(show, total=total_pairs, desc="kernel pairs", unit="pair", unit_scale=True)
     stats = dict(pairs=0, newton_steps=0, picard_steps=0, quadrature_pairs=0)
     max_it, max_error = 0, 0.0
     try:
@@ -373,19 +374,3 @@ def _check_memory(
         "or use deqfast.distributed.kernels_blocked, which writes tiles to a Dask array or a "
         "Zarr store"
     )
-
-
-class _NoBar:
-    def update(self, k: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, show: bool) -> Any:
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="pair", unit_scale=True, desc="kernel pairs", leave=False)

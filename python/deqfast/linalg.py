@@ -36,6 +36,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
+from deqfast._shared import progress_bar
 from deqfast._validation import (
     as_rng,
     check_choice,
@@ -126,14 +127,6 @@ def _tridiag_eig(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.nd
     return scipy.linalg.eigh_tridiagonal(alpha, beta, lapack_driver="stemr")
 
 
-def _progress_bar(total: int, show: bool, desc: str) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
-
-
 def lanczos_top(
     M: Any,
     k: int = 6,
@@ -199,7 +192,7 @@ def lanczos_top(
     Q[:, 0] = q / np.linalg.norm(q)
     alpha = np.empty(cap)
     beta = np.zeros(cap)
-    bar = _progress_bar(cap, progress, f"Lanczos ({which}, k={k})")
+    bar = progress_bar(progress, total=cap, desc=f"Lanczos ({which}, k={k})", unit="step")
 
     def wanted(theta: np.ndarray) -> np.ndarray:
         order = np.argsort(theta)
@@ -398,7 +391,7 @@ def slq_density(
     length = np.full(probes, steps)  # steps actually taken by each probe
     active = np.ones(probes, dtype=bool)
     V_prev = np.zeros_like(V)
-    bar = _progress_bar(steps, progress, f"SLQ ({probes} probes)")
+    bar = progress_bar(progress, total=steps, desc=f"SLQ ({probes} probes)", unit="step")
     scale = 0.0
     try:
         for j in range(steps):
