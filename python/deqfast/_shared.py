@@ -1,26 +1,37 @@
-"""Small helpers every part of deqfast shares, written once: progress bars, the BLAS thread
-limit and Markdown tables.
+"""Small helpers every part of deqfast shares, written once: progress bars and their default,
+the OpenMP thread count, the BLAS thread limit, Markdown tables, and the public home of names
+defined in private modules.
 
-Free of deqfast's mathematics and of other deqfast modules (it imports none), so any module
-may use it.
+Free of deqfast's mathematics and of other deqfast modules (it imports only the argument
+checks of ``_validation``), so any module may use it.
 
-Conventions of the public options these helpers serve, the same in every function that has
-them:
-
-``progress``
-    ``True`` shows a tqdm progress bar on standard error, ``False`` shows none; where the
-    option also accepts ``None``, the function decides (its docstring says how).
-``num_threads``
-    The OpenMP team size of a compiled call; ``None`` means all cores.
+The public options ``progress`` and ``num_threads`` have one default and one meaning in every
+function that takes them (stated in the package docstring, :mod:`deqfast`):
+:func:`show_progress` and :func:`resolve_threads` implement them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["blas_threads", "exported_from", "markdown_table", "progress_bar"]
+from deqfast._validation import check_integer
+
+__all__ = [
+    "MAX_THREADS",
+    "blas_threads",
+    "exported_from",
+    "markdown_table",
+    "progress_bar",
+    "resolve_threads",
+    "show_progress",
+]
+
+#: Largest OpenMP team passed to the core (more threads than this are never useful).
+MAX_THREADS = 1024
 
 _T = TypeVar("_T")
 
@@ -37,6 +48,25 @@ def exported_from(module: str) -> Callable[[_T], _T]:
     return mark
 
 
+def show_progress(progress: bool | None, *, long: bool = True) -> bool:
+    """Whether to show a progress bar: ``progress`` when given; for ``None`` (the default
+    everywhere) when standard error is a terminal and the job is ``long`` (the caller's
+    estimate; most jobs are long enough)."""
+    if progress is None:
+        return bool(long) and sys.stderr.isatty()
+    return bool(progress)
+
+
+def resolve_threads(num_threads: Any) -> int:
+    """The OpenMP team size to pass to the core: ``0`` (the core's default, all cores) for
+    ``None`` or ``0``, else ``num_threads ≥ 1`` capped at :data:`MAX_THREADS` and at eight
+    threads per core."""
+    if num_threads is None:
+        return 0
+    threads = check_integer(num_threads, "num_threads", min_value=0)
+    return min(threads, MAX_THREADS, 8 * (os.cpu_count() or 1))
+
+
 class _NoBar:
     """Stands in for a tqdm bar that is not shown: every call does nothing."""
 
@@ -51,7 +81,7 @@ class _NoBar:
 
 
 def progress_bar(
-    show: bool,
+    show: bool | None,
     iterable: Iterable[Any] | None = None,
     *,
     desc: str,
@@ -60,7 +90,8 @@ def progress_bar(
     leave: bool = False,
     **options: Any,
 ) -> Any:
-    """A ``tqdm.auto`` progress bar when ``show``, else something that behaves like none.
+    """A ``tqdm.auto`` progress bar when ``show`` (``None``: :func:`show_progress`), else
+    something that behaves like none.
 
     With ``iterable`` the bar wraps it (without ``show``: the iterable itself); without it
     the caller advances the bar with ``update(n)`` and ends it with ``close()`` (without
@@ -68,7 +99,7 @@ def progress_bar(
     ``options`` go to ``tqdm`` (e.g. ``unit_scale``, ``dynamic_ncols``). tqdm is imported
     only when a bar is shown.
     """
-    if not show:
+    if not show_progress(show):
         return _NoBar() if iterable is None else iterable
     from tqdm.auto import tqdm
 

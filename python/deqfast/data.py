@@ -28,7 +28,7 @@ import numpy as np
 from deqfast._stats import _PRIOR_SUM_TOL, MixtureStats, _fmt, _readonly
 from deqfast._validation import as_data_matrix, as_finite_array, as_rng, check_integer
 
-__all__ = ["CovKind", "GaussianMixture", "MixtureStats", "Sample"]
+__all__ = ["CovKind", "GaussianMixture", "LabelledRows", "MixtureStats", "Sample"]
 
 CovKind = Literal["full", "diag", "scalar"]
 
@@ -51,11 +51,40 @@ def _largest_remainder(n: int, priors: np.ndarray) -> np.ndarray:
     return counts
 
 
+class LabelledRows:
+    """Labelled samples as the rows of ``X`` with their :class:`MixtureStats`: the sizes
+    shared by :class:`Sample` and :class:`deqfast.datasets.Dataset`."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    stats: MixtureStats
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.X.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Dimension."""
+        return int(self.X.shape[1])
+
+    @property
+    def K(self) -> int:
+        """Number of classes."""
+        return self.stats.K
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """Number of samples per class, int64 of shape ``(K,)``."""
+        return self.stats.class_counts
+
+
 # --------------------------------------------------------------------------- #
 # Sample
 # --------------------------------------------------------------------------- #
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class Sample:
+class Sample(LabelledRows):
     """A draw from a :class:`GaussianMixture` (:ref:`§1 <theory-1>`).
 
     Attributes
@@ -90,26 +119,6 @@ class Sample:
             )
         object.__setattr__(self, "X", _readonly(X))
         object.__setattr__(self, "labels", _readonly(labels.astype(np.int64)))
-
-    @property
-    def n(self) -> int:
-        """Number of samples."""
-        return int(self.X.shape[0])
-
-    @property
-    def p(self) -> int:
-        """Dimension."""
-        return int(self.X.shape[1])
-
-    @property
-    def K(self) -> int:
-        """Number of classes."""
-        return self.stats.K
-
-    @property
-    def class_counts(self) -> np.ndarray:
-        """Number of samples per class, int64 of shape ``(K,)``."""
-        return self.stats.class_counts
 
     def __repr__(self) -> str:
         return (

@@ -46,7 +46,7 @@ from deqfast._validation import (
     check_in_range,
     check_integer,
 )
-from deqfast.data import MixtureStats
+from deqfast.data import LabelledRows, MixtureStats
 
 __all__ = [
     "Dataset",
@@ -63,7 +63,7 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class Dataset:
+class Dataset(LabelledRows):
     """A prepared labelled data set (:ref:`§1 <theory-1>`).
 
     Attributes
@@ -87,26 +87,6 @@ class Dataset:
     stats: MixtureStats
     class_names: tuple[str, ...]
     description: str = ""
-
-    @property
-    def n(self) -> int:
-        """Number of samples."""
-        return int(self.X.shape[0])
-
-    @property
-    def p(self) -> int:
-        """Dimension."""
-        return int(self.X.shape[1])
-
-    @property
-    def K(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-    @property
-    def class_counts(self) -> np.ndarray:
-        """Samples per class, shape ``(K,)``."""
-        return np.bincount(self.labels, minlength=self.K)
 
     def __repr__(self) -> str:
         return (

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from deqfast._shared import progress_bar
+from deqfast._shared import progress_bar, resolve_threads, show_progress
 from deqfast._validation import (
     as_data_matrix,
     check_choice,
@@ -344,10 +344,10 @@ def kernels_blocked(
     tol = check_positive(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", min_value=1)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
-    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    num_threads = resolve_threads(num_threads)
     phi = deq.phi
     phi.core  # noqa: B018 - a Python-callable activation raises its TypeError here, early
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show_progress(progress)
 
     diag = diagonal(  # once, on the client (docs/theory.md §3)
         deq.phi, X, sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
@@ -688,7 +688,7 @@ def empirical_kernel(
     groups = min(check_integer(groups, "groups", min_value=1), trials)
     cuts = np.linspace(0, trials, groups + 1).round().astype(int)
     chunks = [seeds[cuts[g] : cuts[g + 1]] for g in range(groups)]
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show_progress(progress)
     if client is None:
         total = np.zeros((X.shape[0], X.shape[0]))
         for chunk in chunks:
@@ -878,7 +878,7 @@ def conjugate_gradient(
         raise ValueError(f"tol must be in (0, 1); got {tol}")
     cap = n if max_iter is None else check_integer(max_iter, "max_iter", min_value=1)
     max_restarts = check_integer(max_restarts, "max_restarts", min_value=0)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show_progress(progress)
 
     def apply(V: np.ndarray) -> np.ndarray:
         return np.asarray(op.matmat(V), dtype=np.float64).reshape(V.shape) + lam * V

@@ -33,6 +33,7 @@ import numpy as np
 from deqfast import _core
 from deqfast import activations as _act
 from deqfast import coefficients as alg
+from deqfast._shared import resolve_threads
 from deqfast._stats import check_stats
 from deqfast._validation import (
     as_data_matrix,
@@ -221,9 +222,7 @@ class ExplicitNet:
         if Y.shape[1] != X.shape[1]:
             raise ValueError(f"X2 must have p={X.shape[1]} columns like X, got shape {Y.shape}")
         terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
-        threads = (
-            0 if num_threads is None else check_integer(num_threads, "num_threads", min_value=1)
-        )
+        threads = resolve_threads(num_threads)
         cores = [layer.activation.core for layer in self._layers]  # TypeError for callables
         dA = np.einsum("ij,ij->i", X, X)
         dB = dA if symmetric else np.einsum("ij,ij->i", Y, Y)

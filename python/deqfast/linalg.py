@@ -138,7 +138,7 @@ def lanczos_top(
     seed: Any = 0,
     v0: Any = None,
     strict: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> EigenResult:
     """The ``k`` largest (``which="LA"``) or smallest (``"SA"``) eigenpairs of a symmetric ``M``.
 
@@ -168,7 +168,7 @@ def lanczos_top(
     seed, v0
         Start vector: ``v0`` if given, else Gaussian from ``numpy.random.default_rng(seed)``.
     progress
-        Show a progress bar over the steps.
+        Show a progress bar over the steps (default ``None``: on a terminal).
     """
     op = _as_operator(M)
     n = op.shape[0]
@@ -346,7 +346,7 @@ def slq_density(
     seed: Any = 0,
     reorthogonalize: bool | None = None,
     max_basis_bytes: int = SLQ_BASIS_BYTES,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature estimate of the spectral density of a symmetric ``M``.
 
@@ -373,7 +373,7 @@ def slq_density(
         quadrature (Ritz values that repeat after loss of orthogonality split their
         weight between copies) but the nodes are less clean.
     progress
-        Show a progress bar over the steps.
+        Show a progress bar over the steps (default ``None``: on a terminal).
     """
     op = _as_operator(M)
     n = op.shape[0]

@@ -362,7 +362,7 @@ def random_feature_accuracy(
     ridge: float = 1e-2,
     max_iter: int = 500,
     name: str = "",
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> RandomFeatureResult:
     """Test accuracy of random features + trained linear read-out over widths and seeds.
 
@@ -389,8 +389,8 @@ def random_feature_accuracy(
         L-BFGS iterations for the logistic read-out.
     name : str
         Stored in the result.
-    progress : bool
-        Show a tqdm progress bar over the ``(width, seed)`` pairs.
+    progress : bool or None, default None
+        Show a tqdm progress bar over the ``(width, seed)`` pairs (``None``: on a terminal).
 
     Returns
     -------
@@ -796,7 +796,7 @@ def classification_grid(
     max_iter: int = 1000,
     logistic_tol: float = 1e-4,
     kernel_limit: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> ClassificationResult:
     """Random features + trained linear read-outs over models, widths and seeds.
 
@@ -833,8 +833,8 @@ def classification_grid(
         the CPU time for +0.2 % test accuracy (measured, benchmarks/bench_mnist.py).
     kernel_limit : bool
         Compute the exact-kernel ridge accuracies.
-    progress : bool
-        A tqdm progress bar over the feature computations.
+    progress : bool or None, default None
+        A tqdm progress bar over the feature computations (``None``: on a terminal).
 
     Returns
     -------
