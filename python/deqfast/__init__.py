@@ -5,6 +5,17 @@ Not-so-deep Explicit Models for High-dimensional Gaussian Mixtures* (ICML 2024)
 with the conventions of the theory page (:doc:`/theory`): mixture data (§1), activations
 and their Gaussian moments (§2), the DEQ's exact infinite-width kernels (§3), the
 equilibrium equations and random-matrix surrogates (§4).
+
+Two options mean the same, with the same default, in every function that takes them:
+
+``num_threads``
+    OpenMP threads of a compiled computation; ``None`` (the default) or ``0``: all cores.
+    (:mod:`deqfast.distributed` runs one thread per Dask task unless told otherwise: its
+    parallelism is the tasks.)
+``progress``
+    A tqdm progress bar on standard error: ``True`` always, ``False`` never, ``None`` (the
+    default) when standard error is a terminal, for the exact kernels only from 16 million
+    pairs on.
 """
 
 from __future__ import annotations

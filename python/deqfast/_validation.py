@@ -9,6 +9,7 @@ general and free of deqfast-specific mathematics.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,8 +19,10 @@ __all__ = [
     "as_data_matrix",
     "as_finite_array",
     "as_labels",
+    "as_path",
     "as_rng",
     "check_choice",
+    "check_file",
     "check_in_range",
     "check_integer",
     "check_positive",
@@ -352,8 +355,11 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     return value
 
 
-def check_seed(seed: Any, name: str = "seed") -> int | np.random.Generator | None:
-    """Check that ``seed`` is ``None``, a non-negative integer, or a ``Generator``.
+def check_seed(seed: Any, name: str = "seed", *, streams: type = np.random.Generator) -> Any:
+    """Check that ``seed`` is ``None``, a non-negative integer, or a ``streams`` instance.
+
+    ``streams`` is the random-stream type accepted as is: ``numpy.random.Generator``
+    (default) or ``numpy.random.SeedSequence`` (where independent streams are spawned).
 
     Raises
     ------
@@ -362,11 +368,11 @@ def check_seed(seed: Any, name: str = "seed") -> int | np.random.Generator | Non
     ValueError
         For a negative integer.
     """
-    if seed is None or isinstance(seed, np.random.Generator):
+    if seed is None or isinstance(seed, streams):
         return seed
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(
-            f"{name} must be None, a non-negative int or a numpy.random.Generator; "
+            f"{name} must be None, a non-negative int or a numpy.random.{streams.__name__}; "
             f"got {_describe(seed)}"
         )
     if int(seed) < 0:
@@ -384,3 +390,29 @@ def as_rng(seed: Any = None, name: str = "seed") -> np.random.Generator:
     if isinstance(checked, np.random.Generator):
         return checked
     return np.random.default_rng(checked)
+
+
+def as_path(path: Any, name: str) -> str:
+    """``os.fspath(path)``, raising ``TypeError`` naming the argument if it is not a path."""
+    try:
+        return os.fspath(path)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a path; got {type(path).__name__}") from exc
+
+
+def check_file(path: Any, name: str) -> str:
+    """``path`` as a string, checked to name an existing regular file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing exists at ``path``.
+    ValueError
+        If ``path`` is not a regular file (e.g. a directory).
+    """
+    fspath = as_path(path, name)
+    if not os.path.exists(fspath):
+        raise FileNotFoundError(f"{name}: no such file: {fspath!r}")
+    if not os.path.isfile(fspath):
+        raise ValueError(f"{name}: {fspath!r} is not a regular file")
+    return str(fspath)

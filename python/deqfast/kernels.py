@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from deqfast import _core
+from deqfast._shared import MAX_THREADS, progress_bar, resolve_threads, show_progress
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
 
 __all__ = ["OUTPUTS", "KernelResult", "compute_kernels", "diagonal"]
 
 #: Largest thread count passed to the core; larger requests are clamped to it (the OpenMP
 #: runtime cannot create teams of hundreds of thousands of threads).
-MAX_THREADS = 1024
 #: Range of the diagonal input term ``σ_b² ‖x_i‖²`` the pair formulas are accurate in: beyond
 #: it ``√(S_ii S_jj)``, its inverse or the Mehler tail bounds leave the normal floating-point
 #: range (positively homogeneous activations are rescaled into it instead).
@@ -224,13 +224,13 @@ def compute_kernels(
     hermite_terms
         Mehler series length for activations without a closed form.
     num_threads
-        OpenMP threads (default: all cores).
+        OpenMP threads (default ``None``: all cores).
     block
         Tile edge of the assembly; default 256 when both sets have at least 2048 samples
         (fewer tiles read the data fewer times: measured about 10 % faster at n = 4096),
         else 64 (enough tiles to keep every thread busy).
     progress
-        Show a progress bar (default: only for more than 16 million pairs).
+        Show a progress bar (default ``None``: on a terminal, for more than 16 million pairs).
     dtype
         Element type of the returned kernels: ``numpy.float64`` (default) or
         ``numpy.float32``, which halves their memory and the time spent writing them. The
@@ -252,8 +252,7 @@ def compute_kernels(
     tol = check_positive(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", min_value=1, max_value=1 << 30)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
-    threads = 0 if num_threads is None else check_integer(num_threads, "num_threads", min_value=1)
-    threads = min(threads, MAX_THREADS, 8 * (os.cpu_count() or 1))
+    threads = resolve_threads(num_threads)
     n, n2 = X.shape[0], Y.shape[0]
     if block is None:
         block = 256 if min(n, n2) >= 2048 else 64
@@ -277,11 +276,11 @@ def compute_kernels(
     mats = {o: np.empty((n, n2), dtype=dtype) for o in outs}
 
     total_pairs = n * (n - 1) // 2 if symmetric else n * n2
-    show = progress if progress is not None else total_pairs > 16_000_000
+    show = show_progress(progress, long=total_pairs > 16_000_000)
     # Row strips: one C++ call each (parallel inside), so the progress bar can advance.
     strip = max(block, (4096 * 4096 // max(1, n2)) // block * block)
     strip = n if not show else strip
-    bar = _progress(total_pairs, show)
+    bar = progress_bar(show, total=total_pairs, desc="kernel pairs", unit="pair", unit_scale=True)
     stats = dict(pairs=0, newton_steps=0, picard_steps=0, quadrature_pairs=0)
     max_it, max_error = 0, 0.0
     try:
@@ -412,19 +411,3 @@ def _check_memory(
         "or use deqfast.distributed.kernels_blocked, which writes tiles to a Dask array or a "
         "Zarr store"
     )
-
-
-class _NoBar:
-    def update(self, k: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, show: bool) -> Any:
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="pair", unit_scale=True, desc="kernel pairs", leave=False)

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
+from deqfast._shared import progress_bar
 from deqfast._validation import (
     as_rng,
     check_choice,
@@ -126,14 +127,6 @@ def _tridiag_eig(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.nd
     return scipy.linalg.eigh_tridiagonal(alpha, beta, lapack_driver="stemr")
 
 
-def _progress_bar(total: int, show: bool, desc: str) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
-
-
 def lanczos_top(
     M: Any,
     k: int = 6,
@@ -145,7 +138,7 @@ def lanczos_top(
     seed: Any = 0,
     v0: Any = None,
     strict: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> EigenResult:
     """The ``k`` largest (``which="LA"``) or smallest (``"SA"``) eigenpairs of a symmetric ``M``.
 
@@ -175,7 +168,7 @@ def lanczos_top(
     seed, v0
         Start vector: ``v0`` if given, else Gaussian from ``numpy.random.default_rng(seed)``.
     progress
-        Show a progress bar over the steps.
+        Show a progress bar over the steps (default ``None``: on a terminal).
     """
     op = _as_operator(M)
     n = op.shape[0]
@@ -199,7 +192,7 @@ def lanczos_top(
     Q[:, 0] = q / np.linalg.norm(q)
     alpha = np.empty(cap)
     beta = np.zeros(cap)
-    bar = _progress_bar(cap, progress, f"Lanczos ({which}, k={k})")
+    bar = progress_bar(progress, total=cap, desc=f"Lanczos ({which}, k={k})", unit="step")
 
     def wanted(theta: np.ndarray) -> np.ndarray:
         order = np.argsort(theta)
@@ -353,7 +346,7 @@ def slq_density(
     seed: Any = 0,
     reorthogonalize: bool | None = None,
     max_basis_bytes: int = SLQ_BASIS_BYTES,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature estimate of the spectral density of a symmetric ``M``.
 
@@ -380,7 +373,7 @@ def slq_density(
         quadrature (Ritz values that repeat after loss of orthogonality split their
         weight between copies) but the nodes are less clean.
     progress
-        Show a progress bar over the steps.
+        Show a progress bar over the steps (default ``None``: on a terminal).
     """
     op = _as_operator(M)
     n = op.shape[0]
@@ -398,7 +391,7 @@ def slq_density(
     length = np.full(probes, steps)  # steps actually taken by each probe
     active = np.ones(probes, dtype=bool)
     V_prev = np.zeros_like(V)
-    bar = _progress_bar(steps, progress, f"SLQ ({probes} probes)")
+    bar = progress_bar(progress, total=steps, desc=f"SLQ ({probes} probes)", unit="step")
     scale = 0.0
     try:
         for j in range(steps):

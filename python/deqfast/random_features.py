@@ -34,17 +34,17 @@ explicit net of the same width (:class:`InferenceTiming`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
 
+from deqfast._shared import blas_threads, markdown_table, progress_bar
 from deqfast._validation import (
     as_data_matrix,
     as_finite_array,
@@ -362,7 +362,7 @@ def random_feature_accuracy(
     ridge: float = 1e-2,
     max_iter: int = 500,
     name: str = "",
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> RandomFeatureResult:
     """Test accuracy of random features + trained linear read-out over widths and seeds.
 
@@ -389,8 +389,8 @@ def random_feature_accuracy(
         L-BFGS iterations for the logistic read-out.
     name : str
         Stored in the result.
-    progress : bool
-        Show a tqdm progress bar over the ``(width, seed)`` pairs.
+    progress : bool or None, default None
+        Show a tqdm progress bar over the ``(width, seed)`` pairs (``None``: on a terminal).
 
     Returns
     -------
@@ -406,11 +406,7 @@ def random_feature_accuracy(
     ntr = A.shape[0]
     test = np.empty((len(ws), len(ss)))
     train = np.empty((len(ws), len(ss)))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(ws) * len(ss), desc=f"random features {name}".strip(), leave=False)
+    bar = progress_bar(progress, total=len(ws) * len(ss), desc=f"random features {name}".strip())
     try:
         for i, w in enumerate(ws):
             for j, s in enumerate(ss):
@@ -505,9 +501,7 @@ def accuracy_table(
     check_choice(fmt, "fmt", ("markdown", "text"))
     header, rows = accuracy_rows(results, kernel_accuracy)
     if fmt == "markdown":
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(out)
+        return markdown_table(header, rows)
     cols = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
     out = ["  ".join(h.rjust(c) for h, c in zip(header, cols))]
     out += ["  ".join(v.rjust(c) for v, c in zip(r, cols)) for r in rows]
@@ -525,28 +519,6 @@ GRID_READOUTS = ("logistic", "ridge")
 
 #: Widths of the authors' random-feature experiment.
 PAPER_WIDTHS = (32, 128, 512, 1024, 4096)
-
-
-@contextlib.contextmanager
-def _blas_threads(limit: int | None) -> Iterator[None]:
-    """Cap the BLAS threads (``None``: leave them alone).
-
-    Small dense products and solves (read-outs of a few hundred features, the
-    L-BFGS iterations of the logistic read-out) run far slower multi-threaded on
-    a busy machine than on one thread; only the large products gain from
-    threads.  Needs ``threadpoolctl`` (installed with scikit-learn); without it
-    this does nothing.
-    """
-    if limit is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=limit, user_api="blas"):
-        yield
 
 
 def _threads_for(work: float) -> int | None:
@@ -824,7 +796,7 @@ def classification_grid(
     max_iter: int = 1000,
     logistic_tol: float = 1e-4,
     kernel_limit: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> ClassificationResult:
     """Random features + trained linear read-outs over models, widths and seeds.
 
@@ -839,7 +811,7 @@ def classification_grid(
     infinite-width kernel is computed on all samples and kernel ridge with the
     same ``λ`` gives the ``m → ∞`` limit of the ridge read-out.
 
-    Small fits run on one BLAS thread (see :func:`_blas_threads`).
+    Small fits run on one BLAS thread.
 
     Parameters
     ----------
@@ -861,8 +833,8 @@ def classification_grid(
         the CPU time for +0.2 % test accuracy (measured, benchmarks/bench_mnist.py).
     kernel_limit : bool
         Compute the exact-kernel ridge accuracies.
-    progress : bool
-        A tqdm progress bar over the feature computations.
+    progress : bool or None, default None
+        A tqdm progress bar over the feature computations (``None``: on a terminal).
 
     Returns
     -------
@@ -898,11 +870,7 @@ def classification_grid(
     fit_s = {ro: np.empty(shape) for ro in ros}
     conv = {ro: np.ones(shape, dtype=bool) for ro in ros}
     feat_s = np.empty(shape)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=int(np.prod(shape)), desc="random features", leave=False)
+    bar = progress_bar(progress, total=int(np.prod(shape)), desc="random features")
     try:
         for i, name in enumerate(names):
             for j, w in enumerate(ws):
@@ -917,7 +885,7 @@ def classification_grid(
                     for ro in ros:
                         est = _readout_estimator(ro, lam, iters, ltol)
                         t0 = time.perf_counter()
-                        with _blas_threads(_threads_for(_readout_work(ro, ntr, w, n_classes))):
+                        with blas_threads(_threads_for(_readout_work(ro, ntr, w, n_classes))):
                             with warnings.catch_warnings(record=True) as caught:
                                 warnings.simplefilter("always", ConvergenceWarning)
                                 est.fit(F[:ntr], ctr)
@@ -951,7 +919,7 @@ def classification_grid(
         for name in names:
             t0 = time.perf_counter()
             K = np.asarray(models[name].kernel(X), dtype=np.float64)
-            with _blas_threads(_threads_for(ntr**3 / 3.0)):
+            with blas_threads(_threads_for(ntr**3 / 3.0)):
                 kacc[name] = kernel_ridge_accuracy(
                     K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam
                 )

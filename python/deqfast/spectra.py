@@ -29,9 +29,16 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from deqfast._shared import markdown_table
 from deqfast._validation import as_finite_array, as_labels, check_integer, check_positive
 
-__all__ = ["SpectralComparison", "compare_spectra", "isolated_eigenvalues", "spectral_norm"]
+__all__ = [
+    "SpectralComparison",
+    "compare_spectra",
+    "isolated_eigenvalues",
+    "relative_errors",
+    "spectral_norm",
+]
 
 #: Relative tolerance of the symmetry check ``max|A − Aᵀ| <= tol · max|A|``.
 SYMMETRY_RTOL = 1e-8
@@ -263,9 +270,7 @@ class SpectralComparison:
         header = ("quantity", a, b)
         rows = self.rows()
         if fmt == "markdown":
-            lines = ["| " + " | ".join(header) + " |", "|---|---|---|"]
-            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-            return "\n".join(lines)
+            return markdown_table(header, rows)
         if fmt != "text":
             raise ValueError(f"fmt must be 'text' or 'markdown'; got {fmt!r}")
         widths = [max(len(x[i]) for x in [header, *rows]) for i in range(3)]
@@ -302,6 +307,44 @@ def spectral_norm(M: Any) -> float:
     3.0
     """
     return _spectral_norm(_as_symmetric(M, "M"))
+
+
+def relative_errors(A: Any, B: Any) -> tuple[float, float]:
+    """Relative errors of ``B`` against the reference ``A`` (:ref:`§6 <theory-6>`).
+
+    Returns ``(‖A − B‖₂/‖A‖₂, ‖A − B‖_F/‖A‖_F)``: the operator-norm error (both norms by
+    :func:`spectral_norm`, so ``A`` and ``A − B`` must be symmetric) and the Frobenius error.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, ``A`` or ``A − B`` is not a symmetric square matrix, or ``A``
+        is zero.
+
+    Examples
+    --------
+    >>> A = np.diag([3.0, 2.0, 1.0])
+    >>> tuple(round(e, 12) for e in relative_errors(A, 1.1 * A))
+    (0.1, 0.1)
+    """
+    Am = as_finite_array(A, "A")
+    Bm = as_finite_array(B, "B")
+    if Am.shape != Bm.shape:
+        raise ValueError(f"A and B must have the same shape; got {Am.shape} and {Bm.shape}")
+    return _relative_errors(Am, Bm)
+
+
+def _relative_errors(
+    A: np.ndarray, B: np.ndarray, norm_a: float | None = None
+) -> tuple[float, float]:
+    """:func:`relative_errors` of checked arrays (``norm_a``: ``‖A‖₂`` if already known)."""
+    D = A - B
+    if norm_a is None:
+        norm_a = _spectral_norm(_as_symmetric(A, "A"))
+    if norm_a == 0:
+        raise ValueError("A must not be the zero matrix (the errors are relative to ‖A‖)")
+    op = _spectral_norm(_as_symmetric(D, "A − B")) / norm_a
+    return op, float(np.linalg.norm(D) / np.linalg.norm(A))
 
 
 def _spectral_norm(A: np.ndarray) -> float:
@@ -436,12 +479,7 @@ def compare_spectra(
 
     la = _eigvalsh(Am)  # (cached by content: references are compared with several matrices)
     lb = _eigvalsh(Bm)
-    D = Am - Bm
-    norm_a = float(max(abs(la[0]), abs(la[-1])))
-    if norm_a == 0:
-        raise ValueError("A must not be the zero matrix (the errors are relative to ‖A‖)")
-    op_error = _spectral_norm(D) / norm_a
-    fro_error = float(np.linalg.norm(D) / np.linalg.norm(Am))
+    op_error, fro_error = _relative_errors(Am, Bm, norm_a=float(max(abs(la[0]), abs(la[-1]))))
     w1 = float(np.mean(np.abs(la - lb)))
     spread = float(la[-1] - la[0])
     w1_rel = w1 / spread if spread > 0 else float("inf") if w1 > 0 else 0.0

@@ -12,12 +12,12 @@ only the coefficients change. :func:`surrogate_matrix` forms ``M̄`` densely;
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from deqfast._stats import check_stats
 from deqfast._validation import as_data_matrix, check_choice
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import MixtureStats
@@ -190,19 +190,12 @@ def surrogate_operator(
     (2,)
     """
     kind = check_choice(kind, "kind", KINDS)
-    if not isinstance(stats, MixtureStats):
-        raise TypeError(f"stats must be a deqfast.MixtureStats, got {type(stats).__name__}")
+    stats = check_stats(stats, deq.equilibrium().tau0, "DEQ")
     Xa = _check_data(X)
     n, p = Xa.shape
     if stats.n != n or stats.p != p:
         raise ValueError(
             f"stats describe n={stats.n}, p={stats.p} samples but X has shape {Xa.shape}"
-        )
-    eq = deq.equilibrium()
-    if not math.isclose(stats.tau0, eq.tau0, rel_tol=1e-9):
-        raise ValueError(
-            f"the DEQ was centred for tau0={eq.tau0!r} but stats has tau0={stats.tau0!r}; "
-            "build the DEQ with tau0=stats.tau0"
         )
     coef = deq.coefficients(kind)
     V, A = low_rank_factors(stats, coef)

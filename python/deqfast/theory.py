@@ -38,11 +38,10 @@ Newton step and grid point.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -58,6 +57,7 @@ from deqfast._mp import (
     model_from_stats,
     support,
 )
+from deqfast._shared import blas_threads
 from deqfast._spikes import SpikeSystem, find_spikes
 from deqfast._validation import as_finite_array, check_integer, check_positive
 from deqfast.coefficients import KernelCoefficients
@@ -73,24 +73,10 @@ __all__ = [
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread: every product here is thin (``G × r`` by ``r × K²``), and on a busy
-    machine multi-threaded OpenBLAS makes such products ten times slower.  Needs
-    ``threadpoolctl``; without it this does nothing."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 def _single_threaded(func: _F) -> _F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _one_blas_thread():
+        with blas_threads(1):  # thin products (G × r by r × K²): ten times slower threaded
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

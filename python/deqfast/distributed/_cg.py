@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 import warnings
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from deqfast._shared import progress_bar, show_progress
 from deqfast._validation import as_data_matrix, check_integer, check_positive
 from deqfast.distributed._common import KERNELS
 from deqfast.distributed._operator import tiled_operator
@@ -70,14 +70,6 @@ class CGResult:
             f"residual={self.residual:.3e}, tol={self.tol:g}, ridge={self.ridge:g}, "
             f"products={self.products}, restarts={self.restarts}, seconds={self.seconds:.3g})"
         )
-
-
-def _cg_bar(show: bool, total: int) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="conjugate gradients", unit="it", leave=False)
 
 
 def conjugate_gradient(
@@ -155,7 +147,7 @@ def conjugate_gradient(
         raise ValueError(f"tol must be in (0, 1); got {tol}")
     cap = n if max_iter is None else check_integer(max_iter, "max_iter", min_value=1)
     max_restarts = check_integer(max_restarts, "max_restarts", min_value=0)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show_progress(progress)
 
     def apply(V: np.ndarray) -> np.ndarray:
         return np.asarray(op.matmat(V), dtype=np.float64).reshape(V.shape) + lam * V
@@ -183,7 +175,7 @@ def conjugate_gradient(
     history: list[float] = []
     iterations = restarts = 0
     status = ""
-    bar = _cg_bar(show, cap)
+    bar = progress_bar(show, total=cap, desc="conjugate gradients")
     try:
         while True:
             Z = precondition(R)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
-from deqfast._validation import as_data_matrix, check_choice, check_integer
+from deqfast._shared import show_progress
+from deqfast._validation import as_data_matrix, check_choice, check_integer, check_seed
 from deqfast.distributed._common import info, sum_arrays
 
 _MC_KINDS = ("ck", "ntk")
@@ -29,12 +29,9 @@ def _mc_group(
 
 
 def _spawn(seed: Any, trials: int) -> list[np.random.SeedSequence]:
+    seed = check_seed(seed, "seed", streams=np.random.SeedSequence)
     if isinstance(seed, np.random.SeedSequence):
         return list(seed.spawn(trials))
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be None, a non-negative int or a SeedSequence; got {seed!r}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed}")
     return list(np.random.SeedSequence(seed).spawn(trials))
 
 
@@ -81,7 +78,7 @@ def empirical_kernel(
     groups = min(check_integer(groups, "groups", min_value=1), trials)
     cuts = np.linspace(0, trials, groups + 1).round().astype(int)
     chunks = [seeds[cuts[g] : cuts[g + 1]] for g in range(groups)]
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show_progress(progress)
     if client is None:
         total = np.zeros((X.shape[0], X.shape[0]))
         for chunk in chunks:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deqfast._shared import resolve_threads, show_progress
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
 from deqfast.distributed._common import KERNELS, info, require_dask, require_zarr
 from deqfast.distributed._store import ATTR, create_store, open_blocked, write_marker
@@ -209,10 +209,10 @@ def kernels_blocked(
     tol = check_positive(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", min_value=1)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
-    num_threads = check_integer(num_threads, "num_threads", min_value=0)
+    num_threads = resolve_threads(num_threads)
     phi = deq.phi
     phi.core  # noqa: B018 - a Python-callable activation raises its TypeError here, early
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show_progress(progress)
 
     diag = diagonal(  # once, on the client (docs/theory.md §3)
         deq.phi, X, sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,

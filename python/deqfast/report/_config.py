@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from deqfast._shared import blas_threads as single_blas
+from deqfast._shared import progress_bar
 from deqfast._validation import check_integer
+from deqfast.spectra import relative_errors
 
 __all__ = ["Progress", "ReproduceConfig", "relative_errors", "sample_mixture", "single_blas"]
 
@@ -120,33 +123,6 @@ def sample_mixture(p: int, draw: int, cfg: ReproduceConfig) -> Any:
     return GaussianMixture.paper(p).sample(n, seed=np.random.default_rng([cfg.seed, p, draw]))
 
 
-def relative_errors(A: np.ndarray, B: np.ndarray) -> tuple[float, float]:
-    """``(‖A − B‖₂/‖A‖₂, ‖A − B‖_F/‖A‖_F)`` for symmetric matrices
-    (:func:`deqfast.spectra.spectral_norm`)."""
-    from deqfast.spectra import spectral_norm
-
-    with single_blas():
-        op = spectral_norm(A - B) / spectral_norm(A)
-    fro = float(np.linalg.norm(A - B) / np.linalg.norm(A))
-    return op, fro
-
-
-@contextmanager
-def single_blas() -> Iterator[None]:
-    """One BLAS thread for the dense linear algebra of the report's small matrices.
-
-    Right after an OpenMP region (the exact kernels) a multi-threaded OpenBLAS
-    competes with the spinning OpenMP threads on a small machine and can stall a
-    solve or eigendecomposition of a few hundred rows by a second or more;
-    single-threaded they take milliseconds.  The report's matrices (``n`` of a
-    few thousand at most) gain little from threads in any case.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 class Progress:
     """tqdm progress bars when ``enabled``, the plain iterable otherwise."""
 
@@ -154,11 +130,9 @@ class Progress:
         self.enabled = bool(enabled)
 
     def bar(self, iterable: Any, desc: str, total: int | None = None) -> Any:
-        if not self.enabled:
-            return iterable
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True)
+        return progress_bar(
+            self.enabled, iterable, desc=desc, total=total, leave=True, dynamic_ncols=True
+        )
 
 
 @contextmanager

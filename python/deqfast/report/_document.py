@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
+from deqfast._shared import markdown_table
+
 __all__ = [
     "Document",
     "Figure",
@@ -114,13 +116,6 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _md_table(t: Table) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in [t.header, *t.rows]]
-    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(t.header)]
-    lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
-    return "\n".join(lines)
-
-
 def to_markdown(doc: Document) -> str:
     """The document as Markdown (figures linked from ``figures/``)."""
     out: list[str] = []
@@ -132,7 +127,7 @@ def to_markdown(doc: Document) -> str:
         elif isinstance(b, Pre):
             out.append("```\n" + b.text + "\n```")
         elif isinstance(b, Table):
-            out.append(_md_table(b))
+            out.append(markdown_table(b.header, b.rows))
         else:
             out.append(f"![{b.caption}]({b.path})\n\n*{b.caption}*")
     return "\n\n".join(out) + "\n"

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from deqfast._shared import show_progress
 from deqfast.report._classification import compute_classification
 from deqfast.report._config import Progress, ReproduceConfig, single_blas, timed
 from deqfast.report._document import Document, draw_figures, to_html, to_markdown
@@ -110,7 +111,7 @@ def reproduce(
     out: str | os.PathLike[str] = "deqfast-report",
     *,
     config: ReproduceConfig | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Run the paper's core experiments and write the report to ``out``.
@@ -126,8 +127,8 @@ def reproduce(
         is interrupted.
     config : ReproduceConfig, optional
         Default: :meth:`ReproduceConfig.make` ``()``.
-    progress : bool
-        Show tqdm progress bars.
+    progress : bool or None, default None
+        Show tqdm progress bars (``None``: on a terminal).
     force : bool
         Replace the contents of an ``out`` that is not empty and is not a deqfast
         report (refused otherwise).
@@ -151,7 +152,7 @@ def reproduce(
     import deqfast
 
     with ReportOutput(out, force=force) as target:
-        results = _run(cfg, target, progress, deqfast.__version__)
+        results = _run(cfg, target, show_progress(progress), deqfast.__version__)
         target.commit({"deqfast_version": deqfast.__version__})
     return results
 
