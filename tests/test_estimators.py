@@ -130,9 +130,9 @@ def test_explicit_estimator_uses_designed_net(rng):
     est = ExplicitKernelRegressor("relu", sigma_a2=0.2, kernel="ck", family="lrelu", ridge=1e-2)
     est.fit(Xtr, y)
     res = df.design_explicit(
-        df.DEQ("relu", sigma_a2=0.2, tau0=est.tau0_), target="ck", family="lrelu"
+        df.DEQ("relu", sigma_a2=0.2, tau0=est.tau0_), kernel="ck", family="lrelu"
     )
-    assert est.design_.matched and est.model_ == res.net
+    assert est.design_.converged and est.model_ == res.net
     K = res.net.ck(Xtr)
     want = res.net.ck(Xte, Xtr) @ np.linalg.solve(K + 1e-2 * np.eye(K.shape[0]), y)
     np.testing.assert_allclose(est.predict(Xte), want, rtol=1e-8, atol=1e-10)

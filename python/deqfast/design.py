@@ -93,6 +93,7 @@ from threadpoolctl import threadpool_limits
 
 from deqfast import activations as _act
 from deqfast._validation import as_data_matrix, check_choice, check_positive, check_seed
+from deqfast._vocabulary import check_kernel, deprecated_alias, renamed_keywords
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, Sample
 from deqfast.deq import DEQ
@@ -109,8 +110,8 @@ __all__ = [
 
 #: Families accepted by :func:`design_explicit` (``"auto"`` tries all of the others).
 FAMILIES = ("auto", "lrelu", "lrelu3", "mixed", "clip", "hermite", "relu", "authors")
+#: The kernels a design can match (an explicit net's pre-activations are its layers').
 _TARGETS = ("ck", "ntk")
-_TRAINED = ("hidden", "all")
 _PROBE_P = 256
 #: Relative distance within which a matched candidate counts as tied with the closest.
 _TIE = 1e-6
@@ -160,12 +161,16 @@ class DesignResult:
         The chosen :class:`ExplicitNet` (the best candidate even when none matched).
     family
         Its family.
-    target
+    kernel
         ``"ck"`` or ``"ntk"``; ``trained`` the NTK convention (``"hidden"``/``"all"``).
     target_coefficients, achieved
         The DEQ's and the net's surrogate coefficients.
-    residual, matched
-        Relative coefficient residual and whether it is ``≤ tol``.
+    residual, converged
+        Relative coefficient residual and whether it is ``≤ tol`` (the design is *matched*).
+    status, message
+        ``"matched"`` or ``"unmatched"``, and a sentence saying so (with the note).
+    iterations
+        Number of candidate designs tried (the length of ``candidates``).
     distance, eigen_gap
         Exact-kernel relative operator-norm distance to the DEQ and mean absolute
         eigenvalue gap on the probe sample of shape ``probe_shape``.
@@ -176,31 +181,39 @@ class DesignResult:
         candidate (asymptotically exact: its surrogate is the DEQ's, so its distance
         vanishes as ``n, p → ∞``; ``None`` when nothing matched). The chosen net is
         ``closest`` unless ``matched_only`` (then ``exact``).
+    deq
+        The :class:`~deqfast.DEQ` designed for.
     """
 
     net: ExplicitNet
     family: str
-    target: str
+    kernel: str
     trained: str
     target_coefficients: KernelCoefficients
     achieved: KernelCoefficients
     residual: float
-    matched: bool
+    converged: bool
+    status: str
+    message: str
+    iterations: int
     distance: float
     eigen_gap: float
     candidates: tuple[Candidate, ...] = field(repr=False)
     probe_shape: tuple[int, int] = (0, 0)
     tol: float = 1e-10
-    deq: str = ""
+    deq: DEQ | None = None
     note: str = ""
     matched_only: bool = False
     closest: Candidate | None = field(default=None, repr=False)
     exact: Candidate | None = field(default=None, repr=False)
 
+    matched = deprecated_alias("converged", "matched")
+    target = deprecated_alias("kernel", "target")
+
     def summary(self) -> str:
         """A readable report: target, choice, and the table of candidates."""
-        kern = "CK" if self.target == "ck" else f"NTK (trained={self.trained!r})"
-        status = "matched" if self.matched else f"NOT matched (tol={self.tol:g})"
+        kern = "CK" if self.kernel == "ck" else f"NTK (trained={self.trained!r})"
+        status = "matched" if self.converged else f"NOT matched (tol={self.tol:g})"
         lines = [
             f"explicit net for {self.deq}, target {kern}: {self.family} — {status}",
             f"  net:      {self.net!r}",
@@ -229,8 +242,8 @@ class DesignResult:
 
     def __repr__(self) -> str:
         return (
-            f"DesignResult(family={self.family!r}, target={self.target!r}, "
-            f"matched={self.matched}, residual={self.residual:.2e}, "
+            f"DesignResult(family={self.family!r}, kernel={self.kernel!r}, "
+            f"converged={self.converged}, residual={self.residual:.2e}, "
             f"distance={self.distance:.4g}, eigen_gap={self.eigen_gap:.3e}, net={self.net!r})"
         )
 
@@ -260,8 +273,7 @@ class _Problem:
     def __init__(self, deq: DEQ, target: str, trained: str, tol: float) -> None:
         self.tau0 = float(deq.tau0)  # type: ignore[arg-type]
         self.target, self.trained, self.tol = target, trained, tol
-        kind = "ck" if target == "ck" else ("ntk" if trained == "hidden" else "ntk_all")
-        self.coef = deq.coefficients(kind)
+        self.coef = deq.coefficients(target, trained=trained)
         self.t = _vec(self.coef)
         tmax = float(np.max(np.abs(self.t)))
         # per-coefficient weights for the least-squares solvers
@@ -798,10 +810,11 @@ def _compare(A: np.ndarray, B: np.ndarray, evA: np.ndarray) -> tuple[float, floa
     return dist, gap
 
 
+@renamed_keywords(target="kernel")
 def design_explicit(
     deq: DEQ,
     *,
-    target: str = "ck",
+    kernel: str = "ck",
     family: str | Sequence[str] = "auto",
     trained: str = "hidden",
     probe: Any = None,
@@ -815,7 +828,7 @@ def design_explicit(
     ----------
     deq
         A :class:`~deqfast.DEQ` built with ``tau0`` (its coefficients need it).
-    target
+    kernel
         ``"ck"`` (``G*``) or ``"ntk"`` (``K*``, or ``Θ*`` with ``trained="all"``).
     family
         One of :data:`FAMILIES` (see the module documentation), or a sequence of them;
@@ -842,7 +855,7 @@ def design_explicit(
     Returns
     -------
     DesignResult
-        ``matched`` tells whether the chosen net's coefficients match; a
+        ``converged`` tells whether the chosen net's coefficients match; a
         :class:`DesignWarning` is emitted when no candidate matched at all.
 
     Examples
@@ -851,9 +864,9 @@ def design_explicit(
     >>> from deqfast.design import design_explicit
     >>> deq = df.DEQ("relu", sigma_a2=0.2, tau0=1.0)
     >>> res = design_explicit(deq, family="lrelu")
-    >>> print(f"{res.family}: matched={res.matched}, exact-kernel distance < 1e-3: "
+    >>> print(f"{res.family}: converged={res.converged}, exact-kernel distance < 1e-3: "
     ...       f"{res.distance < 1e-3}")
-    lrelu: matched=True, exact-kernel distance < 1e-3: True
+    lrelu: converged=True, exact-kernel distance < 1e-3: True
     >>> both = design_explicit(deq, family=("lrelu", "hermite"))  # judged on the probe
     >>> sorted({c.family for c in both.candidates if c.matched})
     ['hermite', 'lrelu']
@@ -868,7 +881,7 @@ def design_explicit(
         raise TypeError(f"deq must be a deqfast.DEQ, got {type(deq).__name__}")
     if deq.tau0 is None:
         raise ValueError("deq has no tau0; build it with DEQ(..., tau0=stats.tau0)")
-    target = check_choice(target, "target", _TARGETS)
+    target, trained = check_kernel(kernel, trained, allowed=_TARGETS)
     families: list[str]
     if isinstance(family, str):
         family = str(check_choice(family, "family", FAMILIES))
@@ -878,7 +891,6 @@ def design_explicit(
         family = ",".join(families)
     else:
         raise TypeError(f"family must be a name or a non-empty sequence of names, got {family!r}")
-    trained = check_choice(trained, "trained", _TRAINED)
     tol = check_positive(tol, "tol")
     seed_ = check_seed(seed, "seed")
     if not isinstance(matched_only, bool):
@@ -952,11 +964,19 @@ def design_explicit(
             f"{exact.distance:.3g} (matched_only=True picks it)"
         )
     assert best.net is not None and best.achieved is not None
+    message = (
+        f"{best.family!r} matches the DEQ's {target.upper()} coefficients (residual "
+        f"{best.residual:.2e} <= tol={tol:g})"
+        if best.matched
+        else f"{best.family!r} does not match the DEQ's {target.upper()} coefficients (residual "
+        f"{best.residual:.2e} > tol={tol:g})"
+    ) + (f"; {note}" if note else "")
     return DesignResult(
-        net=best.net, family=best.family, target=target, trained=trained,
+        net=best.net, family=best.family, kernel=target, trained=trained,
         target_coefficients=P.coef, achieved=best.achieved, residual=best.residual,
-        matched=best.matched, distance=best.distance, eigen_gap=best.eigen_gap,
+        converged=best.matched, status="matched" if best.matched else "unmatched",
+        message=message, iterations=len(cands), distance=best.distance, eigen_gap=best.eigen_gap,
         candidates=tuple(cands), probe_shape=(int(X.shape[0]), int(X.shape[1])), tol=tol,
-        deq=repr(deq), note=note or best.note, matched_only=matched_only,
+        deq=deq, note=note or best.note, matched_only=matched_only,
         closest=closest, exact=exact,
     )  # fmt: skip

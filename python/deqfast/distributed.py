@@ -44,12 +44,19 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
+from deqfast._vocabulary import KERNELS as _KERNELS
+from deqfast._vocabulary import (
+    OLD_KERNEL_NAMES,
+    check_kernel,
+    deprecated_module_attributes,
+    matrix_name,
+    renamed_keywords,
+)
 
 if TYPE_CHECKING:
     import dask.array
 
 __all__ = [
-    "KERNELS",
     "CGResult",
     "TiledOperator",
     "conjugate_gradient",
@@ -63,8 +70,26 @@ __all__ = [
     "worker_memory",
 ]
 
-#: Kernel names accepted by :func:`kernels_blocked` and the ``_core.assemble`` output each maps to.
-KERNELS = {"ck": "G", "ntk": "K", "ntk_all": "Theta", "pre": "S", "gdot": "Gdot"}
+#: Kernels :func:`kernels_blocked` stores: the vocabulary's, and ``"gdot"`` (``Ġ*``, a by-product
+#: of the same pair solve).
+_BLOCKED_KERNELS = (*_KERNELS, "gdot")
+
+__getattr__ = deprecated_module_attributes(
+    __name__,
+    {
+        "KERNELS": (
+            OLD_KERNEL_NAMES,
+            lambda: {"ck": "G", "ntk": "K", "ntk_all": "Theta", "pre": "S", "gdot": "Gdot"},
+        )
+    },
+)
+
+
+def _matrix(kernel: str, trained: str) -> str:
+    """The ``_core.assemble`` output holding ``kernel`` (see :func:`matrix_name`)."""
+    return "Gdot" if kernel == "gdot" else matrix_name(kernel, trained)
+
+
 _DTYPES = ("float64", "float32")
 _ATTR = "deqfast"
 #: Sub-directory of a zarr store holding one JSON marker (the tile's solver statistics) per
@@ -72,8 +97,8 @@ _ATTR = "deqfast"
 _TILES_DIR = "deqfast-tiles"
 #: Attributes that must agree for a rerun to resume a store instead of replacing it.
 _RESUME_KEYS = (
-    "layout", "kernel", "n", "p", "block", "dtype", "deq", "sigma_a2", "sigma_b2", "tol",
-    "max_iter", "hermite_terms", "fingerprint",
+    "layout", "kernel", "trained", "n", "p", "block", "dtype", "deq", "sigma_a2", "sigma_b2",
+    "tol", "max_iter", "hermite_terms", "fingerprint",
 )  # fmt: skip
 
 
@@ -269,6 +294,7 @@ def kernels_blocked(
     block: int = 4096,
     dtype: Any = "float64",
     kernel: str = "ck",
+    trained: str = "hidden",
     zarr_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     tol: float = 1e-12,
@@ -295,9 +321,9 @@ def kernels_blocked(
     dtype
         ``"float64"`` or ``"float32"`` (tiles are solved in double precision and stored in
         ``dtype``).
-    kernel
-        ``"ck"`` (``G*``), ``"ntk"`` (``K*``, hidden weights trained), ``"ntk_all"`` (``Θ*``),
-        ``"pre"`` (``S*``) or ``"gdot"`` (``Ġ*``).
+    kernel, trained
+        ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K*`` with ``trained="hidden"``,
+        ``Θ*`` with ``trained="all"``) or ``"gdot"`` (``Ġ*``).
     zarr_path
         Write the upper tiles to a zarr store at this path, from the workers, now (blocking,
         with a progress bar), and return :func:`open_blocked` of it. Without it the array is
@@ -333,7 +359,8 @@ def kernels_blocked(
     n = X.shape[0]
     block = check_integer(block, "block", min_value=8)
     dt = check_choice(np.dtype(dtype).name, "dtype", _DTYPES)
-    kernel = check_choice(kernel, "kernel", tuple(KERNELS))
+    kernel, trained = check_kernel(kernel, trained, allowed=_BLOCKED_KERNELS)
+    trained = trained if kernel == "ntk" else "hidden"  # the others do not depend on it
     tol = check_positive(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", min_value=1)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
@@ -351,7 +378,7 @@ def kernels_blocked(
         sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
         hermite_terms=terms, num_threads=num_threads, dtype=dt,
     )  # fmt: skip
-    key = KERNELS[kernel]
+    key = _matrix(kernel, trained)
     ranges = _ranges(n, block)
     upper = [(bi, bj) for bi in range(len(ranges)) for bj in range(bi, len(ranges))]
     if client is not None:
@@ -385,9 +412,9 @@ def kernels_blocked(
     fingerprint = hashlib.sha256(X)  # type: ignore[arg-type]
     fingerprint.update(d)  # type: ignore[arg-type]
     attrs = dict(
-        layout="upper", kernel=kernel, n=n, p=int(X.shape[1]), block=block, dtype=dt,
-        deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
-        hermite_terms=terms, fingerprint=fingerprint.hexdigest(), complete=False,
+        layout="upper", kernel=kernel, trained=trained, n=n, p=int(X.shape[1]), block=block,
+        dtype=dt, deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol,
+        max_iter=max_iter, hermite_terms=terms, fingerprint=fingerprint.hexdigest(), complete=False,
     )  # fmt: skip
     old, done = _create_zarr(path, n, block, dt, bool(overwrite), attrs)
     missing = [(bi, bj) for bi, bj in upper if (ranges[bi][0], ranges[bj][0]) not in done]
@@ -613,16 +640,16 @@ def tiled_operator(
 # --------------------------------------------------------------------------- #
 # Monte-Carlo empirical kernels over workers
 # --------------------------------------------------------------------------- #
-_MC_KINDS = ("ck", "ntk")
+_MC_KERNELS = ("ck", "ntk")
 
 
 def _mc_group(
-    deq: Any, X: np.ndarray, width: int, kind: str, seeds: list[Any], options: dict[str, Any]
+    deq: Any, X: np.ndarray, width: int, kernel: str, seeds: list[Any], options: dict[str, Any]
 ) -> np.ndarray:
     """Sum of the per-trial empirical kernels of ``seeds`` (one ``n × n`` result)."""
     from deqfast import finite
 
-    fn = finite.empirical_ck if kind == "ck" else finite.empirical_ntk
+    fn = finite.empirical_ck if kernel == "ck" else finite.empirical_ntk
     acc = np.zeros((X.shape[0], X.shape[0]))
     for ss in seeds:
         acc += fn(
@@ -641,12 +668,13 @@ def _spawn(seed: Any, trials: int) -> list[np.random.SeedSequence]:
     return list(np.random.SeedSequence(seed).spawn(trials))
 
 
+@renamed_keywords(kind="kernel")
 def empirical_kernel(
     deq: Any,
     X: Any,
     width: int,
     *,
-    kind: str = "ck",
+    kernel: str = "ck",
     trials: int = 1,
     seed: Any = None,
     client: Any = None,
@@ -666,8 +694,9 @@ def empirical_kernel(
 
     Parameters
     ----------
-    kind
-        ``"ck"`` (``φ(Z*)ᵀφ(Z*)/m``, tends to ``G*``) or ``"ntk"`` (tends to ``K*``/``Θ*``).
+    kernel
+        ``"ck"`` (``φ(Z*)ᵀφ(Z*)/m``, tends to ``G*``) or ``"ntk"`` (tends to ``K*``/``Θ*``,
+        with ``trained=`` among ``options``).
     client
         ``dask.distributed.Client``; without one the groups run here, one after another.
     options
@@ -675,7 +704,7 @@ def empirical_kernel(
         ``trained``, ``dtype``, …).
     """
     X = as_data_matrix(X, "X")
-    kind = check_choice(kind, "kind", _MC_KINDS)
+    kernel = check_choice(kernel, "kernel", _MC_KERNELS)
     width = check_integer(width, "width", min_value=1)
     trials = check_integer(trials, "trials", min_value=1)
     seeds = _spawn(seed, trials)
@@ -688,13 +717,13 @@ def empirical_kernel(
     if client is None:
         total = np.zeros((X.shape[0], X.shape[0]))
         for chunk in chunks:
-            total += _mc_group(deq, X, width, kind, chunk, options)
+            total += _mc_group(deq, X, width, kernel, chunk, options)
         return total / trials
     if show:
         _info(f"dask dashboard: {client.dashboard_link}")
     Xs = client.scatter(X, broadcast=True, hash=False)
     futures = [
-        client.submit(_mc_group, deq, Xs, width, kind, chunk, options, pure=False)
+        client.submit(_mc_group, deq, Xs, width, kernel, chunk, options, pure=False)
         for chunk in chunks
     ]
     if show:
@@ -984,6 +1013,7 @@ def kernel_ridge_cg(
     *,
     ridge: float,
     kernel: str = "ck",
+    trained: str = "hidden",
     client: Any = None,
     block: int = 2048,
     zarr_path: str | os.PathLike[str] | None = None,
@@ -1016,8 +1046,9 @@ def kernel_ridge_cg(
         Targets (all columns are solved together, one tiled product per iteration).
     ridge
         ``λ ≥ 0``.
-    kernel
-        A name from :data:`KERNELS` (``"ck"``, ``"ntk"``, ``"ntk_all"``, ...).
+    kernel, trained
+        As in :func:`kernels_blocked` (``"ck"``; ``"ntk"`` with ``trained="hidden"`` or
+        ``"all"``; ...).
     client
         ``dask.distributed.Client`` for the tiles and the products (default: Dask's
         current scheduler).
@@ -1047,6 +1078,7 @@ def kernel_ridge_cg(
     import shutil
     import tempfile
 
+    kernel, trained = check_kernel(kernel, trained, allowed=_BLOCKED_KERNELS)
     Xm = as_data_matrix(X, "X")
     Ym = np.asarray(Y, dtype=np.float64)
     if Ym.ndim not in (1, 2) or Ym.shape[0] != Xm.shape[0]:
@@ -1062,7 +1094,8 @@ def kernel_ridge_cg(
         zarr_path = os.path.join(tmp, "kernel.zarr")
     try:
         K = kernels_blocked(
-            deq, Xm, client=client, block=block, kernel=kernel, zarr_path=zarr_path,
+            deq, Xm, client=client, block=block, kernel=kernel, trained=trained,
+            zarr_path=zarr_path,
             overwrite=tmp is not None, progress=progress, **options,
         )  # fmt: skip
         op = tiled_operator(K, client=client)
@@ -1073,7 +1106,7 @@ def kernel_ridge_cg(
             from deqfast.kernels import compute_kernels
 
             idx = np.sort(as_rng(seed).choice(Xm.shape[0], r, replace=False))
-            key = KERNELS[kernel]
+            key = _matrix(kernel, trained)
             pair_opts = {
                 k: v for k, v in options.items() if k in ("tol", "max_iter", "hermite_terms")
             }
