@@ -58,7 +58,7 @@ def _cell(args: tuple[str, str, str, float, int, int]) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DesignWarning)
         res = design_explicit(
-            deq, target=target, trained=trained, probe=sample, family=FAMILIES.get(act, SMOOTH)
+            deq, kernel=target, trained=trained, probe=sample, family=FAMILIES.get(act, SMOOTH)
         )
     dt = time.perf_counter() - t0
     print(res.summary(), f"\n  ({dt:.1f} s)\n", flush=True)
@@ -93,7 +93,7 @@ def _cell(args: tuple[str, str, str, float, int, int]) -> dict:
         "p": int(sample.X.shape[1]),
         "n": int(sample.X.shape[0]),
         "chosen": res.family,
-        "matched": res.matched,
+        "matched": res.converged,
         "residual": res.residual,
         "distance": res.distance,
         "eigen_gap": res.eigen_gap,

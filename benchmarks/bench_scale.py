@@ -220,18 +220,18 @@ def exact_run(n, p, block, client, workdir, k, tol, probes, steps):
     t0 = time.perf_counter()
     top = lanczos_top(op, k, tol=tol, strict=False)
     out["lanczos_seconds"] = time.perf_counter() - t0
-    out["lanczos_steps"] = top.steps
+    out["lanczos_steps"] = top.iterations
     out["lanczos_converged"] = top.converged
     out["top_eigenvalues"] = top.eigenvalues.tolist()
     out["top_residuals"] = top.residuals.tolist()
-    _log(f"n={n}: Lanczos {top.steps} steps in {out['lanczos_seconds']:.1f} s: {top}")
+    _log(f"n={n}: Lanczos {top.iterations} steps in {out['lanczos_seconds']:.1f} s: {top}")
 
     t0 = time.perf_counter()
     dens = slq_density(op, probes=probes, steps=steps, seed=0)
     out["slq_seconds"] = time.perf_counter() - t0
     out["slq"] = {
         "probes": probes,
-        "steps": dens.steps,
+        "steps": dens.iterations,
         "reorthogonalized": dens.reorthogonalized,
         "support": list(dens.support),
         "count_above_half_top": dens.count_above(0.5 * top.eigenvalues[-1]),
@@ -241,9 +241,9 @@ def exact_run(n, p, block, client, workdir, k, tol, probes, steps):
     out["slq"]["bulk_histogram"] = {"edges": edges.tolist(), "density": h.tolist()}
     out["worker_peak_mib_spectra"] = {a: m["peak_mib"] for a, m in dd.worker_memory(client).items()}
     out["client_peak_mib"] = status_mib("VmHWM")
-    _log(f"n={n}: SLQ {probes}×{dens.steps} in {out['slq_seconds']:.1f} s")
+    _log(f"n={n}: SLQ {probes}×{dens.iterations} in {out['slq_seconds']:.1f} s")
 
-    sop = surrogate_operator(deq, sample.X, sample.stats, kind="ck")
+    sop = surrogate_operator(deq, sample.X, sample.stats, kernel="ck")
     stop = lanczos_top(sop, k, tol=tol, strict=False)
     out["surrogate_top_eigenvalues"] = stop.eigenvalues.tolist()
     shutil.rmtree(path, ignore_errors=True)
@@ -293,7 +293,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     out["sample_seconds"] = time.perf_counter() - t0
     out["X_mib"] = X.nbytes / 2**20
     deq = df.DEQ("relu", sigma_a2=SIGMA_A2, tau0=stats.tau0)
-    op = surrogate_operator(deq, X, stats, kind="ck")
+    op = surrogate_operator(deq, X, stats, kernel="ck")
     _log(f"surrogate n={n}: X drawn in {out['sample_seconds']:.1f} s; {op}")
 
     v = np.random.default_rng(1).standard_normal((n, 1))
@@ -309,11 +309,11 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     t0 = time.perf_counter()
     top = lanczos_top(op, k, tol=tol, max_steps=200, strict=False)
     out["lanczos_seconds"] = time.perf_counter() - t0
-    out["lanczos_steps"] = top.steps
+    out["lanczos_steps"] = top.iterations
     out["lanczos_converged"] = top.converged
     out["top_eigenvalues"] = top.eigenvalues.tolist()
     out["top_residuals"] = top.residuals.tolist()
-    _log(f"surrogate: Lanczos {top.steps} steps in {out['lanczos_seconds']:.1f} s: {top}")
+    _log(f"surrogate: Lanczos {top.iterations} steps in {out['lanczos_seconds']:.1f} s: {top}")
     del top
 
     t0 = time.perf_counter()
@@ -327,7 +327,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     trace = (op.c1 * sq + float(np.einsum("ij,jk,ik->", op.V, op.A, op.V)) + n * op.shift) / n
     out["slq"] = {
         "probes": probes,
-        "steps": dens.steps,
+        "steps": dens.iterations,
         "reorthogonalized": dens.reorthogonalized,
         "support": list(dens.support),
         "mean_eigenvalue_slq": float(np.sum(dens.weights * dens.nodes)),
@@ -339,7 +339,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     }
     out["peak_rss_mib"] = status_mib("VmHWM")
     out["rss_before_mib"] = rss0
-    _log(f"surrogate: SLQ {probes}×{dens.steps} in {out['slq_seconds']:.1f} s; {dens}")
+    _log(f"surrogate: SLQ {probes}×{dens.iterations} in {out['slq_seconds']:.1f} s; {dens}")
     return out
 
 

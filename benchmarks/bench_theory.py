@@ -94,7 +94,7 @@ def deq_overlay() -> list[dict]:
         G = deq.ck(s.X)
         Gs = deq.ck_surrogate(s.X, s.stats)
         t = time.perf_counter()
-        ts = theory_spectrum(deq, gm, n, kind="ck")
+        ts = theory_spectrum(deq, gm, n, kernel="ck")
         t_theory = time.perf_counter() - t
         we, ws = sla.eigvalsh(G), sla.eigvalsh(Gs)
         spread = float(we[-1] - we[0])

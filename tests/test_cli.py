@@ -96,7 +96,7 @@ def test_results_json_matches_a_direct_computation(report_dir):
         assert res["mixture"][act]["ntk_op"][0] == pytest.approx(ntk, rel=1e-6)
         assert res["mixture"]["spectra"][act]["ck"]["op_error"] == pytest.approx(ck, rel=1e-6)
         # the theory curve's distance to the exact spectrum, recomputed from the equations
-        ts = df.theory_spectrum(deq, sample, n, kind="ck")
+        ts = df.theory_spectrum(deq, sample, n, kernel="ck")
         theory = res["mixture"]["spectra"][act]["theory"]["ck"]
         assert theory["w1_to_exact"] == pytest.approx(
             ts.wasserstein(np.linalg.eigvalsh(G)), rel=1e-6

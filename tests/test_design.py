@@ -40,8 +40,8 @@ def paper256():
 @pytest.mark.parametrize("target", ["ck", "ntk"])
 def test_hermite_matches_coefficients(act, sigma_a2, target, tiny_probe):
     deq = df.DEQ(act, sigma_a2=sigma_a2, tau0=TAU0)
-    res = design_explicit(deq, target=target, family="hermite", probe=tiny_probe)
-    assert res.matched and res.residual <= 1e-10
+    res = design_explicit(deq, kernel=target, family="hermite", probe=tiny_probe)
+    assert res.converged and res.residual <= 1e-10
     kind = "ck" if target == "ck" else "ntk"
     want = deq.coefficients(kind).as_tuple()
     got = res.net.coefficients(target).as_tuple()
@@ -57,7 +57,7 @@ def test_hermite_matches_coefficients(act, sigma_a2, target, tiny_probe):
 def test_lrelu_matches_relu_deq_ck(sigma_a2, tiny_probe):
     deq = df.DEQ("relu", sigma_a2=sigma_a2, tau0=TAU0)
     res = design_explicit(deq, family="lrelu", probe=tiny_probe, matched_only=True)
-    assert res.matched and res.residual <= 1e-10
+    assert res.converged and res.residual <= 1e-10
     # normalised gauge: layer 1 preserves the input level
     assert res.net.layers[0].output.d == pytest.approx(TAU0**2, rel=1e-12)
 
@@ -66,7 +66,7 @@ def test_lrelu_matches_relu_deq_ck(sigma_a2, tiny_probe):
 def test_clip_matches_tanh_deq_ck(sigma_a2, tiny_probe):
     deq = df.DEQ("tanh", sigma_a2=sigma_a2, tau0=TAU0)
     res = design_explicit(deq, family="clip", probe=tiny_probe)
-    assert res.matched and res.residual <= 1e-10 and res.net.depth == 1
+    assert res.converged and res.residual <= 1e-10 and res.net.depth == 1
 
 
 def test_one_hidden_layer_forces_c3_over_c2_equal_2():
@@ -82,11 +82,11 @@ def test_no_match_is_reported_and_warned(tiny_probe):
     deq = df.DEQ("tanh", sigma_a2=0.2, tau0=TAU0)
     with pytest.warns(DesignWarning, match="NOT the DEQ's"):
         res = design_explicit(deq, family="lrelu", probe=tiny_probe)
-    assert not res.matched and res.residual > 1e-2  # lrelu cannot match tanh
+    assert not res.converged and res.residual > 1e-2  # lrelu cannot match tanh
     assert "NOT matched" in res.summary()
     with pytest.warns(DesignWarning):
         base = design_explicit(deq, family="relu", probe=tiny_probe)
-    assert not base.matched and base.achieved.d == pytest.approx(base.target_coefficients.d)
+    assert not base.converged and base.achieved.d == pytest.approx(base.target_coefficients.d)
 
 
 def test_lrelu_exact_kernel_close_to_relu_deq(paper256):
@@ -111,7 +111,7 @@ def test_auto_chooses_closest_matching_family(paper256):
     assert isinstance(res, DesignResult)
     fams = [c.family for c in res.candidates]
     assert set(fams) == {"clip", "hermite", "relu"}
-    assert res.family == "hermite" and res.matched
+    assert res.family == "hermite" and res.converged
     assert res.distance == min(c.distance for c in res.candidates)
     assert res.closest is res.exact and res.exact.family == "hermite"
     baseline = next(c for c in res.candidates if c.family == "relu")
@@ -128,19 +128,19 @@ def test_selection_closer_unmatched_vs_farther_matched(paper256):
     and says which is asymptotically exact; matched_only=True takes the matched one."""
     s = paper256
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=s.stats.tau0)
-    res = design_explicit(deq, target="ntk", probe=s, family=("lrelu", "hermite"))
+    res = design_explicit(deq, kernel="ntk", probe=s, family=("lrelu", "hermite"))
     usable = [c for c in res.candidates if c.net is not None]
     matched = [c for c in usable if c.matched]
     assert matched and any(not c.matched for c in usable)
     assert res.distance == min(c.distance for c in usable)
-    assert not res.matched and res.family == "lrelu" and res.closest.net is res.net
+    assert not res.converged and res.family == "lrelu" and res.closest.net is res.net
     assert res.exact is not None and res.exact.matched and res.exact.family == "hermite"
     assert res.exact.distance == min(c.distance for c in matched) > 10 * res.distance
     assert "asymptotically exact" in res.note.lower() and "matched_only=True" in res.note
     strict = design_explicit(
-        deq, target="ntk", probe=s, family=("lrelu", "hermite"), matched_only=True
+        deq, kernel="ntk", probe=s, family=("lrelu", "hermite"), matched_only=True
     )
-    assert strict.matched and strict.family == "hermite"
+    assert strict.converged and strict.family == "hermite"
     assert strict.distance == res.exact.distance and strict.residual <= 1e-10
     assert "is closer on this probe" in strict.note
 
@@ -150,8 +150,8 @@ def test_lrelu3_matches_relu_ntk_and_is_close(paper256):
     and the kernels stay arc-cosine-like (acceptance 4 of the issue: within 1e-3)."""
     s = paper256
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=s.stats.tau0)
-    res = design_explicit(deq, target="ntk", probe=s, family="lrelu3", matched_only=True)
-    assert res.matched and res.net.depth == 3 and res.residual <= 1e-10
+    res = design_explicit(deq, kernel="ntk", probe=s, family="lrelu3", matched_only=True)
+    assert res.converged and res.net.depth == 3 and res.residual <= 1e-10
     assert res.distance <= 1e-3
     assert res.exact is not None and res.distance == res.exact.distance
 
@@ -164,7 +164,7 @@ def _ref_lrelu_layers(net):
 @pytest.mark.parametrize("trained", ["hidden", "all"])
 def test_lrelu3_against_reference(trained, tiny_probe):
     deq = df.DEQ("relu", sigma_a2=0.5, tau0=TAU0)
-    res = design_explicit(deq, target="ntk", trained=trained, probe=tiny_probe, family="lrelu3")
+    res = design_explicit(deq, kernel="ntk", trained=trained, probe=tiny_probe, family="lrelu3")
     net = res.net
     acts, slopes = _ref_lrelu_layers(net)
     # coefficients: the docs/theory.md §5 algebra with quadrature moments
@@ -207,7 +207,7 @@ def test_scaled_matches_odd_ck_and_is_closer_than_clip(act, paper256):
     s = paper256
     deq = df.DEQ(act, sigma_a2=0.2, tau0=s.stats.tau0)
     res = design_explicit(deq, probe=s, family=("scaled", "clip"), matched_only=True)
-    assert res.matched and res.family == "scaled" and res.residual <= 1e-10
+    assert res.converged and res.family == "scaled" and res.residual <= 1e-10
     clip = next(c for c in res.candidates if c.family == "clip")
     assert clip.matched and res.distance < clip.distance / 2  # p = 256: tanh 1/5, erf 1/2.6
     default = design_explicit(deq, probe=s, family=("scaled", "clip"))
@@ -317,10 +317,10 @@ def test_validation(tiny_probe):
     deq = df.DEQ("relu", tau0=1.0)
     with pytest.raises(ValueError, match="family"):
         design_explicit(deq, family="sigmoid")
-    with pytest.raises(ValueError, match="target"):
-        design_explicit(deq, target="pre")
+    with pytest.raises(ValueError, match="kernel"):
+        design_explicit(deq, kernel="pre")
     with pytest.raises(ValueError, match="trained"):
-        design_explicit(deq, target="ntk", trained="input")
+        design_explicit(deq, kernel="ntk", trained="input")
     with pytest.raises(ValueError, match="probe"):
         design_explicit(deq, probe=np.ones(5))
 

@@ -241,7 +241,7 @@ def test_distributed_lanczos_equals_dense(client, problem):
     op = dd.tiled_operator(K, client=client, persist=True)
     res = lanczos_top(op, 5, tol=1e-10)
     np.testing.assert_allclose(res.eigenvalues, ev[::-1][:5], rtol=1e-8, atol=0)
-    assert op.products == res.steps
+    assert op.products == res.iterations
     assert "distributed" in repr(op)
 
 
@@ -303,7 +303,9 @@ def test_empirical_kernel_over_workers(client, problem):
 def test_empirical_ntk_over_workers(client, problem):
     deq, s, _, _ = problem
     X = s.X[:30]
-    E = dd.empirical_kernel(deq, X, 48, kind="ntk", trials=2, seed=1, client=client, progress=False)
+    E = dd.empirical_kernel(
+        deq, X, 48, kernel="ntk", trials=2, seed=1, client=client, progress=False
+    )
     q0, q1 = np.random.SeedSequence(1).spawn(2)
     ref = 0.5 * sum(
         finite.empirical_ntk(deq, X, 48, seed=np.random.default_rng(q), progress=False)

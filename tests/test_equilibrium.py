@@ -31,7 +31,13 @@ EQ_FIELDS = (
     "sigma_a2",
     "sigma_b2",
 )
-KINDS = ("pre", "ck", "ntk", "ntk_all")
+#: (kernel, trained) and the reference's name of the same kernel (tests/reference.py).
+KERNELS = (
+    ("pre", "hidden", "pre"),
+    ("ck", "hidden", "ck"),
+    ("ntk", "hidden", "ntk"),
+    ("ntk", "all", "ntk_all"),
+)
 NAMES = ("relu", "tanh", "erf", "swish", "softplus", "gelu")
 SIGMA_A2 = (0.2, 0.5)
 TAU0 = (1.0, 1.3)
@@ -112,8 +118,8 @@ def test_equilibrium_matches_reference(name, sigma_a2, tau0):
 def test_coefficients_match_reference(name, sigma_a2, tau0):
     deq = df.DEQ(name, sigma_a2=sigma_a2, tau0=tau0)
     want_eq = ref_eq(name, sigma_a2, 1.0 - sigma_a2, tau0)
-    for kind in KINDS:
-        cf = deq.coefficients(kind)
+    for kernel, trained, kind in KERNELS:
+        cf = deq.coefficients(kernel, trained=trained)
         want = R.surrogate_coefficients(want_eq, kind)
         bad = {
             k: (getattr(cf, k), want[k])
@@ -133,8 +139,9 @@ def test_explicit_sigma_b2_matches_reference():
     want = ref_eq("relu", 0.36, 1.0, 1.2)
     for k in EQ_FIELDS:
         assert _close(float(getattr(eq, k)), want[k]), (k, getattr(eq, k), want[k])
-    for kind in KINDS:
-        cf, w = deq.coefficients(kind), R.surrogate_coefficients(want, kind)
+    for kernel, trained, kind in KERNELS:
+        cf = deq.coefficients(kernel, trained=trained)
+        w = R.surrogate_coefficients(want, kind)
         for k in ("d", "c1", "c2", "c3"):
             assert _close(float(getattr(cf, k)), w[k]), (kind, k)
 
@@ -236,7 +243,7 @@ def test_no_equilibrium_when_sigma_a2_e2_ge_1():
 
 
 def test_unknown_kind_raises():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kernel must be one of"):
         df.DEQ("relu", sigma_a2=0.2, tau0=1.0).coefficients("nonsense")
 
 

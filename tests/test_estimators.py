@@ -130,7 +130,7 @@ def test_explicit_estimator_uses_designed_net(rng):
     est = ExplicitKernelRegressor("relu", sigma_a2=0.2, kernel="ck", family="lrelu", ridge=1e-2)
     est.fit(Xtr, y)
     res = df.design_explicit(
-        df.DEQ("relu", sigma_a2=0.2, tau0=est.tau0_), target="ck", family="lrelu"
+        df.DEQ("relu", sigma_a2=0.2, tau0=est.tau0_), kernel="ck", family="lrelu"
     )
     assert est.design_.exact is not None and est.model_ == res.net  # a matched one exists
     K = res.net.ck(Xtr)

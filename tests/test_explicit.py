@@ -154,7 +154,7 @@ def test_repr_immutability_pickle_and_validation(small):
         ExplicitNet(["relu"], tau0=-1.0)
     with pytest.raises(ValueError, match="unknown activation"):
         ExplicitNet(["nope"], tau0=1.0)
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="kernel"):
         net.coefficients("pre")
     with pytest.raises(ValueError, match="trained"):
         net.ntk(small.X, trained="some")

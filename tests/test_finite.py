@@ -187,7 +187,7 @@ def test_forward_repr_and_seed_reproducibility(rng, relu_deq):
     assert not np.allclose(a.features, d.features)
     text = repr(a)
     assert text.startswith(
-        "ForwardResult(n=10, width=32, solver='auto', solver_used='picard', status='converged'"
+        "DEQForwardResult(n=10, width=32, solver='auto', solver_used='picard', status='converged'"
     )
     assert "evaluations=" in text and "residual=" in text
     with pytest.raises(dataclasses.FrozenInstanceError):

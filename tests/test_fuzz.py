@@ -83,13 +83,13 @@ def _run_design(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     import deqfast as df
 
     res = df.design_explicit(
-        _deq(spec), target=spec["target"], family=spec["family"], probe=spec["X"]
+        _deq(spec), kernel=spec["target"], family=spec["family"], probe=spec["X"]
     )
     out = {
         "target": np.array(res.target_coefficients.as_tuple()),
         "achieved": np.array(res.achieved.as_tuple()),
     }
-    if res.matched:
+    if res.converged:
         out["net_ck"] = res.net.ck(spec["X"])
     return out
 

@@ -193,7 +193,7 @@ def test_result_repr_and_statistics(mixture):
     n = len(mixture.X)
     assert res.pairs == n * (n - 1) // 2
     assert 1.5 <= res.newton_steps / res.pairs <= 6
-    assert res.max_error <= 1e-12 * res.S.diagonal().max()  # tol is relative to the scale
+    assert res.residual <= 1e-12 * res.S.diagonal().max()  # tol is relative to the scale
     assert "pairs=" in repr(res)
 
 

@@ -32,11 +32,13 @@ def problem():
 
 
 # --------------------------------------------------------------------------- surrogate operator
-@pytest.mark.parametrize("kind", ["pre", "ck", "ntk", "ntk_all"])
-def test_surrogate_operator_matches_dense_surrogate(problem, rng, kind):
+@pytest.mark.parametrize(
+    ("kernel", "trained"), [("pre", "hidden"), ("ck", "hidden"), ("ntk", "hidden"), ("ntk", "all")]
+)
+def test_surrogate_operator_matches_dense_surrogate(problem, rng, kernel, trained):
     deq, s, _, _ = problem
-    op = surrogate_operator(deq, s.X, s.stats, kind=kind)
-    M = df.surrogate_matrix(s.X, s.stats, deq.coefficients(kind))
+    op = surrogate_operator(deq, s.X, s.stats, kernel=kernel, trained=trained)
+    M = df.surrogate_matrix(s.X, s.stats, deq.coefficients(kernel, trained=trained))
     V = rng.standard_normal((s.n, 3))
     scale = np.abs(M).max() * np.abs(V).sum(axis=0).max()
     np.testing.assert_allclose(op.matmat(V), M @ V, rtol=0, atol=1e-13 * scale)
@@ -62,8 +64,8 @@ def test_surrogate_operator_validates(problem):
     deq, s, _, _ = problem
     with pytest.raises(TypeError, match=r"stats must be a deqfast\.MixtureStats"):
         surrogate_operator(deq, s.X, object())
-    with pytest.raises(ValueError, match="kind must be one of"):
-        surrogate_operator(deq, s.X, s.stats, kind="gram")
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        surrogate_operator(deq, s.X, s.stats, kernel="gram")
     with pytest.raises(ValueError, match="stats describe n=300"):
         surrogate_operator(deq, s.X[:10], s.stats)
     bad = s.X.copy()
@@ -86,7 +88,7 @@ def test_lanczos_top_matches_dense_eigh(problem):
     np.testing.assert_allclose(U.T @ U, np.eye(5), atol=1e-10)
     resid = np.linalg.norm(G @ U - U * res.eigenvalues, axis=0)
     assert np.all(resid <= 1e-9 * top[0])
-    assert res.steps < G.shape[0]
+    assert res.iterations < G.shape[0]
     assert "converged=True" in repr(res)
 
 
@@ -110,7 +112,7 @@ def test_lanczos_reports_non_convergence(problem):
         lanczos_top(G, 5, max_steps=6, tol=1e-14)
     with pytest.warns(RuntimeWarning, match="did not converge"):
         res = lanczos_top(G, 5, max_steps=6, tol=1e-14, strict=False)
-    assert not res.converged and res.steps == 6
+    assert not res.converged and res.iterations == 6
 
 
 def test_lanczos_validates(problem):

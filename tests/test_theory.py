@@ -229,20 +229,23 @@ def test_deq_theory_matches_its_surrogate_spectrum() -> None:
     gm = df.GaussianMixture.paper(p)
     s = gm.sample(p, seed=0)
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=gm.tau0)
-    ts = theory_spectrum(deq, gm, p, kind="ck")
+    ts = theory_spectrum(deq, gm, p, kernel="ck")
     w = sla.eigvalsh(deq.ck_surrogate(s.X, s.stats))
     assert ts.wasserstein(w, relative=True) < 0.01
     assert ts.spikes.size >= 2
     # one draw at p = 256 with single-coordinate means: spikes fluctuate by a few %
     np.testing.assert_allclose(np.sort(w)[::-1][:2], ts.spikes[:2], rtol=0.05)
-    ntk = theory_spectrum(deq, gm, p, kind="ntk")
+    ntk = theory_spectrum(deq, gm, p, kernel="ntk")
     assert ntk.coefficients.as_tuple() == deq.coefficients("ntk").as_tuple()
-    assert ntk.kind == "ntk"
+    assert (ntk.kernel, ntk.trained) == ("ntk", "hidden")
+    theta = theory_spectrum(deq, gm, p, kernel="ntk", trained="all")
+    assert theta.coefficients.as_tuple() == deq.coefficients("ntk", trained="all").as_tuple()
+    assert "trained='all'" in repr(theta)
 
 
 def test_accepts_any_object_with_coefficients_and_a_sample() -> None:
     class Net:
-        def coefficients(self, kind: str) -> KernelCoefficients:
+        def coefficients(self, kernel: str) -> KernelCoefficients:
             return COEF
 
     gm = _mixture(120, 2)
@@ -267,7 +270,7 @@ def test_result_is_frozen_readable_and_user_grid() -> None:
     ts = theory_spectrum(COEF, gm, 300)
     assert isinstance(ts, TheorySpectrum)
     text = repr(ts)
-    assert text.startswith("TheorySpectrum(kind='ck'") and "spikes=" in text and "bulk=" in text
+    assert text.startswith("TheorySpectrum(kernel='ck'") and "spikes=" in text and "bulk=" in text
     with pytest.raises(dataclasses.FrozenInstanceError):
         ts.atom = 0.0  # type: ignore[misc]
     with pytest.raises(ValueError):
@@ -325,7 +328,7 @@ def test_non_commuting_covariances_match_the_commuting_path() -> None:
     ("kwargs", "error", "match"),
     [
         ({"n": 0}, ValueError, "n"),
-        ({"kind": "bogus"}, ValueError, "kind"),
+        ({"kernel": "bogus"}, ValueError, "kernel"),
         ({"eps": 0.5}, ValueError, "eps"),
         ({"eps": -1.0}, ValueError, "eps"),
         ({"grid": [3.0, 2.0, 1.0]}, ValueError, "increasing"),

@@ -38,6 +38,7 @@ from deqfast import (
     plots,
     random_features,
 )
+from deqfast._vocabulary import KERNELS, TRAINED
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, MixtureStats, Sample
 from deqfast.deq import DEQ
@@ -53,6 +54,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEQ",
+    "KERNELS",
+    "TRAINED",
     "DesignResult",
     "DesignWarning",
     "Equilibrium",

@@ -165,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--tau0", type=_positive_float, default=1.0, help="input scale τ0 (default: %(default)s)"
     )
-    d.add_argument("--target", choices=("ck", "ntk"), default="ck", help="kernel to match")
+    d.add_argument(
+        "--kernel", choices=("ck", "ntk"), default=None, help="kernel to match (default: ck)"
+    )
+    # the old spelling of --kernel, accepted with a deprecation note on stderr
+    d.add_argument("--target", choices=("ck", "ntk"), default=None, help=argparse.SUPPRESS)
     d.add_argument(
         "--trained", choices=("hidden", "all"), default="hidden",
         help="NTK convention: input weights fixed (hidden) or trained too (all)",
@@ -368,12 +372,18 @@ def _cmd_design(args: argparse.Namespace) -> int:
         ) from exc
     from deqfast.deq import DEQ
 
+    kernel = args.kernel
+    if args.target is not None:
+        if kernel is not None:
+            raise ValueError("pass --kernel only (--target is its deprecated spelling)")
+        print("deqfast design: --target is deprecated; use --kernel", file=sys.stderr)
+        kernel = args.target
     deq = DEQ(args.activation, sigma_a2=args.sigma_a2, sigma_b2=args.sigma_b2, tau0=args.tau0)
     with warnings.catch_warnings():
         # the summary states "NOT matched" itself; the warning would only repeat it
         warnings.simplefilter("ignore", DesignWarning)
         res = design_explicit(
-            deq, target=args.target, trained=args.trained, family=args.family, seed=args.seed,
+            deq, kernel=kernel or "ck", trained=args.trained, family=args.family, seed=args.seed,
             matched_only=args.matched_only,
         )  # fmt: skip
     summary = res.summary() if callable(getattr(res, "summary", None)) else repr(res)

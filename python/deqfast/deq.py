@@ -14,11 +14,11 @@ import numpy as np
 
 from deqfast import activations as _act
 from deqfast._stats import check_stats
-from deqfast._validation import as_data_matrix, check_choice, check_positive
+from deqfast._validation import as_data_matrix, check_positive
+from deqfast._vocabulary import check_kernel, matrix_name, renamed_keywords
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import MixtureStats
 from deqfast.equilibrium import (
-    KINDS,
     Equilibrium,
     diagonal_fixed_point,
     solve_equilibrium,
@@ -28,8 +28,6 @@ from deqfast.kernels import KernelResult, compute_kernels
 from deqfast.surrogate import surrogate_matrix
 
 __all__ = ["DEQ"]
-
-_TRAINED = ("hidden", "all")
 
 #: Supported input scales: ``τ0²`` and every moment at the equilibrium scale stay far inside
 #: the double range (``1e±200``), with room for ``σ_b²`` and E1's bracket doubling.
@@ -68,7 +66,7 @@ class DEQ:
     >>> deq = df.DEQ("relu", sigma_a2=0.2, tau0=1.0)
     >>> round(deq.equilibrium().tau, 10)
     0.926566126
-    >>> ck = deq.coefficients("ck")  # surrogate of G*: (d, c1, c2, c3)
+    >>> ck = deq.coefficients(kernel="ck")  # surrogate of G*: (d, c1, c2, c3)
     >>> round(ck.d, 10), round(ck.c1, 10), round(ck.c3, 10)
     (0.2926239295, 0.2105263158, 0.069190498)
     >>> deq.with_(sigma_a2=0.5, sigma_b2=None) == df.DEQ("relu", sigma_a2=0.5, tau0=1.0)
@@ -196,18 +194,22 @@ class DEQ:
             return self.activation
         return self.activation.uncentered().centered(self._equilibrium.center)
 
-    def coefficients(self, kind: str = "ck") -> KernelCoefficients:
+    @renamed_keywords(kind="kernel")
+    def coefficients(self, kernel: str = "ck", *, trained: str = "hidden") -> KernelCoefficients:
         """Surrogate coefficients ``(d, c1, c2, c3)`` (the table of :ref:`§4 <theory-4>`).
 
-        ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K*``) or
-        ``"ntk_all"`` (``Θ*``).
+        ``kernel``: ``"pre"`` (``S*``), ``"ck"`` (``G*``) or ``"ntk"`` (``K*``, or ``Θ*``
+        with ``trained="all"``).
         """
-        return surrogate_coefficients(self._equilibrium, check_choice(kind, "kind", KINDS))
+        kernel, trained = check_kernel(kernel, trained)
+        return surrogate_coefficients(self._equilibrium, kernel, trained=trained)
 
     # -- surrogates (docs/theory.md §4) -------------------------------------------------------
-    def _surrogate(self, X: Any, stats: MixtureStats, kind: str) -> np.ndarray:
+    def _surrogate(
+        self, X: Any, stats: MixtureStats, kernel: str, trained: str = "hidden"
+    ) -> np.ndarray:
         stats = check_stats(stats, self._equilibrium.tau0, "DEQ")
-        return surrogate_matrix(X, stats, self.coefficients(kind))
+        return surrogate_matrix(X, stats, self.coefficients(kernel, trained=trained))
 
     def pre_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
         """``S̄``: the surrogate of the pre-activation kernel ``S*`` (:ref:`§4 <theory-4>`)."""
@@ -219,8 +221,8 @@ class DEQ:
 
     def ntk_surrogate(self, X: Any, stats: MixtureStats, *, trained: str = "hidden") -> np.ndarray:
         """``K̄`` (``trained="hidden"``, the paper's NTK) or ``Θ̄`` (``trained="all"``)."""
-        t = check_choice(trained, "trained", _TRAINED)
-        return self._surrogate(X, stats, "ntk" if t == "hidden" else "ntk_all")
+        _, t = check_kernel("ntk", trained)
+        return self._surrogate(X, stats, "ntk", t)
 
     # -- exact kernels (docs/theory.md §3) ----------------------------------------------------
     def kernels(
@@ -228,8 +230,8 @@ class DEQ:
     ) -> KernelResult:
         """``S*``, ``G*``, ``Ġ*`` and the NTK (``K*``, or ``Θ*`` with ``trained="all"``) in one
         pass; see :func:`deqfast.kernels.compute_kernels` for ``options``."""
-        t = check_choice(trained, "trained", _TRAINED)
-        outputs = ("S", "G", "Gdot", "K" if t == "hidden" else "Theta")
+        _, t = check_kernel("ntk", trained)
+        outputs = ("S", "G", "Gdot", matrix_name("ntk", t))
         return self._compute(X, X2, outputs, options)
 
     def ck(self, X: Any, X2: Any = None, **options: Any) -> np.ndarray:
@@ -241,8 +243,8 @@ class DEQ:
     def ntk(self, X: Any, X2: Any = None, *, trained: str = "hidden", **options: Any) -> np.ndarray:
         """The Implicit-NTK (:ref:`§3 <theory-3>`): ``K* = G* ⊘ (1 − σ_a² Ġ*)`` by default,
         ``Θ*`` with ``trained="all"``."""
-        t = check_choice(trained, "trained", _TRAINED)
-        key = "K" if t == "hidden" else "Theta"
+        _, t = check_kernel("ntk", trained)
+        key = matrix_name("ntk", t)
         res = self._compute(X, X2, (key,), options)
         out = res.K if key == "K" else res.Theta
         assert out is not None

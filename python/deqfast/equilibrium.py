@@ -14,10 +14,15 @@ from typing import Callable, Union
 
 from deqfast import coefficients as alg
 from deqfast._validation import check_integer, check_positive
+from deqfast._vocabulary import (
+    OLD_KERNEL_NAMES,
+    check_kernel,
+    deprecated_module_attributes,
+    renamed_keywords,
+)
 from deqfast.activations import Activation, CustomActivation, Moments
 
 __all__ = [
-    "KINDS",
     "Equilibrium",
     "diagonal_fixed_point",
     "solve_equilibrium",
@@ -26,9 +31,15 @@ __all__ = [
 
 AnyActivation = Union[Activation, CustomActivation]
 
-#: Kernels with a surrogate: pre-activation ``S*``, Implicit-CK ``G*``, default NTK ``K*``
-#: (hidden weights and read-out trained), and ``Θ*`` (input weights trained too).
-KINDS = ("pre", "ck", "ntk", "ntk_all")
+__getattr__ = deprecated_module_attributes(
+    __name__,
+    {
+        "KINDS": (
+            OLD_KERNEL_NAMES,
+            lambda: ("pre", "ck", "ntk", "ntk_all"),
+        )
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,11 @@ class Equilibrium:
 
     The moments ``a1, a2, a3, m2, m2_dot, e2`` are those of the activation centred at
     ``tau`` (``center`` is the subtracted constant ``E φ(τ* ξ)``); ``D = 1 − σ_a² a1²``.
+
+    The solve of E1 is reported like every deqfast solver result: ``converged`` (whether the
+    last Newton step was at most ``tol · τ*²``), ``status`` (``"converged"`` or
+    ``"max_iter"``), ``message``, ``iterations`` (Newton steps) and ``residual``
+    (``|τ*² − σ_a² m2 − σ_b² τ0²|`` at the returned ``τ*``).
     """
 
     tau: float
@@ -57,6 +73,9 @@ class Equilibrium:
     sigma_b2: float
     iterations: int
     residual: float
+    converged: bool
+    status: str
+    message: str
 
     @property
     def moments(self) -> Moments:
@@ -180,6 +199,8 @@ def solve_equilibrium(
             f"{abs(F(u)[0]) / u:.3e} relative to tau^2 = {u:.6g} (tolerance {tol:g})"
         )
         alg.not_converged(msg, strict=strict)
+    else:
+        msg = f"E1 converged in {it} Newton steps (step <= tol={tol:g} relative to tau^2)"
     tau = math.sqrt(u)
     raw = phi.moments(tau)
     center = raw.a0
@@ -200,6 +221,7 @@ def solve_equilibrium(
         tau=tau, tau0=tau0, center=center, a1=cen.a1, a2=cen.a2, a3=cen.a3, m2=cen.m2,
         m2_dot=cen.m2_dot, e2=cen.e2, D=D, alpha1=S.c1, alpha2=S.c2, alpha3=S.c3, alpha4=S.c4,
         sigma_a2=sigma_a2, sigma_b2=sigma_b2, iterations=it, residual=residual,
+        converged=converged, status="converged" if converged else "max_iter", message=msg,
     )  # fmt: skip
 
 
@@ -255,23 +277,25 @@ def pre_activation_coefficients(
     return alg.KernelCoefficients(m.tau**2, S.c1, S.c2, S.c3, S.c4)
 
 
-def surrogate_coefficients(eq: Equilibrium, kind: str = "ck") -> alg.KernelCoefficients:
+@renamed_keywords(kind="kernel")
+def surrogate_coefficients(
+    eq: Equilibrium, kernel: str = "ck", *, trained: str = "hidden"
+) -> alg.KernelCoefficients:
     """Surrogate coefficients ``(d, c1, c2, c3)`` of the table in :ref:`§4 <theory-4>`.
 
-    ``kind``: ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K* = G* ⊘ (1 − σ_a² Ġ*)``,
-    the paper's NTK) or ``"ntk_all"`` (``Θ*``, input weights trained too). All are
-    computed in the coefficient algebra: ``G = F_φ(S*)``; ``K`` is the fixed point of
-    ``Θ ↦ G + σ_a² Ġ∘Θ``; ``Θ* = G + Ġ∘Θ_z`` with ``Θ_z`` the fixed point of
+    ``kernel``: ``"pre"`` (``S*``), ``"ck"`` (``G*``) or ``"ntk"``: ``K* = G* ⊘ (1 − σ_a² Ġ*)``
+    (``trained="hidden"``, the paper's NTK) or ``Θ*`` (``trained="all"``, input weights
+    trained too). All are computed in the coefficient algebra: ``G = F_φ(S*)``; ``K`` is the
+    fixed point of ``Θ ↦ G + σ_a² Ġ∘Θ``; ``Θ* = G + Ġ∘Θ_z`` with ``Θ_z`` the fixed point of
     ``Θ ↦ S* + σ_a² Ġ∘Θ``.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    kernel, trained = check_kernel(kernel, trained)
     m, sa2 = eq.moments, eq.sigma_a2
     S = alg.KernelCoefficients(eq.tau**2, eq.alpha1, eq.alpha2, eq.alpha3, eq.alpha4)
-    if kind == "pre":
+    if kernel == "pre":
         return S
     G = alg.gaussian_map(S, m)
-    if kind == "ck":
+    if kernel == "ck":
         return G
     rate = sa2 * m.e2  # >= sa2 a1^2 by Jensen
     G4 = alg.KernelCoefficients(G.d, G.c1, G.c2, G.c3)
@@ -279,7 +303,7 @@ def surrogate_coefficients(eq: Equilibrium, kind: str = "ck") -> alg.KernelCoeff
     def theta_map(source: alg.KernelCoefficients):  # type: ignore[no-untyped-def]
         return lambda T: alg.add(source, alg.scale(alg.hadamard_derivative(m, S.c1, T), sa2))
 
-    if kind == "ntk":
+    if trained == "hidden":
         return alg.affine_fixed_point(theta_map(G4), G4, rate=rate, name="NTK")
     S4 = alg.KernelCoefficients(S.d, S.c1, S.c2, S.c3)
     Tz = alg.affine_fixed_point(theta_map(S4), S4, rate=rate, name="NTK (B trained)")

@@ -21,8 +21,8 @@ it is the NNGP posterior mean.
 :class:`DEQKernelRegressor`, :class:`DEQKernelClassifier`
     The DEQ ``deqfast.DEQ(activation, sigma_a2=..., sigma_b2=..., tau0=...)``.
 :class:`ExplicitKernelRegressor`, :class:`ExplicitKernelClassifier`
-    The explicit net designed for that DEQ by :func:`deqfast.design_explicit` (its
-    target is the kernel in use), so that the DEQ-vs-explicit comparison is one
+    The explicit net designed for that DEQ by :func:`deqfast.design_explicit` (for the
+    kernel in use), so that the DEQ-vs-explicit comparison is one
     ``cross_val_score`` each.
 :class:`DEQRandomFeatures`, :class:`ExplicitRandomFeatures`
     Finite-width random features (the equilibrium ``φ(z*)/√m`` of a width-``m`` DEQ; the
@@ -71,6 +71,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deqfast._validation import check_choice, check_in_range, check_integer, check_positive
+from deqfast._vocabulary import check_kernel
 from deqfast.deq import DEQ
 from deqfast.design import DesignResult, DesignWarning, design_explicit
 
@@ -88,8 +89,8 @@ __all__ = [
 #: kernel) and by out-of-core conjugate gradients above it.
 DENSE_MAX_SAMPLES = 16384
 
+#: The kernels an estimator can use (both the DEQ's and an explicit net's exist).
 _KERNELS = ("ck", "ntk")
-_TRAINED = ("hidden", "all")
 _SOLVERS = ("auto", "dense", "cg")
 _FAMILIES = ("auto", "lrelu", "clip", "hermite", "relu")
 
@@ -119,13 +120,13 @@ _DESIGNS: dict[tuple[Any, ...], DesignResult] = {}
 _DESIGN_CACHE_SIZE = 64
 
 
-def _design(deq: DEQ, target: str, trained: str, family: str) -> DesignResult:
-    key = (deq.activation, deq.sigma_a2, deq.sigma_b2, deq.tau0, target, trained, family)
+def _design(deq: DEQ, kernel: str, trained: str, family: str) -> DesignResult:
+    key = (deq.activation, deq.sigma_a2, deq.sigma_b2, deq.tau0, kernel, trained, family)
     res = _DESIGNS.get(key)
     if res is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DesignWarning)  # re-issued by the caller
-            res = design_explicit(deq, target=target, trained=trained, family=family)
+            res = design_explicit(deq, kernel=kernel, trained=trained, family=family)
         if len(_DESIGNS) >= _DESIGN_CACHE_SIZE:
             _DESIGNS.pop(next(iter(_DESIGNS)))
         _DESIGNS[key] = res
@@ -170,9 +171,10 @@ def _check_kernel_params(est: Any) -> dict[str, Any]:
     t = est.t
     if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real) or not float(t) >= 0:
         raise ValueError(f"t must be a number in [0, inf] (inf: kernel regression); got {t!r}")
+    kernel, trained = check_kernel(est.kernel, est.trained, allowed=_KERNELS)
     return dict(
-        kernel=check_choice(est.kernel, "kernel", _KERNELS),
-        trained=check_choice(est.trained, "trained", _TRAINED),
+        kernel=kernel,
+        trained=trained,
         ridge=check_positive(est.ridge, "ridge", allow_zero=True),
         t=float(t),
         learning_rate=check_positive(est.learning_rate, "learning_rate"),
@@ -315,10 +317,9 @@ class _KernelPredictor(BaseEstimator):
             return
         from deqfast.distributed import kernel_ridge_cg
 
-        name = "ck" if p["kernel"] == "ck" else ("ntk" if p["trained"] == "hidden" else "ntk_all")
         self.cg_result_ = kernel_ridge_cg(
-            self.model_, X, Y, ridge=p["ridge"], kernel=name, block=p["cg_block"],
-            tol=p["cg_tol"],
+            self.model_, X, Y, ridge=p["ridge"], kernel=p["kernel"], trained=p["trained"],
+            block=p["cg_block"], tol=p["cg_tol"],
         )  # fmt: skip
         self.dual_coef_ = self.cg_result_.x
 
@@ -329,7 +330,7 @@ class _KernelPredictor(BaseEstimator):
 
 
 class _ExplicitMixin:
-    """Replace the DEQ by the explicit net designed for it (target: the kernel in use)."""
+    """Replace the DEQ by the explicit net designed for it (for the kernel in use)."""
 
     _explicit = True
 
@@ -373,8 +374,8 @@ def _explicit_init(cls: type) -> type:
 
 _FAMILY_PARAM = """    family : {"auto", "lrelu", "clip", "hermite", "relu"}, default "auto"
         Explicit-net family for :func:`deqfast.design_explicit` (``"auto"`` tries all;
-        one family designs faster). Designs are cached per ``(DEQ, target, family)``; a
-        design that does not match the DEQ's kernel warns (``DesignWarning``).
+        one family designs faster). Designs are cached per ``(DEQ, kernel, trained,
+        family)``; a design that does not match the DEQ's kernel warns (``DesignWarning``).
 """
 _DESIGN_ATTRIBUTE = """    design_ : DesignResult
         The design (family, coefficient residual, exact-kernel distance on a probe).
@@ -428,7 +429,7 @@ class DEQKernelRegressor(_RegressorBase):
 class ExplicitKernelRegressor(_ExplicitMixin, _RegressorBase):
     __doc__ = (
         """:class:`DEQKernelRegressor` with the explicit net designed for the DEQ
-    (:func:`deqfast.design_explicit`, target: the kernel in use).
+    (:func:`deqfast.design_explicit`, for the kernel in use).
 """
         + _PREDICTOR_PARAMS
         + _FAMILY_PARAM
@@ -504,7 +505,7 @@ class DEQKernelClassifier(_ClassifierBase):
 class ExplicitKernelClassifier(_ExplicitMixin, _ClassifierBase):
     __doc__ = (
         """:class:`DEQKernelClassifier` with the explicit net designed for the DEQ
-    (:func:`deqfast.design_explicit`, target: the kernel in use).
+    (:func:`deqfast.design_explicit`, for the kernel in use).
 """
         + _CLASSIFIER_NOTE
         + _PREDICTOR_PARAMS
@@ -667,8 +668,7 @@ class ExplicitRandomFeatures(_RandomFeaturesBase):
         self.random_state = random_state
 
     def _model(self, tau0: float) -> Any:
-        kernel = check_choice(self.kernel, "kernel", _KERNELS)
-        trained = check_choice(self.trained, "trained", _TRAINED)
+        kernel, trained = check_kernel(self.kernel, self.trained, allowed=_KERNELS)
         family = check_choice(self.family, "family", _FAMILIES)
         self.design_ = _design(_make_deq(self, tau0), kernel, trained, family)
         return self.design_.net

@@ -38,19 +38,29 @@ from deqfast._stats import check_stats
 from deqfast._validation import (
     as_data_matrix,
     as_rng,
-    check_choice,
     check_integer,
     check_positive,
 )
+from deqfast._vocabulary import check_kernel, deprecated_module_attributes, renamed_keywords
 from deqfast.activations import Moments
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import MixtureStats
 from deqfast.surrogate import surrogate_matrix
 
-__all__ = ["ExplicitNet", "ForwardResult", "Layer"]
+__all__ = ["ExplicitForwardResult", "ExplicitNet", "Layer"]
 
-_KINDS = ("ck", "ntk")
-_TRAINED = ("hidden", "all")
+#: The kernels an explicit net has coefficients for (its pre-activations are the layers').
+_KERNELS = ("ck", "ntk")
+
+__getattr__ = deprecated_module_attributes(
+    __name__,
+    {
+        "ForwardResult": (
+            "use deqfast.explicit.ExplicitForwardResult",
+            lambda: ExplicitForwardResult,
+        )
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class ForwardResult:
+class ExplicitForwardResult:
     """A finite-width forward pass (see :meth:`ExplicitNet.forward`).
 
     ``hidden[ℓ]`` is ``h_{ℓ+1}`` of shape ``(n, d_{ℓ+1})``; ``output`` is
@@ -172,16 +182,16 @@ class ExplicitNet:
         return tuple(layer.activation for layer in self._layers)
 
     # -- coefficient algebra (docs/theory.md §5) ---------------------------------------------
-    def coefficients(self, kind: str = "ck", *, trained: str = "hidden") -> KernelCoefficients:
+    @renamed_keywords(kind="kernel")
+    def coefficients(self, kernel: str = "ck", *, trained: str = "hidden") -> KernelCoefficients:
         """Surrogate coefficients of the CK (``K_L``) or the NTK (:ref:`§5 <theory-5>`).
 
-        ``kind="ck"``: ``(d, c1, c2, c3, c4)`` of ``K_L``. ``kind="ntk"``: ``(d, c1, c2, c3)``
+        ``kernel="ck"``: ``(d, c1, c2, c3, c4)`` of ``K_L``. ``kernel="ntk"``: ``(d, c1, c2, c3)``
         of ``K_L + K̇_L ∘ Θ^z_L`` with ``Θ^z_1 = 0`` (``trained="hidden"``, input weights
         fixed, the DEQ's default convention) or ``Θ^z_1 = XXᵀ`` (``trained="all"``).
         """
-        kind = check_choice(kind, "kind", _KINDS)
-        trained = check_choice(trained, "trained", _TRAINED)
-        if kind == "ck":
+        kernel, trained = check_kernel(kernel, trained, allowed=_KERNELS)
+        if kernel == "ck":
             return self._layers[-1].output
         theta: KernelCoefficients | None = None
         if trained == "all":
@@ -279,7 +289,7 @@ class ExplicitNet:
         ``trained="hidden"`` (default): ``W_2..W_L`` and ``v`` trained, ``Θ^z_1 = 0``;
         ``trained="all"``: ``W_1`` too, ``Θ^z_1 = XXᵀ``.
         """
-        trained = check_choice(trained, "trained", _TRAINED)
+        _, trained = check_kernel("ntk", trained)
         return self._exact(
             X, X2, ntk=True, trained=trained, hermite_terms=hermite_terms, num_threads=num_threads
         )
@@ -315,7 +325,7 @@ class ExplicitNet:
             )
         return tuple(check_integer(w, "widths", min_value=1) for w in widths)
 
-    def forward(self, X: Any, widths: Any, *, seed: Any = None) -> ForwardResult:
+    def forward(self, X: Any, widths: Any, *, seed: Any = None) -> ExplicitForwardResult:
         """A finite-width forward pass with Gaussian weights (:ref:`§5 <theory-5>` convention).
 
         Weights are drawn from ``rng = np.random.default_rng(seed)`` (a ``Generator`` is
@@ -345,7 +355,9 @@ class ExplicitNet:
             h = layer.activation(h @ W)
             hidden.append(h)
         v = rng.standard_normal(ws[-1])
-        return ForwardResult(hidden=tuple(hidden), output=h @ v / math.sqrt(ws[-1]), widths=ws)
+        return ExplicitForwardResult(
+            hidden=tuple(hidden), output=h @ v / math.sqrt(ws[-1]), widths=ws
+        )
 
     def empirical_ck(self, X: Any, widths: Any, *, trials: int = 1, seed: Any = None) -> np.ndarray:
         """Monte-Carlo CK ``h_L h_Lᵀ / d_L`` averaged over ``trials`` independent nets.

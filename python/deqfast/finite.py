@@ -32,7 +32,7 @@ iteration by much; Anderson pays off for maps with structured spectra (trained
 weights, nearly symmetric Jacobians). The default ``solver="auto"`` starts
 with Picard and switches to Anderson only when the observed contraction rate
 says acceleration can pay, falling back to Picard if it does not; the methods
-used are recorded in :attr:`ForwardResult.phases`.
+used are recorded in :attr:`DEQForwardResult.phases`.
 """
 
 from __future__ import annotations
@@ -55,20 +55,25 @@ from deqfast._validation import (
     check_integer,
     check_positive,
 )
+from deqfast._vocabulary import check_kernel, deprecated_module_attributes
 
-__all__ = ["ForwardResult", "draw_weights", "empirical_ck", "empirical_ntk", "forward"]
+__all__ = ["DEQForwardResult", "draw_weights", "empirical_ck", "empirical_ntk", "forward"]
 
 Solver = Literal["auto", "anderson", "picard"]
 _SOLVERS = ("auto", "anderson", "picard")
-_TRAINED = ("hidden", "all")
 _METHODS = ("adjoint", "elementwise")
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 _FLOAT32_MIN_TOL = 1e-6
+
+__getattr__ = deprecated_module_attributes(
+    __name__,
+    {"ForwardResult": ("use deqfast.finite.DEQForwardResult", lambda: DEQForwardResult)},
+)
 _MAX_ITER = 2**30  # the core's limit on evaluations
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class ForwardResult:
+class DEQForwardResult:
     """The equilibrium of a finite-width DEQ on a batch (:ref:`§3 <theory-3>`).
 
     Attributes
@@ -87,6 +92,9 @@ class ForwardResult:
         Whether the last residual is ``≤ tol``.
     status : str
         ``"converged"``, ``"max_iter"``, ``"diverged"`` or ``"nonfinite"``.
+    message : str
+        What happened, in words (for a failure: the residual, the evaluation count and
+        what to change).
     solver : str
         The requested solver: ``"auto"``, ``"anderson"`` or ``"picard"``.
     tol : float
@@ -104,6 +112,7 @@ class ForwardResult:
     residuals: np.ndarray
     converged: bool
     status: str
+    message: str
     solver: str
     tol: float
     phases: tuple[tuple[str, int], ...] = ()
@@ -135,7 +144,7 @@ class ForwardResult:
 
     def __repr__(self) -> str:
         return (
-            f"ForwardResult(n={self.n}, width={self.width}, solver={self.solver!r}, "
+            f"DEQForwardResult(n={self.n}, width={self.width}, solver={self.solver!r}, "
             f"solver_used={self.solver_used!r}, "
             f"status={self.status!r}, evaluations={self.evaluations}, "
             f"iterations={self.iterations}, residual={self.residual:.3e}, tol={self.tol:g})"
@@ -320,7 +329,7 @@ def forward(
     strict: bool = True,
     dtype: Any = np.float64,
     num_threads: int | None = None,
-) -> ForwardResult:
+) -> DEQForwardResult:
     """Solve the finite-width DEQ ``Z = (σ_a/√m) Ã φ(Z) + σ_b B Xᵀ`` for a batch.
 
     See :ref:`§3 <theory-3>`.
@@ -344,7 +353,7 @@ def forward(
         ``"auto"``: Picard, switching to Anderson once the observed contraction rate
         (above 0.7 with many evaluations to go) says acceleration can pay, and back
         to Picard if Anderson's observed rate is not clearly better; see
-        :attr:`ForwardResult.phases`.
+        :attr:`DEQForwardResult.phases`.
     tol : float in (0, 1)
         Stop when ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``.
     max_iter : int in [1, 2**30]
@@ -365,7 +374,7 @@ def forward(
 
     Returns
     -------
-    ForwardResult
+    DEQForwardResult
 
     Raises
     ------
@@ -390,11 +399,17 @@ def forward(
         A, B, _ = _draw(as_rng(seed), m, p)
     Z, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
     _check_report(rep, "forward pass", opts, sa2, strict)
+    last = float(np.asarray(rep.residuals)[-1]) if rep.converged else math.inf
+    message = (
+        f"relative residual {last:.3e} <= tol {opts['tol']:g} after {rep.evaluations} evaluations"
+        if rep.converged
+        else _fail_message("forward pass", rep, opts, sa2)
+    )
     for arr in (F, Z):
         arr.setflags(write=False)
     residuals = np.asarray(rep.residuals)
     residuals.setflags(write=False)
-    return ForwardResult(
+    return DEQForwardResult(
         features=F,
         Z=Z,
         iterations=int(rep.iterations),
@@ -402,6 +417,7 @@ def forward(
         residuals=residuals,
         converged=bool(rep.converged),
         status=str(rep.status),
+        message=message,
         solver=opts["solver"],
         tol=opts["tol"],
         phases=tuple((str(name), int(first)) for name, first in rep.phases),
@@ -466,7 +482,7 @@ def empirical_ntk(
     trials: int = 1,
     seed: Any = None,
     method: Literal["adjoint", "elementwise"] = "adjoint",
-    trained: Literal["hidden", "all"] = "hidden",
+    trained: str = "hidden",
     progress: bool | None = None,
     solver: Solver = "auto",
     tol: float = 1e-8,
@@ -503,7 +519,7 @@ def empirical_ntk(
     m = check_integer(width, "width", min_value=1)
     trials = check_integer(trials, "trials", min_value=1)
     method = check_choice(method, "method", _METHODS)
-    trained = check_choice(trained, "trained", _TRAINED)
+    trained = check_kernel("ntk", trained)[1]
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
     num_threads = resolve_threads(num_threads)
     dt = _DTYPES[opts["dtype"]]

@@ -28,6 +28,7 @@ import numpy as np
 from deqfast import _core
 from deqfast._shared import MAX_THREADS, progress_bar, resolve_threads, show_progress
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
+from deqfast._vocabulary import deprecated_alias
 
 __all__ = ["OUTPUTS", "KernelResult", "compute_kernels", "diagonal"]
 
@@ -38,8 +39,11 @@ __all__ = ["OUTPUTS", "KernelResult", "compute_kernels", "diagonal"]
 #: range (positively homogeneous activations are rescaled into it instead).
 SCALE_RANGE = (1e-150, 1e150)
 
-#: Kernels that can be requested: pre-activation ``S``, CK ``G``, derivative kernel ``Gdot``,
-#: default NTK ``K`` (hidden weights and read-out trained) and ``Theta`` (input weights too).
+#: Matrices :func:`compute_kernels` can store (``outputs=``): pre-activation ``S``, CK ``G``,
+#: derivative kernel ``Gdot``, default NTK ``K`` (hidden weights and read-out trained) and
+#: ``Theta`` (input weights too). These name matrices of one pass, not a kernel choice: the
+#: kernel vocabulary (``kernel=``, ``trained=``) maps onto them by
+#: ``deqfast._vocabulary.matrix_name``.
 OUTPUTS = ("S", "G", "Gdot", "K", "Theta")
 #: Element types the kernels can be stored in (always computed in float64).
 _DTYPES = ("float64", "float32")
@@ -50,10 +54,15 @@ class KernelResult:
     """Exact kernels of a DEQ on one or two sample sets, with solver statistics.
 
     Kernels that were not requested are ``None``. ``pairs`` counts the pair fixed
-    points solved, ``newton_steps`` their total iterations, ``quadrature_pairs`` those
-    evaluated by 2-D quadrature, ``max_error`` the largest estimated absolute error of an
-    entry of ``S`` (the last Newton step, or the quadratic-convergence prediction when the
-    solver stopped on it).
+    points solved, ``newton_steps`` (``picard_steps``) their total Newton (plain)
+    iterations, ``quadrature_pairs`` those evaluated by 2-D quadrature.
+
+    The solve is reported like every deqfast solver result: ``iterations`` is the largest
+    iteration count of a pair fixed point (the one ``max_iter`` caps), ``residual`` the
+    largest estimated absolute error of an entry of ``S`` (the last Newton step, or the
+    quadratic-convergence prediction when the solver stopped on it), ``converged``,
+    ``status`` (``"converged"``) and ``message``. A pair that does not converge raises
+    ``RuntimeError`` instead of returning, so a returned result has converged.
     """
 
     S: np.ndarray | None
@@ -66,8 +75,14 @@ class KernelResult:
     newton_steps: int = 0
     picard_steps: int = 0
     quadrature_pairs: int = 0
-    max_iterations: int = 0
-    max_error: float = 0.0
+    iterations: int = 0
+    residual: float = 0.0
+    converged: bool = True
+    status: str = "converged"
+    message: str = ""
+
+    max_iterations = deprecated_alias("iterations", "max_iterations")
+    max_error = deprecated_alias("residual", "max_error")
 
     def __repr__(self) -> str:
         shape = next(
@@ -77,8 +92,8 @@ class KernelResult:
         mean_it = self.newton_steps / self.pairs if self.pairs else 0.0
         return (
             f"KernelResult(shape={shape}, kernels={have}, pairs={self.pairs}, "
-            f"mean Newton steps={mean_it:.2f}, max steps={self.max_iterations}, "
-            f"quadrature pairs={self.quadrature_pairs}, max error={self.max_error:.1e})"
+            f"mean Newton steps={mean_it:.2f}, max steps={self.iterations}, "
+            f"quadrature pairs={self.quadrature_pairs}, max error={self.residual:.1e})"
         )
 
 
@@ -333,10 +348,14 @@ def compute_kernels(
         A_d, B_d = np.array(A.d) * (scale * scale), np.array(B.d) * (scale * scale)
     else:
         A_d, B_d = np.array(A.d), np.array(B.d)
+    message = (
+        f"{stats['pairs']} pair fixed points converged (at most {max_it} iterations, largest "
+        f"estimated error {max_error:.1e}; tol={tol:g} relative to each entry's scale)"
+    )
     return KernelResult(
         S=mats.get("S"), G=mats.get("G"), Gdot=mats.get("Gdot"), K=mats.get("K"),
-        Theta=mats.get("Theta"), diagonal=(A_d, B_d),
-        max_iterations=max_it, max_error=max_error, **stats,
+        Theta=mats.get("Theta"), diagonal=(A_d, B_d), iterations=max_it, residual=max_error,
+        converged=True, status="converged", message=message, **stats,
     )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from deqfast._validation import (
     check_integer,
     check_positive,
 )
+from deqfast._vocabulary import deprecated_alias
 from deqfast.surrogate import SurrogateOperator, surrogate_operator
 
 __all__ = [
@@ -100,23 +101,36 @@ class EigenResult:
         Orthonormal Ritz vectors, column ``j`` for ``eigenvalues[j]``.
     residuals : ndarray, shape (k,)
         ``‖M u_j − θ_j u_j‖`` (the Lanczos estimate ``|β_m s_mj|``).
-    steps : int
+    iterations : int
         Lanczos steps (= matrix-vector products).
     converged : bool
         Whether every residual is ``≤ tol · max|θ|``.
+    status : str
+        ``"converged"`` or ``"max_iter"`` (``max_steps`` reached first).
+    message : str
+        What happened, in words.
+    residual : float
+        The largest relative residual ``max_j |β_m s_mj| / max|θ|`` (compared with ``tol``).
+    tol : float
+        The requested tolerance.
     """
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     residuals: np.ndarray
-    steps: int
+    iterations: int
     converged: bool
+    status: str
+    message: str
+    residual: float
     tol: float
+
+    steps = deprecated_alias("iterations", "steps")
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{v:.8g}" for v in self.eigenvalues)
         return (
-            f"EigenResult(eigenvalues=[{vals}], steps={self.steps}, "
+            f"EigenResult(eigenvalues=[{vals}], iterations={self.iterations}, "
             f"max residual={float(self.residuals.max()):.2e}, converged={self.converged})"
         )
 
@@ -236,8 +250,12 @@ def lanczos_top(
         if bar is not None:
             bar.close()
     assert theta is not None and S is not None and idx is not None and res is not None
-    if not converged:
-        big = float(np.max(np.abs(theta)))
+    big = float(np.max(np.abs(theta)))
+    worst = float(np.max(res))
+    relative = worst / big if big > 0 else (0.0 if worst == 0 else math.inf)
+    if converged:
+        msg = f"Lanczos converged in {m} steps (relative residual {relative:.2e} <= tol {tol:g})"
+    else:
         msg = (
             f"Lanczos did not converge in {m} steps (max_steps={cap}): Ritz residuals "
             f"{np.array2string(res, precision=2)} > tol·max|θ| = {tol * big:.2e}; raise "
@@ -251,8 +269,11 @@ def lanczos_top(
         eigenvalues=np.asarray(theta[idx]),
         eigenvectors=U,
         residuals=np.asarray(res),
-        steps=m,
+        iterations=m,
         converged=converged,
+        status="converged" if converged else "max_iter",
+        message=msg,
+        residual=relative,
         tol=tol,
     )
 
@@ -273,8 +294,9 @@ class SpectralDensity:
         Sorted nodes and their weights.
     n : int
         Matrix size (``n · weights`` estimates eigenvalue counts).
-    probes, steps : int
-        Number of probe vectors and Lanczos steps per probe.
+    probes, iterations : int
+        Number of probe vectors and Lanczos steps per probe (a fixed count, not a
+        convergence test: the estimate has no residual).
     reorthogonalized : bool
         Whether the Lanczos bases were fully reorthogonalised.
     """
@@ -283,8 +305,10 @@ class SpectralDensity:
     weights: np.ndarray
     n: int
     probes: int
-    steps: int
+    iterations: int
     reorthogonalized: bool
+
+    steps = deprecated_alias("iterations", "steps")
 
     @property
     def support(self) -> tuple[float, float]:
@@ -326,14 +350,14 @@ class SpectralDensity:
             "weights": self.weights.tolist(),
             "n": self.n,
             "probes": self.probes,
-            "steps": self.steps,
+            "iterations": self.iterations,
             "reorthogonalized": self.reorthogonalized,
         }
 
     def __repr__(self) -> str:
         lo, hi = self.support
         return (
-            f"SpectralDensity(n={self.n}, probes={self.probes}, steps={self.steps}, "
+            f"SpectralDensity(n={self.n}, probes={self.probes}, iterations={self.iterations}, "
             f"support=[{lo:.6g}, {hi:.6g}], reorthogonalized={self.reorthogonalized})"
         )
 
@@ -437,5 +461,10 @@ def slq_density(
     x, w = x[order], w[order]
     w = w / w.sum()
     return SpectralDensity(
-        nodes=x, weights=w, n=n, probes=probes, steps=int(length.max()), reorthogonalized=reorth
+        nodes=x,
+        weights=w,
+        n=n,
+        probes=probes,
+        iterations=int(length.max()),
+        reorthogonalized=reorth,
     )

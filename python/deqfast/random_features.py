@@ -583,7 +583,7 @@ def paper_models(
 
     * ``"ReLU DEQ"`` — the finite-width DEQ with ReLU (centred at ``τ*``);
     * ``"L-ReLU net (designed)"`` — two hidden L-ReLU layers designed for the
-      ReLU DEQ's CK (``design_explicit(deq, target="ck", family="lrelu")``);
+      ReLU DEQ's CK (``design_explicit(deq, kernel="ck", family="lrelu")``);
     * ``"ReLU net (2 layers)"`` — the undesigned two-hidden-layer ReLU net, its
       output scale set to the DEQ's diagonal level (``family="relu"``);
     * ``"tanh DEQ"``;
@@ -622,8 +622,8 @@ def paper_models(
             f"{label} DEQ", deq_features(deq, **opts), deq.ck, "deq", deq,
             f"finite-width DEQ, Anderson forward pass ({opts or 'default options'})",
         )  # fmt: skip
-        design = design_explicit(deq, target="ck", family=family, matched_only=True)
-        if not design.matched:
+        design = design_explicit(deq, kernel="ck", family=family, matched_only=True)
+        if not design.converged:
             raise RuntimeError(f"design_explicit({family!r}) did not match {deq!r}: {design!r}")
         name = "L-ReLU net (designed)" if act == "relu" else "H-tanh net (designed)"
         # the clip kernel: a kinked activation's Mehler series converges slowly, and pairs
@@ -638,7 +638,7 @@ def paper_models(
         if baseline is not None:
             with warnings.catch_warnings():  # the baseline is unfitted: no match is expected
                 warnings.simplefilter("ignore", DesignWarning)
-                net = design_explicit(deq, target="ck", family=baseline).net
+                net = design_explicit(deq, kernel="ck", family=baseline).net
             note = "undesigned two-layer ReLU net, output scale set to the DEQ's d"
             name = "ReLU net (2 layers)"
         else:

@@ -18,10 +18,10 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from deqfast._stats import check_stats
-from deqfast._validation import as_data_matrix, check_choice
+from deqfast._validation import as_data_matrix
+from deqfast._vocabulary import check_kernel, renamed_keywords
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import MixtureStats
-from deqfast.equilibrium import KINDS
 
 __all__ = ["SurrogateOperator", "low_rank_factors", "surrogate_matrix", "surrogate_operator"]
 
@@ -159,12 +159,13 @@ class SurrogateOperator(spla.LinearOperator):
         )
 
 
+@renamed_keywords(kind="kernel")
 def surrogate_operator(
-    deq: Any, X: Any, stats: MixtureStats, *, kind: str = "ck"
+    deq: Any, X: Any, stats: MixtureStats, *, kernel: str = "ck", trained: str = "hidden"
 ) -> SurrogateOperator:
     """The surrogate of a DEQ kernel as a matrix-free :class:`SurrogateOperator`.
 
-    ``M̄`` of :ref:`§4 <theory-4>` with the DEQ's coefficients of ``kind``.
+    ``M̄`` of :ref:`§4 <theory-4>` with the DEQ's coefficients of ``kernel``.
 
     Parameters
     ----------
@@ -175,8 +176,9 @@ def surrogate_operator(
         ``X`` of several GB can be used as long as it fits in memory once).
     stats
         :class:`deqfast.MixtureStats` of the same samples.
-    kind
-        ``"pre"`` (``S̄``), ``"ck"`` (``Ḡ``), ``"ntk"`` (``K̄``) or ``"ntk_all"`` (``Θ̄``).
+    kernel, trained
+        ``"pre"`` (``S̄``), ``"ck"`` (``Ḡ``) or ``"ntk"``: ``K̄`` with ``trained="hidden"``,
+        ``Θ̄`` with ``trained="all"``.
 
     Examples
     --------
@@ -189,7 +191,7 @@ def surrogate_operator(
     >>> lanczos_top(op, 2).eigenvalues.shape
     (2,)
     """
-    kind = check_choice(kind, "kind", KINDS)
+    kernel, trained = check_kernel(kernel, trained)
     stats = check_stats(stats, deq.equilibrium().tau0, "DEQ")
     Xa = _check_data(X)
     n, p = Xa.shape
@@ -197,6 +199,6 @@ def surrogate_operator(
         raise ValueError(
             f"stats describe n={stats.n}, p={stats.p} samples but X has shape {Xa.shape}"
         )
-    coef = deq.coefficients(kind)
+    coef = deq.coefficients(kernel, trained=trained)
     V, A = low_rank_factors(stats, coef)
     return SurrogateOperator(Xa, coef.c1, V, A, coef.d - coef.c1 * stats.tau0**2)

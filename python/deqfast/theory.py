@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -60,6 +61,12 @@ from deqfast._mp import (
 from deqfast._shared import blas_threads
 from deqfast._spikes import SpikeSystem, find_spikes
 from deqfast._validation import as_finite_array, check_integer, check_positive
+from deqfast._vocabulary import (
+    OLD_KERNEL_NAMES,
+    check_kernel,
+    deprecated_module_attributes,
+    renamed_keywords,
+)
 from deqfast.coefficients import KernelCoefficients
 from deqfast.data import GaussianMixture, MixtureStats, Sample
 
@@ -82,8 +89,15 @@ def _single_threaded(func: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-#: Kernel kinds forwarded to ``deq_or_net.coefficients(kind)``.
-KINDS = ("ck", "ntk", "ntk_all", "pre")
+__getattr__ = deprecated_module_attributes(
+    __name__,
+    {
+        "KINDS": (
+            OLD_KERNEL_NAMES,
+            lambda: ("ck", "ntk", "ntk_all", "pre"),
+        )
+    },
+)
 
 
 def _fmt_arr(a: np.ndarray, digits: int = 5) -> str:
@@ -226,7 +240,9 @@ class TheorySpectrum:
     alignments : ndarray, shape (len(spikes), K)
         Predicted ``|u_kᵀ j_a|²/n_a`` of each spike's eigenvector.
     n, p : int
-    kind : str
+    kernel, trained : str
+        The kernel (``"pre"``, ``"ck"`` or ``"ntk"``) and, for the NTK, which weights are
+        trained (``"hidden"`` or ``"all"``).
     coefficients : KernelCoefficients
     """
 
@@ -239,9 +255,21 @@ class TheorySpectrum:
     alignments: np.ndarray
     n: int
     p: int
-    kind: str
+    kernel: str
+    trained: str
     coefficients: KernelCoefficients
     approximate_covariances: bool = False
+
+    @property
+    def kind(self) -> str:
+        """Deprecated: the kernel in the old single-name spelling (``"ntk_all"`` for
+        ``kernel="ntk", trained="all"``); use :attr:`kernel` and :attr:`trained`."""
+        warnings.warn(
+            "TheorySpectrum.kind is deprecated; use TheorySpectrum.kernel and .trained",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return "ntk_all" if (self.kernel, self.trained) == ("ntk", "all") else self.kernel
 
     def __repr__(self) -> str:
         sp = _fmt_arr(self.spikes)
@@ -253,8 +281,9 @@ class TheorySpectrum:
         note = (
             ", covariances approximated from MixtureStats" if self.approximate_covariances else ""
         )
+        trained = f", trained={self.trained!r}" if self.kernel == "ntk" else ""
         return (
-            f"TheorySpectrum(kind={self.kind!r}, n={self.n}, p={self.p}, "
+            f"TheorySpectrum(kernel={self.kernel!r}{trained}, n={self.n}, p={self.p}, "
             f"bulk=[{self.edges[0]:.6g}, {self.edges[1]:.6g}], atom={self.atom:.4g} at "
             f"{self.atom_position:.6g}, spikes={sp}, alignments={al}{note})"
         )
@@ -326,7 +355,8 @@ class TheorySpectrum:
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python summary (JSON-ready)."""
         return {
-            "kind": self.kind,
+            "kernel": self.kernel,
+            "trained": self.trained,
             "n": self.n,
             "p": self.p,
             "edges": list(self.edges),
@@ -338,13 +368,15 @@ class TheorySpectrum:
         }
 
 
+@renamed_keywords(kind="kernel")
 @_single_threaded
 def theory_spectrum(
     deq_or_net: Any,
     stats_or_mixture: Any,
     n: int,
     *,
-    kind: str = "ck",
+    kernel: str = "ck",
+    trained: str = "hidden",
     grid: Any = None,
     eps: float = DEFAULT_EPS,
     points: int = DEFAULT_POINTS,
@@ -352,14 +384,15 @@ def theory_spectrum(
     """Predict the spectrum of a DEQ's (or explicit net's) kernel on ``n`` mixture samples.
 
     The kernel is replaced by its surrogate ``M̄ = c1 XXᵀ + V A Vᵀ + (d − c1 τ0²) I``
-    (:ref:`§4 <theory-4>`) with ``(d, c1, c2, c3) = deq_or_net.coefficients(kind)``; its bulk is
+    (:ref:`§4 <theory-4>`) with ``(d, c1, c2, c3) = deq_or_net.coefficients(kernel,
+    trained=trained)``; its bulk is
     ``c1 · MP-mixture + (d − c1 τ0²)`` and its spikes are the roots of
     ``det(c1 B⁻¹ + Ξ(λ)) = 0`` outside the bulk (:doc:`/theory-spectra`).
 
     Parameters
     ----------
     deq_or_net
-        Any object with ``.coefficients(kind)`` returning
+        Any object with ``.coefficients(kernel)`` (and ``trained=`` for the NTK) returning
         :class:`~deqfast.KernelCoefficients` (:class:`~deqfast.DEQ`, ``ExplicitNet``),
         or a :class:`~deqfast.KernelCoefficients` directly.
     stats_or_mixture
@@ -369,8 +402,10 @@ def theory_spectrum(
         the mean spikes are missing) — prefer a mixture.
     n : int
         Number of samples (``c = n/p``).
-    kind : {"ck", "ntk", "ntk_all", "pre"}
+    kernel : {"ck", "ntk", "pre"}
         Which kernel.
+    trained : {"hidden", "all"}
+        For ``kernel="ntk"``: ``K*`` (hidden weights trained) or ``Θ*`` (input weights too).
     grid : array_like, optional
         Points (kernel units) for the density; default: ``points`` points clustered at
         the bulk edges.
@@ -384,8 +419,7 @@ def theory_spectrum(
     TheorySpectrum
     """
     n = check_integer(n, "n", min_value=2)
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    kernel, trained = check_kernel(kernel, trained)
     eps = _check_eps(eps)
     points = check_integer(points, "points", min_value=10)
     if isinstance(deq_or_net, KernelCoefficients):
@@ -394,13 +428,14 @@ def theory_spectrum(
         method = getattr(deq_or_net, "coefficients", None)
         if not callable(method):
             raise TypeError(
-                "deq_or_net must have a .coefficients(kind) method (DEQ, ExplicitNet) or be "
-                f"KernelCoefficients; got {type(deq_or_net).__name__}"
+                "deq_or_net must have a .coefficients(kernel, trained=...) method (DEQ, "
+                f"ExplicitNet) or be KernelCoefficients; got {type(deq_or_net).__name__}"
             )
-        coef = method(kind)
+        # ``trained`` only for the NTK: an object with ``.coefficients(kernel)`` serves the rest
+        coef = method(kernel, trained=trained) if kernel == "ntk" else method(kernel)
         if not isinstance(coef, KernelCoefficients):
             raise TypeError(
-                f"deq_or_net.coefficients({kind!r}) must return KernelCoefficients; got "
+                f"deq_or_net.coefficients({kernel!r}) must return KernelCoefficients; got "
                 f"{type(coef).__name__}"
             )
     d, c1, c2, c3 = coef.as_tuple()
@@ -408,7 +443,7 @@ def theory_spectrum(
         raise ValueError(f"coefficients must be finite; got {coef!r}")
     if not c1 > 0:
         raise ValueError(
-            f"the theory needs c1 > 0 (the weight of XXᵀ); got c1 = {c1!r} for kind={kind!r}"
+            f"the theory needs c1 > 0 (the weight of XXᵀ); got c1 = {c1!r} for kernel={kernel!r}"
         )
     approx = False
     if isinstance(stats_or_mixture, Sample):
@@ -449,7 +484,8 @@ def theory_spectrum(
         alignments=_ro(aligns.reshape(-1, model.K)),
         n=n,
         p=model.p,
-        kind=kind,
+        kernel=kernel,
+        trained=trained,
         coefficients=coef,
         approximate_covariances=approx,
     )

@@ -83,7 +83,7 @@ names the closest candidate and the closest *matched* one (asymptotically exact:
 surrogate is the DEQ's, so its distance vanishes as ``n, p → ∞``) and says which was
 chosen; ``matched_only=True`` chooses among matched candidates only.
 
-If no candidate matches, the result says so (``matched=False``) and a
+If no candidate matches, the result says so (``converged=False``) and a
 :class:`DesignWarning` is emitted; an unmatched choice is always labelled as such.
 """
 

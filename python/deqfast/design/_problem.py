@@ -39,8 +39,7 @@ class _Problem:
     def __init__(self, deq: DEQ, target: str, trained: str, tol: float) -> None:
         self.tau0 = float(deq.tau0)  # type: ignore[arg-type]
         self.target, self.trained, self.tol = target, trained, tol
-        kind = "ck" if target == "ck" else ("ntk" if trained == "hidden" else "ntk_all")
-        self.coef = deq.coefficients(kind)
+        self.coef = deq.coefficients(target, trained=trained)
         self.t = _vec(self.coef)
         tmax = float(np.max(np.abs(self.t)))
         # per-coefficient weights for the least-squares solvers

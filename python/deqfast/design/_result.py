@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from deqfast._vocabulary import deprecated_alias
 from deqfast.coefficients import KernelCoefficients
+from deqfast.deq import DEQ
 from deqfast.explicit import ExplicitNet
 
 
@@ -53,12 +55,16 @@ class DesignResult:
         The chosen :class:`ExplicitNet` (the best candidate even when none matched).
     family
         Its family.
-    target
+    kernel
         ``"ck"`` or ``"ntk"``; ``trained`` the NTK convention (``"hidden"``/``"all"``).
     target_coefficients, achieved
         The DEQ's and the net's surrogate coefficients.
-    residual, matched
-        Relative coefficient residual and whether it is ``≤ tol``.
+    residual, converged
+        Relative coefficient residual and whether it is ``≤ tol`` (the design is *matched*).
+    status, message
+        ``"matched"`` or ``"unmatched"``, and a sentence saying so (with the note).
+    iterations
+        Number of candidate designs tried (the length of ``candidates``).
     distance, eigen_gap
         Exact-kernel relative operator-norm distance to the DEQ and mean absolute
         eigenvalue gap on the probe sample of shape ``probe_shape``.
@@ -69,31 +75,39 @@ class DesignResult:
         candidate (asymptotically exact: its surrogate is the DEQ's, so its distance
         vanishes as ``n, p → ∞``; ``None`` when nothing matched). The chosen net is
         ``closest`` unless ``matched_only`` (then ``exact``).
+    deq
+        The :class:`~deqfast.DEQ` designed for.
     """
 
     net: ExplicitNet
     family: str
-    target: str
+    kernel: str
     trained: str
     target_coefficients: KernelCoefficients
     achieved: KernelCoefficients
     residual: float
-    matched: bool
+    converged: bool
+    status: str
+    message: str
+    iterations: int
     distance: float
     eigen_gap: float
     candidates: tuple[Candidate, ...] = field(repr=False)
     probe_shape: tuple[int, int] = (0, 0)
     tol: float = 1e-10
-    deq: str = ""
+    deq: DEQ | None = None
     note: str = ""
     matched_only: bool = False
     closest: Candidate | None = field(default=None, repr=False)
     exact: Candidate | None = field(default=None, repr=False)
 
+    matched = deprecated_alias("converged", "matched")
+    target = deprecated_alias("kernel", "target")
+
     def summary(self) -> str:
         """A readable report: target, choice, and the table of candidates."""
-        kern = "CK" if self.target == "ck" else f"NTK (trained={self.trained!r})"
-        status = "matched" if self.matched else f"NOT matched (tol={self.tol:g})"
+        kern = "CK" if self.kernel == "ck" else f"NTK (trained={self.trained!r})"
+        status = "matched" if self.converged else f"NOT matched (tol={self.tol:g})"
         lines = [
             f"explicit net for {self.deq}, target {kern}: {self.family} — {status}",
             f"  net:      {self.net!r}",
@@ -122,7 +136,7 @@ class DesignResult:
 
     def __repr__(self) -> str:
         return (
-            f"DesignResult(family={self.family!r}, target={self.target!r}, "
-            f"matched={self.matched}, residual={self.residual:.2e}, "
+            f"DesignResult(family={self.family!r}, kernel={self.kernel!r}, "
+            f"converged={self.converged}, residual={self.residual:.2e}, "
             f"distance={self.distance:.4g}, eigen_gap={self.eigen_gap:.3e}, net={self.net!r})"
         )

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from deqfast._validation import as_data_matrix, check_choice, check_positive, check_seed
+from deqfast._vocabulary import check_kernel, renamed_keywords
 from deqfast.data import GaussianMixture, Sample
 from deqfast.deq import DEQ
 from deqfast.design._authors import _fit_authors
@@ -31,8 +32,8 @@ from deqfast.spectra import spectral_norm
 FAMILIES = (
     "auto", "lrelu", "lrelu3", "mixed", "scaled", "clip", "hermite", "relu", "authors",
 )  # fmt: skip
+#: The kernels a design can match (an explicit net's pre-activations are its layers').
 _TARGETS = ("ck", "ntk")
-_TRAINED = ("hidden", "all")
 _PROBE_P = 256
 #: Relative distance within which a matched candidate counts as tied with the closest.
 _TIE = 1e-6
@@ -65,10 +66,11 @@ def _compare(A: np.ndarray, B: np.ndarray, evA: np.ndarray, normA: float) -> tup
     return dist, gap
 
 
+@renamed_keywords(target="kernel")
 def design_explicit(
     deq: DEQ,
     *,
-    target: str = "ck",
+    kernel: str = "ck",
     family: str | Sequence[str] = "auto",
     trained: str = "hidden",
     probe: Any = None,
@@ -82,7 +84,7 @@ def design_explicit(
     ----------
     deq
         A :class:`~deqfast.DEQ` built with ``tau0`` (its coefficients need it).
-    target
+    kernel
         ``"ck"`` (``G*``) or ``"ntk"`` (``K*``, or ``Θ*`` with ``trained="all"``).
     family
         One of :data:`FAMILIES` (see the module documentation), or a sequence of them;
@@ -109,7 +111,7 @@ def design_explicit(
     Returns
     -------
     DesignResult
-        ``matched`` tells whether the chosen net's coefficients match; a
+        ``converged`` tells whether the chosen net's coefficients match; a
         :class:`DesignWarning` is emitted when no candidate matched at all.
 
     Examples
@@ -135,7 +137,7 @@ def design_explicit(
         raise TypeError(f"deq must be a deqfast.DEQ, got {type(deq).__name__}")
     if deq.tau0 is None:
         raise ValueError("deq has no tau0; build it with DEQ(..., tau0=stats.tau0)")
-    target = check_choice(target, "target", _TARGETS)
+    target, trained = check_kernel(kernel, trained, allowed=_TARGETS)
     families: list[str]
     if isinstance(family, str):
         family = str(check_choice(family, "family", FAMILIES))
@@ -145,7 +147,6 @@ def design_explicit(
         family = ",".join(families)
     else:
         raise TypeError(f"family must be a name or a non-empty sequence of names, got {family!r}")
-    trained = check_choice(trained, "trained", _TRAINED)
     tol = check_positive(tol, "tol")
     seed_ = check_seed(seed, "seed")
     if not isinstance(matched_only, bool):
@@ -220,11 +221,19 @@ def design_explicit(
             f"{exact.distance:.3g} (matched_only=True picks it)"
         )
     assert best.net is not None and best.achieved is not None
+    message = (
+        f"{best.family!r} matches the DEQ's {target.upper()} coefficients (residual "
+        f"{best.residual:.2e} <= tol={tol:g})"
+        if best.matched
+        else f"{best.family!r} does not match the DEQ's {target.upper()} coefficients (residual "
+        f"{best.residual:.2e} > tol={tol:g})"
+    ) + (f"; {note}" if note else "")
     return DesignResult(
-        net=best.net, family=best.family, target=target, trained=trained,
+        net=best.net, family=best.family, kernel=target, trained=trained,
         target_coefficients=P.coef, achieved=best.achieved, residual=best.residual,
-        matched=best.matched, distance=best.distance, eigen_gap=best.eigen_gap,
+        converged=best.matched, status="matched" if best.matched else "unmatched",
+        message=message, iterations=len(cands), distance=best.distance, eigen_gap=best.eigen_gap,
         candidates=tuple(cands), probe_shape=(int(X.shape[0]), int(X.shape[1])), tol=tol,
-        deq=repr(deq), note=note or best.note, matched_only=matched_only,
+        deq=deq, note=note or best.note, matched_only=matched_only,
         closest=closest, exact=exact,
     )  # fmt: skip

@@ -31,7 +31,7 @@ The same calls run on a laptop (no client: Dask's threaded scheduler), a
 
 from __future__ import annotations
 
-from deqfast.distributed import _common
+from deqfast._vocabulary import OLD_KERNEL_NAMES, deprecated_module_attributes
 from deqfast.distributed._cg import (
     CGResult,
     conjugate_gradient,
@@ -45,7 +45,6 @@ from deqfast.distributed._store import open_blocked
 from deqfast.distributed._tiles import kernels_blocked
 
 __all__ = [
-    "KERNELS",
     "CGResult",
     "TiledOperator",
     "conjugate_gradient",
@@ -59,8 +58,15 @@ __all__ = [
     "worker_memory",
 ]
 
-#: Kernel names accepted by :func:`kernels_blocked` and the ``_core.assemble`` output each maps to.
-KERNELS = _common.KERNELS
+__getattr__ = deprecated_module_attributes(
+    __name__,
+    {
+        "KERNELS": (
+            OLD_KERNEL_NAMES,
+            lambda: {"ck": "G", "ntk": "K", "ntk_all": "Theta", "pre": "S", "gdot": "Gdot"},
+        )
+    },
+)
 
 # Every public name is documented, pickled and shown in tracebacks as deqfast.distributed.X,
 # the path users import it from; the private modules below are where it is implemented.

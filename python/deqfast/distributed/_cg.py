@@ -13,7 +13,8 @@ import scipy.sparse.linalg as spla
 
 from deqfast._shared import progress_bar, show_progress
 from deqfast._validation import as_data_matrix, check_integer, check_positive
-from deqfast.distributed._common import KERNELS
+from deqfast._vocabulary import check_kernel
+from deqfast.distributed._common import BLOCKED_KERNELS, matrix
 from deqfast.distributed._operator import tiled_operator
 from deqfast.distributed._tiles import kernels_blocked
 
@@ -249,6 +250,7 @@ def kernel_ridge_cg(
     *,
     ridge: float,
     kernel: str = "ck",
+    trained: str = "hidden",
     client: Any = None,
     block: int = 2048,
     zarr_path: str | os.PathLike[str] | None = None,
@@ -281,8 +283,9 @@ def kernel_ridge_cg(
         Targets (all columns are solved together, one tiled product per iteration).
     ridge
         ``λ ≥ 0``.
-    kernel
-        A name from :data:`KERNELS` (``"ck"``, ``"ntk"``, ``"ntk_all"``, ...).
+    kernel, trained
+        As in :func:`kernels_blocked` (``"ck"``; ``"ntk"`` with ``trained="hidden"`` or
+        ``"all"``; ...).
     client
         ``dask.distributed.Client`` for the tiles and the products (default: Dask's
         current scheduler).
@@ -312,6 +315,7 @@ def kernel_ridge_cg(
     import shutil
     import tempfile
 
+    kernel, trained = check_kernel(kernel, trained, allowed=BLOCKED_KERNELS)
     Xm = as_data_matrix(X, "X")
     Ym = np.asarray(Y, dtype=np.float64)
     if Ym.ndim not in (1, 2) or Ym.shape[0] != Xm.shape[0]:
@@ -327,7 +331,8 @@ def kernel_ridge_cg(
         zarr_path = os.path.join(tmp, "kernel.zarr")
     try:
         K = kernels_blocked(
-            deq, Xm, client=client, block=block, kernel=kernel, zarr_path=zarr_path,
+            deq, Xm, client=client, block=block, kernel=kernel, trained=trained,
+            zarr_path=zarr_path,
             overwrite=tmp is not None, progress=progress, **options,
         )  # fmt: skip
         op = tiled_operator(K, client=client)
@@ -338,7 +343,7 @@ def kernel_ridge_cg(
             from deqfast.kernels import compute_kernels
 
             idx = np.sort(as_rng(seed).choice(Xm.shape[0], r, replace=False))
-            key = KERNELS[kernel]
+            key = matrix(kernel, trained)
             pair_opts = {
                 k: v for k, v in options.items() if k in ("tol", "max_iter", "hermite_terms")
             }

@@ -8,8 +8,17 @@ from typing import Any
 
 import numpy as np
 
-#: Kernel names accepted by ``kernels_blocked`` and the ``_core.assemble`` output each maps to.
-KERNELS = {"ck": "G", "ntk": "K", "ntk_all": "Theta", "pre": "S", "gdot": "Gdot"}
+from deqfast._vocabulary import KERNELS as _KERNELS
+from deqfast._vocabulary import matrix_name
+
+#: Kernels ``kernels_blocked`` stores: the vocabulary's, and ``"gdot"`` (``Ġ*``, a by-product
+#: of the same pair solve).
+BLOCKED_KERNELS = (*_KERNELS, "gdot")
+
+
+def matrix(kernel: str, trained: str) -> str:
+    """The ``_core.assemble`` output holding ``kernel`` (see ``matrix_name``)."""
+    return "Gdot" if kernel == "gdot" else matrix_name(kernel, trained)
 
 
 def require_dask() -> Any:

@@ -8,18 +8,19 @@ import numpy as np
 
 from deqfast._shared import show_progress
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_seed
+from deqfast._vocabulary import renamed_keywords
 from deqfast.distributed._common import info, sum_arrays
 
-_MC_KINDS = ("ck", "ntk")
+_MC_KERNELS = ("ck", "ntk")
 
 
 def _mc_group(
-    deq: Any, X: np.ndarray, width: int, kind: str, seeds: list[Any], options: dict[str, Any]
+    deq: Any, X: np.ndarray, width: int, kernel: str, seeds: list[Any], options: dict[str, Any]
 ) -> np.ndarray:
     """Sum of the per-trial empirical kernels of ``seeds`` (one ``n × n`` result)."""
     from deqfast import finite
 
-    fn = finite.empirical_ck if kind == "ck" else finite.empirical_ntk
+    fn = finite.empirical_ck if kernel == "ck" else finite.empirical_ntk
     acc = np.zeros((X.shape[0], X.shape[0]))
     for ss in seeds:
         acc += fn(
@@ -35,12 +36,13 @@ def _spawn(seed: Any, trials: int) -> list[np.random.SeedSequence]:
     return list(np.random.SeedSequence(seed).spawn(trials))
 
 
+@renamed_keywords(kind="kernel")
 def empirical_kernel(
     deq: Any,
     X: Any,
     width: int,
     *,
-    kind: str = "ck",
+    kernel: str = "ck",
     trials: int = 1,
     seed: Any = None,
     client: Any = None,
@@ -60,8 +62,9 @@ def empirical_kernel(
 
     Parameters
     ----------
-    kind
-        ``"ck"`` (``φ(Z*)ᵀφ(Z*)/m``, tends to ``G*``) or ``"ntk"`` (tends to ``K*``/``Θ*``).
+    kernel
+        ``"ck"`` (``φ(Z*)ᵀφ(Z*)/m``, tends to ``G*``) or ``"ntk"`` (tends to ``K*``/``Θ*``,
+        with ``trained=`` among ``options``).
     client
         ``dask.distributed.Client``; without one the groups run here, one after another.
     options
@@ -69,7 +72,7 @@ def empirical_kernel(
         ``trained``, ``dtype``, …).
     """
     X = as_data_matrix(X, "X")
-    kind = check_choice(kind, "kind", _MC_KINDS)
+    kernel = check_choice(kernel, "kernel", _MC_KERNELS)
     width = check_integer(width, "width", min_value=1)
     trials = check_integer(trials, "trials", min_value=1)
     seeds = _spawn(seed, trials)
@@ -82,13 +85,13 @@ def empirical_kernel(
     if client is None:
         total = np.zeros((X.shape[0], X.shape[0]))
         for chunk in chunks:
-            total += _mc_group(deq, X, width, kind, chunk, options)
+            total += _mc_group(deq, X, width, kernel, chunk, options)
         return total / trials
     if show:
         info(f"dask dashboard: {client.dashboard_link}")
     Xs = client.scatter(X, broadcast=True, hash=False)
     futures = [
-        client.submit(_mc_group, deq, Xs, width, kind, chunk, options, pure=False)
+        client.submit(_mc_group, deq, Xs, width, kernel, chunk, options, pure=False)
         for chunk in chunks
     ]
     if show:

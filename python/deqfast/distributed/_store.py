@@ -18,8 +18,8 @@ ATTR = "deqfast"
 TILES_DIR = "deqfast-tiles"
 #: Attributes that must agree for a rerun to resume a store instead of replacing it.
 RESUME_KEYS = (
-    "layout", "kernel", "n", "p", "block", "dtype", "deq", "sigma_a2", "sigma_b2", "tol",
-    "max_iter", "hermite_terms", "fingerprint",
+    "layout", "kernel", "trained", "n", "p", "block", "dtype", "deq", "sigma_a2", "sigma_b2",
+    "tol", "max_iter", "hermite_terms", "fingerprint",
 )  # fmt: skip
 
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from deqfast._shared import resolve_threads, show_progress
 from deqfast._validation import as_data_matrix, check_choice, check_integer, check_positive
-from deqfast.distributed._common import KERNELS, info, require_dask, require_zarr
+from deqfast._vocabulary import check_kernel
+from deqfast.distributed._common import BLOCKED_KERNELS, info, matrix, require_dask, require_zarr
 from deqfast.distributed._store import ATTR, create_store, open_blocked, write_marker
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def kernels_blocked(
     block: int = 4096,
     dtype: Any = "float64",
     kernel: str = "ck",
+    trained: str = "hidden",
     zarr_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     tol: float = 1e-12,
@@ -167,9 +169,9 @@ def kernels_blocked(
     dtype
         ``"float64"`` or ``"float32"`` (tiles are solved in double precision and stored in
         ``dtype``).
-    kernel
-        ``"ck"`` (``G*``), ``"ntk"`` (``K*``, hidden weights trained), ``"ntk_all"`` (``Θ*``),
-        ``"pre"`` (``S*``) or ``"gdot"`` (``Ġ*``).
+    kernel, trained
+        ``"pre"`` (``S*``), ``"ck"`` (``G*``), ``"ntk"`` (``K*`` with ``trained="hidden"``,
+        ``Θ*`` with ``trained="all"``) or ``"gdot"`` (``Ġ*``).
     zarr_path
         Write the upper tiles to a zarr store at this path, from the workers, now (blocking,
         with a progress bar), and return :func:`open_blocked` of it. Without it the array is
@@ -205,7 +207,8 @@ def kernels_blocked(
     n = X.shape[0]
     block = check_integer(block, "block", min_value=8)
     dt = check_choice(np.dtype(dtype).name, "dtype", _DTYPES)
-    kernel = check_choice(kernel, "kernel", tuple(KERNELS))
+    kernel, trained = check_kernel(kernel, trained, allowed=BLOCKED_KERNELS)
+    trained = trained if kernel == "ntk" else "hidden"  # the others do not depend on it
     tol = check_positive(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", min_value=1)
     terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
@@ -223,7 +226,7 @@ def kernels_blocked(
         sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
         hermite_terms=terms, num_threads=num_threads, dtype=dt,
     )  # fmt: skip
-    key = KERNELS[kernel]
+    key = matrix(kernel, trained)
     ranges = _ranges(n, block)
     nb = len(ranges)
     # the largest tiles first (the diagonal ones have half the pairs), so the last tiles
@@ -269,9 +272,9 @@ def kernels_blocked(
     fingerprint = hashlib.sha256(X)  # type: ignore[arg-type]
     fingerprint.update(d)  # type: ignore[arg-type]
     attrs = dict(
-        layout="upper", kernel=kernel, n=n, p=int(X.shape[1]), block=block, dtype=dt,
-        deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol, max_iter=max_iter,
-        hermite_terms=terms, fingerprint=fingerprint.hexdigest(), complete=False,
+        layout="upper", kernel=kernel, trained=trained, n=n, p=int(X.shape[1]), block=block,
+        dtype=dt, deq=repr(deq), sigma_a2=deq.sigma_a2, sigma_b2=deq.sigma_b2, tol=tol,
+        max_iter=max_iter, hermite_terms=terms, fingerprint=fingerprint.hexdigest(), complete=False,
     )  # fmt: skip
     old, done = create_store(path, n, block, dt, bool(overwrite), attrs)
     missing = [(bi, bj) for bi, bj in upper if (ranges[bi][0], ranges[bj][0]) not in done]

@@ -135,7 +135,7 @@ def match_kernels(
     from deqfast.theory import theory_spectrum
 
     n = X.shape[0]
-    theory = {kind: theory_spectrum(deq, theory_of, n, kind=kind) for kind in ("ck", "ntk")}
+    theory = {kind: theory_spectrum(deq, theory_of, n, kernel=kind) for kind in ("ck", "ntk")}
     w1 = {kind: theory[kind].wasserstein(c.eigvals_a) for kind, c in (("ck", cg), ("ntk", ck))}
     return KernelMatch(cg, ck, theory, w1)
 
@@ -268,7 +268,7 @@ def judge_designs(
     rows = []
     for act, target, family in bars.bar(list(designs), desc):
         ref = exact_of(act, target)
-        d = design_explicit(deq_of(act), target=target, family=family)
+        d = design_explicit(deq_of(act), kernel=target, family=family)
         net = d.net
         M = net.ck(X) if target == "ck" else net.ntk(X)
         if target not in base_kernel:
@@ -282,7 +282,7 @@ def judge_designs(
         rows.append(
             DesignRow(
                 activation=act, target=target, family_asked=family, family=d.family,
-                matched=bool(d.matched), net=repr(net), summary=str(d.summary()), designed=c,
+                matched=bool(d.converged), net=repr(net), summary=str(d.summary()), designed=c,
                 baseline=cb,
             )
         )  # fmt: skip
