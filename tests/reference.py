@@ -37,6 +37,7 @@ __all__ = [
     "surrogate_matrix",
     "two_class_sample",
     "two_point",
+    "two_point_near",
 ]
 
 SQRT2 = math.sqrt(2.0)
@@ -419,6 +420,37 @@ def two_point(f, g, d_i, d_j, s, kinks_f=(), kinks_g=(), *, epsabs=1e-13, epsrel
         )
 
     return expect(lambda x1: f(si * x1) * inner(x1), si, kinks_f, epsabs=epsabs, epsrel=epsrel)
+
+
+def two_point_near(f, g, d_i, d_j, s, kinks_f=(), kinks_g=(), *, epsabs=1e-13, epsrel=1e-11):
+    """``two_point`` for |ρ| near 1 with a kinked g: the inner expectation over x2 is a smoothed
+    kink of width w = √(1 − ρ²)/|ρ| in x1 around x1 = k/(√d_j ρ), which an outer adaptive rule
+    split only at f's kinks can step over (errors ~w² were seen); here the outer integral is
+    also split at those points and at ±w, ±3w, ±9w from them."""
+    si, sj = math.sqrt(d_i), math.sqrt(d_j)
+    rho = max(-1.0, min(1.0, s / (si * sj)))
+    r = math.sqrt(max(0.0, 1.0 - rho * rho))
+    if r < 1e-12 or not kinks_g:
+        return two_point(f, g, d_i, d_j, s, kinks_f, kinks_g, epsabs=epsabs, epsrel=epsrel)
+    f = _scalar(f)
+    g = _scalar(g)
+    w = r / abs(rho)
+    # expect() takes kinks in units of its scale (x1 = k / si): pass x1-points times si
+    extra = [si * (k / (sj * rho) + m * w) for k in kinks_g for m in (0, 1, -1, 3, -3, 9, -9)]
+
+    def inner(x1):
+        kin = [(k / sj - rho * x1) / r for k in kinks_g]
+        return expect(
+            lambda x2: g(sj * (rho * x1 + r * x2)), 1.0, kin, epsabs=epsabs, epsrel=epsrel
+        )
+
+    return expect(
+        lambda x1: f(si * x1) * inner(x1),
+        si,
+        tuple(kinks_f) + tuple(extra),
+        epsabs=epsabs,
+        epsrel=epsrel,
+    )
 
 
 def generic_deq_kernels(X, phi, dphi, kinks, sigma_a2, sigma_b2, center=0.0) -> dict:

@@ -123,17 +123,39 @@ def test_uncentred_leaky_relu_without_tau0(rng):
 
 @pytest.mark.parametrize("name", ["tanh", "swish", "gelu", "softplus", "elu", "sigmoid"])
 def test_generic_activations_match_adaptive_quadrature(rng, name):
-    """The Mehler-series path against nested adaptive quadrature with brentq per pair."""
-    n, p = 4, 12  # the reference solves each pair by brentq over nested quad: keep n small
+    """The Mehler-series path against nested adaptive quadrature. Each G*_ij, Ġ*_ij is the
+    reference's E φ(u)φ(v), E φ'(u)φ'(v) at the solved S*_ij, and S* solves its equations with
+    the reference's expectations: S_ii = σa² E φ(√S_ii ξ)² + σb² |x_i|² (1-D quadrature) and
+    S_ij = σa² G_ref + σb² x_i·x_j. The map s -> σa² g(s) + b contracts (σa² Ġ < 1), so a small
+    residual pins S* down as tightly as solving the reference's equation would."""
+    n, p = 3, 12  # pairs: one strongly correlated (rho near 1), two moderate
     X = rng.standard_normal((n, p)) / math.sqrt(p)
-    X[1] = 0.95 * X[0] + 0.05 * X[1]  # a strongly correlated pair (rho near 1)
-    deq = df.DEQ(name, sigma_a2=0.4, tau0=1.0)
-    eq = deq.equilibrium()
+    X[1] = 0.95 * X[0] + 0.05 * X[1]
+    sa2, sb2 = 0.4, 0.6
+    deq = df.DEQ(name, sigma_a2=sa2, tau0=1.0)
+    c = deq.equilibrium().center
     r = ref.get(name)
-    want = ref.generic_deq_kernels(X, r.phi, r.dphi, r.kinks, 0.4, 0.6, center=eq.center)
     got = deq.kernels(X)
-    for key in ("S", "G", "Gdot", "K"):
-        assert _rel(getattr(got, key), want[key]) < 1e-7, key
+    S, XX = got.S, X @ X.T
+
+    def f(x):
+        return r.phi(x) - c
+
+    for i in range(n):
+        t = math.sqrt(S[i, i])
+        m2 = ref.expect(lambda x, t=t: float(f(t * x)) ** 2, t, r.kinks)
+        e2 = ref.expect(lambda x, t=t: float(r.dphi(t * x)) ** 2, t, r.kinks)
+        assert abs(S[i, i] - sa2 * m2 - sb2 * XX[i, i]) <= 1e-12 * S[i, i], i
+        assert abs(got.G[i, i] - m2) <= 1e-12 * m2, i
+        assert abs(got.Gdot[i, i] - e2) <= 1e-12 * e2, i
+    scale = np.abs(got.G).max()
+    for i, j in zip(*np.triu_indices(n, 1)):
+        g = ref.two_point(f, f, S[i, i], S[j, j], S[i, j], r.kinks, r.kinks)
+        gd = ref.two_point(r.dphi, r.dphi, S[i, i], S[j, j], S[i, j], r.kinks, r.kinks)
+        assert abs(got.G[i, j] - g) <= 1e-10 * scale, (i, j)
+        assert abs(got.Gdot[i, j] - gd) <= 1e-9, (i, j)
+        assert abs(S[i, j] - sa2 * g - sb2 * XX[i, j]) <= 1e-11 * np.abs(S).max(), (i, j)
+        assert abs(got.K[i, j] - g / (1.0 - sa2 * gd)) <= 1e-9 * np.abs(got.K).max(), (i, j)
 
 
 def test_polynomial_kernel_closed_form(rng):

@@ -5,6 +5,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -13,6 +14,139 @@
 #include "deqfast/quadrature.hpp"
 
 namespace deqfast {
+
+/// Taylor coefficients w_0 .. w_n of phi(a + h) = sum_m w_m h^m (w_m = phi^(m)(a) / m!) for the
+/// smooth activations (tanh, sigmoid, softplus, swish, gelu), n <= kMaxJet. From the ODEs
+/// tanh' = 1 - tanh^2 and sigma' = sigma (1 - sigma) (power-series products: no large
+/// alternating coefficients, so the absolute error stays ~eps per coefficient, which is what the
+/// Gaussian averages need), and for gelu from Phi^(m) = (-1)^(m-1) He_(m-1) varphi. Returns false
+/// for any other kind.
+constexpr int kMaxJet = 17;
+inline bool smooth_jet(const Activation& phi, double a, int n, double* w) {
+  static const auto inv = [] {  // 1 / m: multiplications instead of divisions in the recursions
+    std::array<double, kMaxJet + 2> r{};
+    for (int m = 1; m <= kMaxJet + 1; ++m) r[m] = 1.0 / m;
+    return r;
+  }();
+  double c[kMaxJet + 2];
+  auto logistic = [&](double x, double* t) {  // Taylor coefficients of sigma(x + h), t[0..n]
+    const double s = Activation::sigmoid(x);
+    t[0] = s;
+    if (n >= 1) t[1] = s * (1.0 - s);
+    for (int m = 1; m < n; ++m) {  // (m+1) t_{m+1} = t_m - sum_{i=0}^{m} t_i t_{m-i}
+      double acc = t[m] * (1.0 - 2.0 * s);
+      for (int i = 1; i < m; ++i) acc -= t[i] * t[m - i];
+      t[m + 1] = acc * inv[m + 1];
+    }
+  };
+  switch (phi.kind) {
+    case Kind::Tanh: {
+      const double t = std::tanh(a);
+      w[0] = t;
+      if (n >= 1) w[1] = (1.0 - t) * (1.0 + t);
+      for (int m = 1; m < n; ++m) {  // (m+1) w_{m+1} = -sum_{i=0}^{m} w_i w_{m-i}
+        double acc = -2.0 * t * w[m];
+        for (int i = 1; i < m; ++i) acc -= w[i] * w[m - i];
+        w[m + 1] = acc * inv[m + 1];
+      }
+      break;
+    }
+    case Kind::Sigmoid: logistic(a, w); break;
+    case Kind::Softplus: {  // softplus' = sigma
+      logistic(a, c);
+      w[0] = phi.raw(a);
+      for (int m = 1; m <= n; ++m) w[m] = c[m - 1] * inv[m];
+      break;
+    }
+    case Kind::Swish: {  // (a + h) sigma(a + h)
+      logistic(a, c);
+      w[0] = a * c[0];
+      for (int m = 1; m <= n; ++m) w[m] = a * c[m] + c[m - 1];
+      break;
+    }
+    case Kind::Gelu: {  // (a + h) Phi(a + h), Phi's coefficients (-1)^(m-1) He_(m-1)(a) varphi(a) / m!
+      const double pdf = std::exp(-0.5 * a * a) / kSqrt2Pi;
+      c[0] = 0.5 * std::erfc(-a / kSqrt2);
+      double r0 = 1.0, r1 = a;  // He_k(a) / k! for k = m-2, m-1 (r_{k+1} = (a r_k - r_{k-1}) / (k+1))
+      for (int m = 1; m <= n; ++m) {
+        const double hk = m == 1 ? 1.0 : r1;  // He_(m-1)(a) / (m-1)!
+        c[m] = ((m - 1) % 2 ? -1.0 : 1.0) * hk * pdf * inv[m];
+        if (m >= 2) {
+          const double r2 = (a * r1 - r0) * inv[m];  // He_m / m! from He_(m-1), He_(m-2)
+          r0 = r1;
+          r1 = r2;
+        }
+      }
+      w[0] = a * c[0];
+      for (int m = 1; m <= n; ++m) w[m] = a * c[m] + c[m - 1];
+      break;
+    }
+    default: return false;
+  }
+  w[0] -= phi.shift;
+  return true;
+}
+
+/// Number of terms K of the heat series E f(a + b y) = sum_{k=0}^{K} (b^2/2)^k / k! f^(2k)(a),
+/// y ~ N(0, 1), for f = phi and phi' of a smooth activation, or -1 when b is too large for it.
+/// The derivatives of the smooth activations grow at most like m! (2/pi)^(m+1) (tanh, singular at
+/// +-i pi/2; the others are farther, swish and gelu up to a factor |a|), so term k of the phi'
+/// series is below T_k = (b^2/2)^k / k! (2k+1)! (2/pi)^(2k+2), T_k / T_(k-1) = 0.405 b^2 (2k+1);
+/// the first omitted term must stay below 1e-19.
+inline int heat_terms(double b) {
+  constexpr double c = 4.0 / (kPi * kPi);
+  double t = c;  // T_0
+  for (int k = 1; 2 * k - 1 <= kMaxJet; ++k) {
+    t *= c * b * b * (2 * k + 1);
+    if (t <= 1e-19) return k - 1;
+  }
+  return -1;
+}
+
+/// E phi(a + b y) and E phi'(a + b y), y ~ N(0, 1), in closed form for the kinked activations
+/// (ELU, clip): both are piecewise exponential or linear, whose Gaussian averages are normal
+/// CDFs. Beyond 9 b of a kink the far piece's weight is below 1e-18 and is dropped.
+inline void kinked_smooth(const Activation& phi, double a, double b, double& F, double& D) {
+  auto cdf = [](double z) { return 0.5 * std::erfc(-z / kSqrt2); };
+  auto pdf = [](double z) { return std::exp(-0.5 * z * z) / kSqrt2Pi; };
+  // R(m) = E (a + b y - m)_+ and its derivative in a
+  auto ramp = [&](double m, double& r, double& dr) {
+    const double t = (a - m) / b;
+    if (t >= 9.0) {
+      r = a - m;
+      dr = 1.0;
+    } else if (t <= -9.0) {
+      r = dr = 0.0;
+    } else {
+      dr = cdf(t);
+      r = (a - m) * dr + b * pdf(t);
+    }
+  };
+  if (phi.kind == Kind::Clip) {  // p0 clip(z, -c, c) = p0 (-c + (z + c)_+ - (z - c)_+)
+    const double c = phi.p1;
+    double r1, d1, r2, d2;
+    ramp(-c, r1, d1);
+    ramp(c, r2, d2);
+    F = phi.p0 * (-c + r1 - r2) - phi.shift;
+    D = phi.p0 * (d1 - d2);
+    return;
+  }
+  // ELU: z_+ + alpha (e^z - 1) 1{z <= 0}; E e^z 1{z <= 0} = e^(a + b^2/2) Phi(-a/b - b)
+  const double t = a / b, alpha = phi.p0;
+  double r, dr, ez;
+  ramp(0.0, r, dr);
+  if (t >= 9.0) {
+    ez = 0.0;  // below varphi(t) / (t + b) < e^(-t^2/2) <= 2.6e-18
+  } else if (-t - b >= 9.0) {
+    ez = std::exp(a + 0.5 * b * b);  // Phi(-t - b) = 1 to 1e-19
+  } else {
+    // e^(a + b^2/2) Phi(-t - b) = exp(a + b^2/2 + log Phi(-t - b)): no overflow for large a, b
+    const double q = cdf(-t - b);
+    ez = q > 0.0 ? std::exp(a + 0.5 * b * b + std::log(q)) : 0.0;
+  }
+  F = r + alpha * (ez - (1.0 - dr)) - phi.shift;
+  D = dr + alpha * ez;
+}
 
 /// Two-point expectations at (d_i, d_j, s): g = E[phi(u) phi(v)], gd = E[phi'(u) phi'(v)].
 class PairEvaluator {
@@ -33,6 +167,11 @@ class PairEvaluator {
   }
 
   PairMethod method() const { return method_; }
+
+  /// Whether phi' or phi'' jumps (ELU, clip): then gd(s) is not analytic at |rho| = 1 (a
+  /// (1 - rho)^(1/2) or ^(3/2) term), and the solver's second-order extrapolation of G, Gdot
+  /// is replaced by an evaluation at the accepted S where the quadrature was used.
+  bool kinked() const { return phi_.kind == Kind::Elu || phi_.kind == Kind::Clip; }
 
   /// Returns false when the Mehler series cannot meet its accuracy target (use quadrature).
   inline bool eval(Eigen::Index i, Eigen::Index j, double s, double& g, double& gd) const {
@@ -117,25 +256,101 @@ class PairEvaluator {
     }
   }
 
-  /// Two-dimensional quadrature for rho near +-1: u = sqrt(d_i) x, v = a + b y with
-  /// a = sqrt(d_j) rho x, b = sqrt(d_j (1 - rho^2)). The outer rule over x is composite
-  /// Gauss–Legendre split at the kinks. The inner expectation over y is E phi(a + b y): when
-  /// b <= 0.1 and no kink lies within 9 b of a, the integrand is analytic over the whole
-  /// Gaussian mass and varies on a scale 1/b >> 1, so a Q-node Gauss–Hermite rule suffices. Its
-  /// error is b^(2Q) |phi^(2Q)| Q! / (2Q)!, and the smooth activations' derivatives grow at most
-  /// like n! (2/pi)^(n+1) (tanh, singular at +-i pi/2; the others are farther), so the error is
-  /// below ~b^(2Q) (2/pi)^(2Q+1) Q!: Q = 2 for b <= 1e-4, 4 for b <= 1e-3, 6 for b <= 1e-2 and
-  /// 16 for b <= 0.1 keep it below 1e-16. Otherwise the inner rule is composite Gauss–Legendre
-  /// split at the kinks, as the outer one.
+  /// Quadrature for the pairs Mehler's series cannot take (rho near +-1): u = sqrt(d_i) x,
+  /// v = a + b y with a = sqrt(d_j) rho x, b = sqrt(d_j (1 - rho^2)), x, y ~ N(0, 1) independent.
+  /// The inner expectations E phi(a + b y), E phi'(a + b y) are one-dimensional functions of a:
+  /// in closed form for the kinked activations (kinked_smooth), by the heat series on the
+  /// activation's Taylor coefficients for the smooth ones (smooth_jet; heat_terms picks the
+  /// length, b up to ~0.045). What remains is one integral over x: composite Gauss–Legendre
+  /// (panels of width 1, 12 nodes, on [-9, 9]) split at the kinks of phi(u) and, for a kinked
+  /// activation, at those of the smoothed inner function x_k = k / (sqrt(d_j) rho), graded
+  /// towards x_k at distances w, 3 w, 9 w (w = b / (sqrt(d_j) |rho|), the width of the smoothed
+  /// kink in x). Larger b for a smooth activation: eval_quadrature_2d.
   void eval_quadrature(Eigen::Index i, Eigen::Index j, double s, double& g, double& gd) const {
+    const double si = std::sqrt(a_.d[i]), sj = std::sqrt(b_.d[j]);
+    const double rho = std::clamp(s / (si * sj), -1.0, 1.0), r2 = std::sqrt(std::max(0.0, 1.0 - rho * rho));
+    const double b = sj * r2;
+    g = gd = 0.0;
+    if (kinked()) {
+      std::vector<double> breaks = scaled_kinks(phi_, si);
+      const double w = r2 / std::abs(rho);
+      if (w < 0.5)
+        for (double k : phi_.kinks()) {
+          const double xk = k / (sj * rho);
+          for (double m : {0.0, 1.0, -1.0, 3.0, -3.0, 9.0, -9.0}) breaks.push_back(xk + m * w);
+        }
+      const Rule outer = gaussian_composite_rule(breaks, 9.0, 1.0, 12);
+      const bool sharp = !(b > 1e-290);  // b = 0: v = a exactly
+      for (std::size_t p = 0; p < outer.x.size(); ++p) {
+        const double x1 = outer.x[p], u = si * x1, a = sj * rho * x1;
+        double fv, dv;
+        if (sharp) {
+          fv = phi_(a);
+          dv = phi_.deriv(a);
+        } else {
+          kinked_smooth(phi_, a, b, fv, dv);
+        }
+        g += outer.w[p] * phi_(u) * fv;
+        gd += outer.w[p] * phi_.deriv(u) * dv;
+      }
+      return;
+    }
+    const int K = heat_terms(b);
+    const bool jet = phi_.kind == Kind::Tanh || phi_.kind == Kind::Sigmoid || phi_.kind == Kind::Softplus ||
+                     phi_.kind == Kind::Swish || phi_.kind == Kind::Gelu;  // the kinds smooth_jet takes
+    if (K < 0 || !jet) {
+      eval_quadrature_2d(i, j, s, g, gd);
+      return;
+    }
+    static const Rule outer = gaussian_composite_rule({}, 9.0, 1.0, 12);  // no kinks: one rule
+    // heat-series weights: F = sum_k cf_k w_(2k), D = sum_k cd_k w_(2k+1) with the Taylor
+    // coefficients w_m = f^(m)(a) / m!: cf_k = (b^2/2)^k (2k)! / k!, cd_k = (b^2/2)^k (2k+1)! / k!
+    double cf[kMaxJet + 1], cd[kMaxJet + 1];
+    cf[0] = 1.0;
+    cd[0] = 1.0;
+    for (int k = 1; k <= K; ++k) {
+      cf[k] = cf[k - 1] * 0.5 * b * b * (2 * k) * (2 * k - 1) / k;
+      cd[k] = cf[k] * (2 * k + 1);
+    }
+    double w[kMaxJet + 2], wu[2];
+    for (std::size_t p = 0; p < outer.x.size(); ++p) {
+      const double x1 = outer.x[p];
+      smooth_jet(phi_, si * x1, 1, wu);
+      smooth_jet(phi_, sj * rho * x1, 2 * K + 1, w);
+      double fv = 0.0, dv = 0.0;
+      for (int k = K; k >= 0; --k) {  // smallest terms first
+        fv += cf[k] * w[2 * k];
+        dv += cd[k] * w[2 * k + 1];
+      }
+      g += outer.w[p] * wu[0] * fv;
+      gd += outer.w[p] * wu[1] * dv;
+    }
+  }
+
+  /// Two-dimensional quadrature (eval_quadrature's fallback for a smooth activation and b > ~0.045).
+  /// The outer rule over x is composite Gauss–Legendre split at the kinks. The inner expectation
+  /// over y is E phi(a + b y): when no kink lies within 9 b of a, the integrand is analytic over
+  /// the whole Gaussian mass, in a strip of half-width >= pi / (2 b) (tanh, singular at
+  /// +-i pi/2; the other smooth activations are farther), and a Q-node Gauss–Hermite rule
+  /// suffices. Its error is b^(2Q) |phi^(2Q)| Q! / (2Q)!, below ~b^(2Q) (2/pi)^(2Q+1) Q!:
+  /// Q = 2 for b <= 1e-4, 4 for b <= 1e-3, 6 for b <= 1e-2; measured on tanh and tanh' over
+  /// a in [-6, 6] against a fine composite rule, Q = 16 keeps the error below 5e-16 for
+  /// b <= 0.2, Q = 24 for b <= 0.3 and Q = 64 for b <= 0.5. Otherwise the inner rule is
+  /// composite Gauss–Legendre split at the kinks, as the outer one.
+  void eval_quadrature_2d(Eigen::Index i, Eigen::Index j, double s, double& g, double& gd) const {
     static const Rule gh2 = gauss_hermite_prob(2), gh4 = gauss_hermite_prob(4), gh6 = gauss_hermite_prob(6),
-                      gh16 = gauss_hermite_prob(16);
+                      gh16 = gauss_hermite_prob(16), gh24 = gauss_hermite_prob(24), gh64 = gauss_hermite_prob(64);
     const double si = std::sqrt(a_.d[i]), sj = std::sqrt(b_.d[j]);
     const double rho = std::clamp(s / (si * sj), -1.0, 1.0), r2 = std::sqrt(std::max(0.0, 1.0 - rho * rho));
     const Rule outer = gaussian_composite_rule(scaled_kinks(phi_, si), 9.0, 1.0, 12);
     const std::vector<double> kinks = phi_.kinks();
     const double b = sj * r2;
-    const Rule& gh = b <= 1e-4 ? gh2 : (b <= 1e-3 ? gh4 : (b <= 1e-2 ? gh6 : gh16));
+    const Rule& gh = b <= 1e-4   ? gh2
+                     : b <= 1e-3 ? gh4
+                     : b <= 1e-2 ? gh6
+                     : b <= 0.2  ? gh16
+                     : b <= 0.3  ? gh24
+                                 : gh64;
     g = gd = 0.0;
     for (std::size_t p = 0; p < outer.x.size(); ++p) {
       const double x1 = outer.x[p], u = si * x1;
@@ -146,7 +361,7 @@ class PairEvaluator {
         fv = phi_(a);
         dv = phi_.deriv(a);
       } else {
-        bool smooth = b <= 0.1;
+        bool smooth = b <= 0.5;
         for (double k : kinks) smooth = smooth && std::abs(k - a) > 9.0 * b;
         if (smooth) {
           for (std::size_t q = 0; q < gh.x.size(); ++q) {
@@ -221,7 +436,9 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
   bool have_prev = false;
   double last_step = 0;
   for (int it = 0; it < o.max_iter; ++it) {
-    if (quad || !ev.eval(i, j, s, g, gd)) {
+    // the series where it meets its bound (the start is often at a moderate rho, where the
+    // quadrature's inner rule would be wide), the quadrature fallback elsewhere
+    if (!ev.eval(i, j, s, g, gd)) {
       quad = true;
       ev.eval_quadrature(i, j, s, g, gd);
     }
@@ -245,6 +462,10 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
       s_out = sn;
       g_out = g + gd * step + 0.5 * curv * step * step;
       gd_out = gd + curv * step;
+      if (quad && ev.kinked() && step != 0.0) {  // see PairEvaluator::kinked
+        if (!ev.eval(i, j, sn, g_out, gd_out)) ev.eval_quadrature(i, j, sn, g_out, gd_out);
+        return it + 2;
+      }
       return it + 1;
     }
     s_prev = s;
