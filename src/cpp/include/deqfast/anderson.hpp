@@ -55,6 +55,8 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -143,20 +145,28 @@ inline int vector_threads(Eigen::Index N, int requested) {
 }
 
 /// body(i0, i1, thread) over `threads` contiguous chunks of [0, N); an exception in any
-/// chunk is carried out of the parallel region and rethrown here.
+/// chunk is carried out and rethrown here.
+///
+/// The chunks run on plain threads started for the sweep and joined at its end (~tens of
+/// microseconds against sweeps of milliseconds), not on an OpenMP team: an idle OpenMP
+/// worker spins for milliseconds after each region, and every sweep here is followed by a
+/// threaded BLAS product whose threads it would compete with for the cores.
 template <class Body>
 void for_chunks(Eigen::Index N, int threads, Body&& body) {
   ParallelErrors errors;
-#ifdef DEQFAST_HAVE_OPENMP
+  auto chunk = [&](int t) { errors.guard([&] { body(N * t / threads, N * (t + 1) / threads, t); }); };
+  std::vector<std::thread> team;
+  int started = 1;
   if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) errors.guard([&] { body(N * t / threads, N * (t + 1) / threads, t); });
-    errors.rethrow();
-    return;
+    team.reserve(std::size_t(threads - 1));
+    try {
+      for (; started < threads; ++started) team.emplace_back(chunk, started);
+    } catch (const std::system_error&) {  // no more threads: the caller runs the rest
+    }
   }
-#endif
-  (void)threads;
-  errors.guard([&] { body(0, N, 0); });
+  chunk(0);
+  for (int t = started; t < threads; ++t) chunk(t);
+  for (auto& th : team) th.join();
   errors.rethrow();
 }
 
