@@ -34,8 +34,8 @@ stay meaningful when the machine is too loaded for wall-time ratios.
 Every method's final iterate is scored with the same metric,
 ``‖f(Z) − Z‖_F / ‖f(Z)‖_F``, and against deqfast's Anderson equilibrium.
 Writes ``benchmarks/results/forward.json``. Run: ``python benchmarks/bench_forward.py``
-(about three minutes on two idle cores); ``--solvers-only`` runs the solver section
-alone and writes ``benchmarks/results/forward_solvers.json``.
+(about six minutes on two idle cores, half of it the solver section); ``--solvers-only``
+runs the solver section alone and writes ``benchmarks/results/forward_solvers.json``.
 """
 
 from __future__ import annotations
