@@ -20,18 +20,22 @@ Anderson vs Picard evaluations).
 
 Solver section (``"solvers"`` in the JSON): ``picard``, ``anderson`` and ``auto`` in
 float64 and float32 on the same problems, each against the bare matrix products of
-the same number of evaluations (SciPy's ``?gemm`` on the same operands: the
-evaluations' products plus the input term σ_b·B·Xᵀ formed once, timed right after
-the solve so that both see the same machine load), plus a structured map
-(symmetric Gaussian Ã, real Jacobian spectrum, σ_a² = 0.35) where acceleration
-pays. Ratios reported: Anderson / Picard time, auto / min(Picard, Anderson) time,
-Picard / bare products.
+the same number of evaluations (SciPy's ``?gemm``, the BLAS and thread pool the core
+calls, on the same operands: the evaluations' products plus the input term σ_b·B·Xᵀ
+formed once), plus a structured map (symmetric Gaussian Ã, real Jacobian spectrum,
+σ_a² = 0.35) where acceleration pays. Each cell runs ``--repeats`` interleaved rounds
+(the three solvers, then the bare products) and reports medians, with the load average
+of every round. Ratios reported: Anderson / Picard time, auto / min(Picard, Anderson)
+time, Picard / bare products. Per solver it also records the core's own split (time
+inside its products vs the whole solve, ``core_non_product_fraction``) and the
+full-length array passes per evaluation outside the products (the core's count), which
+stay meaningful when the machine is too loaded for wall-time ratios.
 
 Every method's final iterate is scored with the same metric,
 ``‖f(Z) − Z‖_F / ‖f(Z)‖_F``, and against deqfast's Anderson equilibrium.
 Writes ``benchmarks/results/forward.json``. Run: ``python benchmarks/bench_forward.py``
-(about three minutes on two idle cores); ``--solvers-only`` runs the solver section
-alone and writes ``benchmarks/results/forward_solvers.json``.
+(about six minutes on two idle cores, half of it the solver section); ``--solvers-only``
+runs the solver section alone and writes ``benchmarks/results/forward_solvers.json``.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ OUT = Path(__file__).resolve().parent / "results" / "forward.json"
 OUT_SOLVERS = OUT.with_name("forward_solvers.json")
 SOLVERS = ("picard", "anderson", "auto")
 STRUCTURED_SIGMA_A2 = 0.35
+REPEATS = 3  # interleaved rounds per cell of the solver section (medians reported)
 
 
 def rel_residual(deq: Any, A: np.ndarray, B: np.ndarray, X: np.ndarray, Z: np.ndarray) -> float:
@@ -118,12 +123,34 @@ def timed(fn, repeat: int = 1):
     return out, best
 
 
+class ReportTap:
+    """Keeps the core's report of the last ``_core.deq_forward`` call made through
+    ``deqfast.finite`` (its product timer and pass count are not part of ForwardResult)."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+        self._orig = finite._core.deq_forward
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self._orig(*args, **kwargs)
+        self.last = out[2]
+        return out
+
+    def __enter__(self) -> ReportTap:
+        finite._core.deq_forward = self  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        finite._core.deq_forward = self._orig  # type: ignore[attr-defined]
+
+
 def bare_products(
     A: np.ndarray, B: np.ndarray, X: np.ndarray, dtype: Any, repeat: int = 3
-) -> tuple[float, float]:
-    """Median times of the products the solver cannot avoid, with SciPy's ?gemm on the same
-    operands and layouts as the core: one evaluation's ``c·A·Φ + U`` and the input term
-    ``σ_b·B·Xᵀ`` formed once per solve."""
+) -> tuple[list[float], list[float]]:
+    """Times of the products the solver cannot avoid, with SciPy's ?gemm (the BLAS the core
+    calls, same thread pool) on the same operands and layouts as the core: one evaluation's
+    ``c·A·Φ + U`` (β = 1 on a prepared output) and the input term ``σ_b·B·Xᵀ`` formed once
+    per solve."""
     from scipy.linalg import blas
 
     gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
@@ -141,7 +168,7 @@ def bare_products(
         t = time.perf_counter()
         gemm(0.5, Bt, Xt, trans_a=1)
         t_input.append(time.perf_counter() - t)
-    return float(np.median(t_eval)), float(np.median(t_input))
+    return t_eval, t_input
 
 
 def structured_weights(m: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,8 +177,16 @@ def structured_weights(m: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return (A + A.T) / math.sqrt(2.0), B, v
 
 
-def solver_section(sample: Any, X: np.ndarray, weights: tuple[Any, ...]) -> dict[str, Any]:
-    """picard / anderson / auto in float64 and float32 against the bare products."""
+def solver_section(
+    sample: Any, X: np.ndarray, weights: tuple[Any, ...], repeats: int = REPEATS
+) -> dict[str, Any]:
+    """picard / anderson / auto in float64 and float32 against the bare products.
+
+    Per cell, ``repeats`` rounds, each running the three solvers one after another and then
+    timing the bare products; every figure is the median over the rounds, so that a burst of
+    machine load during one solve does not decide a ratio. The bare time of a solver is
+    ``median(input term) + evaluations × median(one evaluation's product)``.
+    """
     cases = [(f"sigma_a2={sa2}", sa2, weights) for sa2 in SIGMA_A2]
     cases.append(
         (
@@ -167,27 +202,67 @@ def solver_section(sample: Any, X: np.ndarray, weights: tuple[Any, ...]) -> dict
             if label.startswith("structured") and dtype == np.float32:
                 continue
             deq = df.DEQ("relu", sigma_a2=sa2, tau0=sample.stats.tau0)
-            row: dict[str, Any] = {}
-            for solver in SOLVERS:
-                res, t = timed(
-                    lambda s=solver, d=deq, w=W, dt=dtype: finite.forward(
-                        d, X, M, weights=w, solver=s, tol=TOL, dtype=dt, max_iter=2000
+            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in SOLVERS}
+            t_eval: list[float] = []
+            t_input: list[float] = []
+            load = [load_note()["loadavg"]]
+            for _ in range(repeats):
+                for solver in SOLVERS:
+                    with ReportTap() as tap:
+                        res, t = timed(
+                            lambda s=solver, d=deq, w=W, dt=dtype: finite.forward(
+                                d, X, M, weights=w, solver=s, tol=TOL, dtype=dt, max_iter=2000
+                            )
+                        )
+                    rep = tap.last
+                    runs[solver].append(
+                        {
+                            "seconds": t,
+                            "evaluations": res.evaluations,
+                            "phases": [list(ph) for ph in res.phases],
+                            "residual": res.residual,
+                            "core_product_seconds": rep.product_seconds,
+                            "core_solve_seconds": rep.solve_seconds,
+                            "array_passes": rep.array_passes,
+                        }
                     )
-                )
-                t_eval, t_input = bare_products(W[0], W[1], X, dtype)
-                bare = t_input + t_eval * res.evaluations
+                te, ti = bare_products(W[0], W[1], X, dtype)
+                t_eval += te
+                t_input += ti
+                load.append(load_note()["loadavg"])
+            med_eval, med_input = float(np.median(t_eval)), float(np.median(t_input))
+            row: dict[str, Any] = {
+                "repeats": repeats,
+                "loadavg_per_round": load,
+                "bare_product_seconds": {"evaluation": med_eval, "input_term": med_input},
+            }
+            for solver in SOLVERS:
+                rs = runs[solver]
+                evals = rs[-1]["evaluations"]
+                t = float(np.median([r["seconds"] for r in rs]))
+                prod = float(np.median([r["core_product_seconds"] for r in rs]))
+                core = float(np.median([r["core_solve_seconds"] for r in rs]))
+                bare = med_input + med_eval * evals
                 row[solver] = {
                     "seconds": t,
-                    "evaluations": res.evaluations,
-                    "phases": [list(ph) for ph in res.phases],
-                    "residual": res.residual,
-                    "bare_product_seconds": {"evaluation": t_eval, "input_term": t_input},
+                    "seconds_all": [r["seconds"] for r in rs],
+                    "evaluations": evals,
+                    "phases": rs[-1]["phases"],
+                    "residual": rs[-1]["residual"],
                     "bare_products_seconds": bare,
                     "over_bare_products": t / bare,
+                    # the core's own split: time in its products vs the rest of the solve
+                    "core_product_seconds": prod,
+                    "core_solve_seconds": core,
+                    "core_non_product_fraction": (core - prod) / prod,
+                    "array_passes_per_evaluation": rs[-1]["array_passes"] / evals,
                 }
                 print(
-                    f"{dname} {label}: {solver:8s} {t:7.2f} s  {res.evaluations:4d} evaluations  "
-                    f"{row[solver]['over_bare_products']:.2f}x bare products  {res.solver_used}",
+                    f"{dname} {label}: {solver:8s} {t:7.2f} s  {evals:4d} evaluations  "
+                    f"{row[solver]['over_bare_products']:.2f}x bare products  "
+                    f"non-product {row[solver]['core_non_product_fraction']:.1%}  "
+                    f"{row[solver]['array_passes_per_evaluation']:.1f} passes/evaluation  "
+                    f"{'+'.join(ph[0] for ph in rs[-1]['phases'])}",
                     flush=True,
                 )
             tp, ta, tau = (row[k]["seconds"] for k in SOLVERS)
@@ -211,7 +286,7 @@ def load_note() -> dict[str, Any]:
         return {"loadavg": None, "cpu_count": os.cpu_count()}
 
 
-def main_solvers() -> dict[str, Any]:
+def main_solvers(repeats: int = REPEATS) -> dict[str, Any]:
     sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
     X = np.ascontiguousarray(sample.X)
     W = finite.draw_weights(M, P, seed=SEED)
@@ -220,7 +295,7 @@ def main_solvers() -> dict[str, Any]:
     results = {
         "setting": {"m": M, "n": N, "p": P, "tol": TOL, "activation": "relu (centred at tau*)"},
         "load_before": load_note(),
-        "solvers": solver_section(sample, X, W),
+        "solvers": solver_section(sample, X, W, repeats),
         "load_after": load_note(),
     }
     OUT_SOLVERS.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +304,7 @@ def main_solvers() -> dict[str, Any]:
     return results
 
 
-def main() -> dict[str, Any]:
+def main(repeats: int = REPEATS) -> dict[str, Any]:
     sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
     X = np.ascontiguousarray(sample.X)
     A, B, v = finite.draw_weights(M, P, seed=SEED)
@@ -348,7 +423,7 @@ def main() -> dict[str, Any]:
     )
     results["acceptance_1"] = acc
     print(json.dumps(acc, indent=2), flush=True)
-    results["solvers"] = solver_section(sample, X, (A, B, v))
+    results["solvers"] = solver_section(sample, X, (A, B, v), repeats)
     results["load_after"] = load_note()
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -366,7 +441,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--solvers-only", action="store_true", help="run only the solver section (see above)"
     )
-    if parser.parse_args().solvers_only:
-        main_solvers()
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=REPEATS,
+        help=f"interleaved rounds per cell of the solver section (default {REPEATS})",
+    )
+    args = parser.parse_args()
+    if args.solvers_only:
+        main_solvers(args.repeats)
     else:
-        main()
+        main(args.repeats)

@@ -411,3 +411,43 @@ def test_empirical_ntk_converges_to_exact_ntk():
     ]
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] <= 0.25
+
+
+def _anderson_passes(evaluations: int, memory: int) -> int:
+    """Full-length array passes of an undamped Anderson solve with no drop or restart:
+    sweep 1 of evaluation e reads g, x and min(e - 1, mem) stored residuals and writes f;
+    sweep 2 after every evaluation but the last reads min(e, mem + 1) evaluations and writes
+    x, its fused prepare writes phi and the next output from U (3); the first evaluation's
+    prepare (4), the final copy of g (2) and the final phi (2)."""
+    e = np.arange(1, evaluations + 1)
+    sweep1 = np.sum(3 + np.minimum(e - 1, memory))
+    sweep2 = np.sum(4 + np.minimum(e[:-1], memory + 1))
+    return int(sweep1 + sweep2 + 4 + 2 + 2)
+
+
+@pytest.mark.parametrize(
+    "options, passes",
+    [
+        # residual sweep (g, x) + fused prepare (phi, U, output) per evaluation; the first
+        # prepare stands alone (4); the final phi (2)
+        (dict(solver="picard"), lambda e: 5 * e + 6),
+        (dict(solver="auto"), lambda e: 5 * e + 6),
+        # Eigen products: prepare writes phi only (U is added with the product)
+        (dict(solver="picard", gemm="eigen"), lambda e: 3 * e + 4),
+        # damped: the sweep writes the next point, prepare runs on its own every evaluation
+        (dict(solver="picard", damping=0.7), lambda e: 7 * e + 2),
+        (dict(solver="anderson"), lambda e: _anderson_passes(e, 5)),
+        (dict(solver="anderson", memory=2), lambda e: _anderson_passes(e, 2)),
+    ],
+)
+def test_core_counts_array_passes_and_times_products(rng, options, passes):
+    """The core's accounting of its memory traffic outside the products (the figure
+    benchmarks/bench_forward.py reports per evaluation) and of its product time."""
+    deq = df.DEQ("relu", sigma_a2=0.5, tau0=1.0)
+    X, (A, B, _) = small_problem(rng, m=256, n=64, p=32)
+    _, _, rep = _core.deq_forward(
+        deq.phi.core, A, B, X, math.sqrt(0.5), math.sqrt(0.5), tol=1e-10, **options
+    )
+    assert rep.converged and rep.dropped == 0 and rep.restarts == 0
+    assert rep.array_passes == passes(rep.evaluations)
+    assert 0 < rep.product_seconds <= rep.solve_seconds

@@ -107,6 +107,11 @@ class SolverReport:
     def __repr__(self) -> str:
         ...
     @property
+    def array_passes(self) -> float:
+        """
+        Full-length array reads + writes outside the matrix products (one N-element pass each).
+        """
+    @property
     def converged(self) -> bool:
         ...
     @property
@@ -122,6 +127,11 @@ class SolverReport:
     def phases(self) -> list:
         ...
     @property
+    def product_seconds(self) -> float:
+        """
+        Wall time inside the matrix products (the forward pass includes the input term).
+        """
+    @property
     def residual(self) -> float:
         ...
     @property
@@ -130,6 +140,11 @@ class SolverReport:
     @property
     def restarts(self) -> int:
         ...
+    @property
+    def solve_seconds(self) -> float:
+        """
+        Wall time of the whole solve.
+        """
     @property
     def status(self) -> str:
         ...

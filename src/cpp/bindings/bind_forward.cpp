@@ -175,6 +175,11 @@ void bind_forward(py::module_& m) {
                              })
       .def_readonly("dropped", &dq::SolverReport::dropped)
       .def_readonly("restarts", &dq::SolverReport::restarts)
+      .def_readonly("array_passes", &dq::SolverReport::array_passes,
+                    "Full-length array reads + writes outside the matrix products (one N-element pass each).")
+      .def_readonly("product_seconds", &dq::SolverReport::product_seconds,
+                    "Wall time inside the matrix products (the forward pass includes the input term).")
+      .def_readonly("solve_seconds", &dq::SolverReport::solve_seconds, "Wall time of the whole solve.")
       .def_property_readonly("phases",
                              [](const dq::SolverReport& r) {
                                py::list out;

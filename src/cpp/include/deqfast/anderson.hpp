@@ -16,6 +16,18 @@
 // Per iteration the O(N) work is two cache-blocked sweeps over the window: one forms f_k
 // and its dot products with every stored residual (a blocked matrix–vector product), one
 // forms x_{k+1} (another); no column is ever copied or shifted.
+//
+// The map is split (see PlainMap): `prepare` is its elementwise part at the next point
+// (for the DEQ: phi of the point and the copy of the input term into the output), done by
+// the solvers inside the sweep that produces that point, block by block while the block is
+// in cache, so it costs no pass of its own; `complete` is the rest (the matrix product).
+// Full-length array reads and writes outside the products, per evaluation with memory mem
+// and a full window (undamped; the DEQ map's prepare reads U and writes Phi and the output):
+//   Picard:   residual sweep reads g, x; fused prepare writes Phi, reads U, writes the next
+//             output                                                        5 passes
+//   Anderson: sweep 1 reads g, x, mem residuals, writes f; sweep 2 reads mem + 1
+//             evaluations, writes x; fused prepare as above          2 mem + 7 passes
+// SolverReport counts them (array_passes) and times the products (product_seconds).
 // Columns are dropped (oldest first) while the condition estimate of the scaled Cholesky
 // factor, max L_ii / min L_ii, exceeds min(drop_tol, kMaxGramCond); the history is cleared
 // every `restart` iterations (0: never) and whenever the step is not finite.
@@ -39,9 +51,12 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -108,6 +123,9 @@ struct SolverReport {
   int dropped = 0;                                            // columns dropped for ill-conditioning
   int restarts = 0;                                           // history clears (periodic or non-finite step)
   std::vector<SolverPhase> phases;                            // methods used, in order
+  double array_passes = 0;     // full-length array reads + writes outside the map's product
+  double product_seconds = 0;  // wall time inside the map's product (`complete`)
+  double solve_seconds = 0;    // wall time of the whole solve
   bool converged() const { return status == SolverStatus::Converged; }
 };
 
@@ -127,20 +145,28 @@ inline int vector_threads(Eigen::Index N, int requested) {
 }
 
 /// body(i0, i1, thread) over `threads` contiguous chunks of [0, N); an exception in any
-/// chunk is carried out of the parallel region and rethrown here.
+/// chunk is carried out and rethrown here.
+///
+/// The chunks run on plain threads started for the sweep and joined at its end (~tens of
+/// microseconds against sweeps of milliseconds), not on an OpenMP team: an idle OpenMP
+/// worker spins for milliseconds after each region, and every sweep here is followed by a
+/// threaded BLAS product whose threads it would compete with for the cores.
 template <class Body>
 void for_chunks(Eigen::Index N, int threads, Body&& body) {
   ParallelErrors errors;
-#ifdef DEQFAST_HAVE_OPENMP
+  auto chunk = [&](int t) { errors.guard([&] { body(N * t / threads, N * (t + 1) / threads, t); }); };
+  std::vector<std::thread> team;
+  int started = 1;
   if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) errors.guard([&] { body(N * t / threads, N * (t + 1) / threads, t); });
-    errors.rethrow();
-    return;
+    team.reserve(std::size_t(threads - 1));
+    try {
+      for (; started < threads; ++started) team.emplace_back(chunk, started);
+    } catch (const std::system_error&) {  // no more threads: the caller runs the rest
+    }
   }
-#endif
-  (void)threads;
-  errors.guard([&] { body(0, N, 0); });
+  chunk(0);
+  for (int t = started; t < threads; ++t) chunk(t);
+  for (auto& th : team) th.join();
   errors.rethrow();
 }
 
@@ -170,6 +196,25 @@ inline double dot(const Scalar* a, const Scalar* b, Eigen::Index len) {
   for (Eigen::Index r = 0; r < len; ++r) s += double(a[r]) * double(b[r]);
   return s;
 }
+
+/// A map given as one callable G(const Scalar* x, Scalar* out), with no elementwise part to
+/// fuse. A map for the solvers provides:
+///   kHasPrepare       whether prepare does anything;
+///   prepare_passes()  full-length array reads + writes of a stand-alone prepare pass;
+///   prepare(i0, i1, z, out)  the elementwise part of evaluating at z, on [i0, i1) only;
+///   complete(z, out)  the rest, once prepare has covered [0, N).
+template <class Func>
+struct PlainMap {
+  static constexpr bool kHasPrepare = false;
+  Func& f;
+  double prepare_passes() const { return 0.0; }
+  template <class Scalar>
+  void prepare(Eigen::Index, Eigen::Index, const Scalar*, Scalar*) {}
+  template <class Scalar>
+  void complete(const Scalar* z, Scalar* out) {
+    f(z, out);
+  }
+};
 
 /// Book-keeping shared by every phase: residuals, stopping and divergence tests, cancellation.
 struct Monitor {
@@ -212,7 +257,25 @@ struct Monitor {
     const double a = rep.residuals[e - 1 - span], b = rep.residuals[e - 1];
     return a > 0 && b > 0 ? std::pow(b / a, 1.0 / span) : std::numeric_limits<double>::quiet_NaN();
   }
+
+  /// out = G(z). `prepared`: a sweep has already done G.prepare(z, out) over [0, N).
+  template <class Scalar, class Map>
+  void evaluate(Map& G, const Scalar* z, Scalar* out, bool prepared, Eigen::Index N, int threads) {
+    if (Map::kHasPrepare && !prepared) {
+      for_chunks(N, threads, [&](Eigen::Index i0, Eigen::Index i1, int) { G.prepare(i0, i1, z, out); });
+      rep.array_passes += G.prepare_passes();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    G.complete(z, out);
+    rep.product_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 };
+
+/// Passes of a prepare fused into the sweep that writes its point (the point is in cache).
+template <class Map>
+double fused_prepare_passes(const Map& G) {
+  return Map::kHasPrepare ? G.prepare_passes() - 1.0 : 0.0;
+}
 
 /// What a phase asks the driver to do when it returns.
 enum class PhaseEnd { Stop, ToAnderson, ToPicard };
@@ -220,8 +283,11 @@ enum class PhaseEnd { Stop, ToAnderson, ToPicard };
 /// Picard phase. `x` is the next point to evaluate, `g` a work buffer of the same size. With
 /// `watch`, returns ToAnderson once the observed rate says acceleration will pay. On Stop,
 /// `x` holds the last evaluation.
-template <class Scalar, class Func>
-PhaseEnd picard_phase(Func& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool watch) {
+///
+/// Undamped, the next point is g itself and x's buffer is free once its block has been read:
+/// the residual sweep runs G.prepare(g -> x's buffer) block by block, and the buffers swap.
+template <class Scalar, class Map>
+PhaseEnd picard_phase(Map& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool watch) {
   using Index = Eigen::Index;
   const SolverOptions& o = mon.o;
   const Index N = x.size();
@@ -229,9 +295,11 @@ PhaseEnd picard_phase(Func& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, boo
   Partials part(threads, 2);
   const double omb = 1.0 - o.damping;
   const int start = mon.rep.evaluations;
+  bool prepared = false;
   while (true) {
-    G(static_cast<const Scalar*>(x.data()), g.data());
-    // one fused sweep: |g|^2, |g - x|^2 and, when damped, the next iterate x + beta (g - x)
+    mon.evaluate(G, static_cast<const Scalar*>(x.data()), g.data(), prepared, N, threads);
+    // one fused sweep: |g|^2, |g - x|^2 and, when damped, the next iterate x + beta (g - x);
+    // undamped, the next evaluation's prepare (the point g, the output in x's buffer)
     const Scalar* gp = g.data();
     Scalar* xp = x.data();
     part.reset(2);
@@ -245,16 +313,22 @@ PhaseEnd picard_phase(Func& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, boo
           xp[r] = Scalar(gv - omb * d);
         }
       } else {
+        for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
+          const Index b1 = std::min(b0 + kSweepBlock, i1);
 #pragma omp simd reduction(+ : gg, ff)
-        for (Index r = i0; r < i1; ++r) {
-          const double gv = double(gp[r]), d = gv - double(xp[r]);
-          gg += gv * gv;
-          ff += d * d;
+          for (Index r = b0; r < b1; ++r) {
+            const double gv = double(gp[r]), d = gv - double(xp[r]);
+            gg += gv * gv;
+            ff += d * d;
+          }
+          G.prepare(b0, b1, gp, xp);
         }
       }
       part.at(t, 0) += gg;
       part.at(t, 1) += ff;
     });
+    mon.rep.array_passes += omb != 0.0 ? 3.0 : 2.0 + fused_prepare_passes(G);
+    prepared = omb == 0.0;
     const auto tot = part.sum();
     const bool stop = mon.record(std::sqrt(tot[1]), std::sqrt(tot[0]));
     if (stop || omb == 0.0) x.swap(g);  // undamped: the next iterate is g itself
@@ -303,9 +377,10 @@ struct AndersonHistory {
 
 /// Anderson phase (Walker–Ni, see the file header). `x` is the next point to evaluate. With
 /// `watch`, returns ToPicard when acceleration does not beat `picard_rate`. On Stop, `x`
-/// holds the last evaluation.
-template <class Scalar, class Func>
-PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, double picard_rate) {
+/// holds the last evaluation. Sweep 2 runs the next evaluation's G.prepare into the slot the
+/// next claim() returns.
+template <class Scalar, class Map>
+PhaseEnd anderson_phase(Map& G, Mat<Scalar>& x, Monitor& mon, bool watch, double picard_rate) {
   using Index = Eigen::Index;
   const SolverOptions& o = mon.o;
   SolverReport& rep = mon.rep;
@@ -321,12 +396,13 @@ PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, doubl
   std::vector<int> win;            // physical slots of the window, oldest first
   std::vector<double> alpha;       // mixing coefficients over the window
   std::vector<const Scalar*> gc, fc;
+  int prepared_slot = -1;  // slot whose output sweep 2 prepared for the point x (-1: none)
 
   while (true) {
     const int s = hist.claim();
     Scalar* gp = hist.gcol(s);
     Scalar* fp = hist.fcol(s);
-    G(static_cast<const Scalar*>(x.data()), gp);
+    mon.evaluate(G, static_cast<const Scalar*>(x.data()), gp, prepared_slot == s, N, threads);
     // Sweep 1, blocked: f = g - x, |g|^2, and f . f_t for every stored residual t (f . f last).
     const int k_old = hist.count;
     win.resize(k_old);
@@ -355,12 +431,14 @@ PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, doubl
         for (int j = 0; j < k_old + 2; ++j) part.at(t, j) += acc[j];
       });
     }
+    rep.array_passes += 3.0 + k_old;
     const auto tot = part.sum();
     for (int j = 0; j < k_old; ++j) hist.H(s, win[j]) = hist.H(win[j], s) = tot[j];
     hist.H(s, s) = tot[k_old + 1];
     ++hist.count;
     if (mon.record(std::sqrt(tot[k_old + 1]), std::sqrt(tot[k_old]))) {
       std::copy(gp, gp + N, x.data());
+      rep.array_passes += 2.0;
       return PhaseEnd::Stop;
     }
     if (watch && rep.evaluations - start == mem + 2) {  // one trial window, then the choice stands
@@ -371,6 +449,7 @@ PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, doubl
         for_chunks(N, threads, [&](Index i0, Index i1, int) {
           for (Index r = i0; r < i1; ++r) xp[r] = Scalar(double(gp[r]) - omb * double(fp[r]));
         });
+        rep.array_passes += 3.0;
         return PhaseEnd::ToPicard;
       }
     }
@@ -424,7 +503,11 @@ PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, doubl
       alpha[i] += gamma[i];
       alpha[i + 1] -= gamma[i];
     }
-    // Sweep 2, blocked: x = sum_i alpha_i (g_i - (1 - beta) f_i).
+    // Sweep 2, blocked: x = sum_i alpha_i (g_i - (1 - beta) f_i), then the next evaluation's
+    // prepare on the block (into the slot claim() returns next: the oldest one when the
+    // window is full, whose block the mixing has just read).
+    const int next = hist.count == hist.cap ? hist.head : hist.slot(hist.count);
+    Scalar* next_out = hist.gcol(next);
     gc.resize(w);
     fc.resize(w);
     for (int j = 0; j < w; ++j) {
@@ -457,9 +540,12 @@ PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, doubl
               for (Index r = 0; r < len; ++r) xb[r] += a * fb[r];
             }
           }
+          G.prepare(b0, b0 + len, static_cast<const Scalar*>(xp), next_out);
         }
       });
     }
+    rep.array_passes += 1.0 + w * (omb != 0.0 ? 2.0 : 1.0) + fused_prepare_passes(G);
+    prepared_slot = next;
     ++rep.iterations;
   }
 }
@@ -468,32 +554,46 @@ PhaseEnd anderson_phase(Func& G, Mat<Scalar>& x, Monitor& mon, bool watch, doubl
 
 /// Solve x = G(x) with `method`.
 ///
-/// `G(const Scalar* x, Scalar* out)` writes G(x) into `out` (both flat, N = x.size()
-/// numbers; `out` never aliases `x`). On entry `x` is the initial guess; on exit it holds
-/// the last evaluation G(x_k). Anderson with memory 0 is damped Picard.
-template <class Scalar, class Func>
-SolverReport solve_fixed_point(FixedPointMethod method, Func&& G, detail::Mat<Scalar>& x, const SolverOptions& o) {
+/// `G` is a map as described at PlainMap (a plain callable G(const Scalar* x, Scalar* out)
+/// is wrapped in one): it writes G(x) into `out` (both flat, N = x.size() numbers; `out`
+/// never aliases `x`). On entry `x` is the initial guess; on exit it holds the last
+/// evaluation G(x_k). Anderson with memory 0 is damped Picard.
+template <class Scalar, class Map, class = decltype(Map::kHasPrepare)>
+SolverReport solve_fixed_point(FixedPointMethod method, Map& G, detail::Mat<Scalar>& x, const SolverOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
   SolverReport rep;
   detail::Monitor mon{o, rep};
   const bool can_accelerate = o.memory > 0;
+  auto done = [&] {
+    rep.solve_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  };
   if (method == FixedPointMethod::Anderson && can_accelerate) {
     rep.phases.push_back({FixedPointMethod::Anderson, 1});
     detail::anderson_phase<Scalar>(G, x, mon, false, 0.0);
-    return rep;
+    return done();
   }
   detail::Mat<Scalar> g(x.rows(), x.cols());
   const bool watch = method == FixedPointMethod::Auto && can_accelerate;
   rep.phases.push_back({FixedPointMethod::Picard, 1});
-  if (detail::picard_phase<Scalar>(G, x, g, mon, watch) == detail::PhaseEnd::Stop) return rep;
+  if (detail::picard_phase<Scalar>(G, x, g, mon, watch) == detail::PhaseEnd::Stop) return done();
   // Auto: Picard's rate says acceleration may pay; try Anderson, fall back if it does not.
   const double picard_rate = mon.rate(3);
   g.resize(0, 0);
   rep.phases.push_back({FixedPointMethod::Anderson, rep.evaluations + 1});
-  if (detail::anderson_phase<Scalar>(G, x, mon, true, picard_rate) == detail::PhaseEnd::Stop) return rep;
+  if (detail::anderson_phase<Scalar>(G, x, mon, true, picard_rate) == detail::PhaseEnd::Stop) return done();
   g.resize(x.rows(), x.cols());
   rep.phases.push_back({FixedPointMethod::Picard, rep.evaluations + 1});
   detail::picard_phase<Scalar>(G, x, g, mon, false);
-  return rep;
+  return done();
+}
+
+/// Overload for a plain callable G(const Scalar* x, Scalar* out).
+template <class Scalar, class Func, class = decltype(std::declval<Func&>()(std::declval<const Scalar*>(),
+                                                                              std::declval<Scalar*>()))>
+SolverReport solve_fixed_point(FixedPointMethod method, Func&& G, detail::Mat<Scalar>& x, const SolverOptions& o) {
+  detail::PlainMap<std::remove_reference_t<Func>> map{G};
+  return solve_fixed_point<Scalar>(method, map, x, o);
 }
 
 }  // namespace deqfast
