@@ -89,3 +89,11 @@ __all__ = [
     "relu_features",
     "relu_kernel",
 ]
+
+# The public names are documented, pickled and shown as members of this module, whichever
+# private module defines them.
+for _name in __all__:
+    _obj = globals()[_name]
+    if callable(_obj):  # classes and functions; the constants are plain tuples
+        _obj.__module__ = __name__
+del _name, _obj
