@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from deqfast.report._classification import compute_classification
-from deqfast.report._config import Progress, ReproduceConfig, single_blas, timed
+from deqfast.report._config import Progress, ReproduceConfig, cpu_seconds, single_blas, timed
 from deqfast.report._document import Document, draw_figures, to_html, to_markdown
 from deqfast.report._mixture import (
     Workspace,
@@ -189,13 +189,13 @@ def _run(
     if hasattr(os, "getloadavg"):
         load["start"] = round(os.getloadavg()[0], 2)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    t_start, c_start = time.perf_counter(), time.process_time()
+    t_start, c_start = time.perf_counter(), cpu_seconds()
     sections = compute_sections(cfg, Progress(progress), timings, cpu, load)
     with timed(timings, "figures", cpu, load):
         doc, headline = render_report(cfg, sections, timings, version, cpu, load)
-        draw_figures(doc, target.tmp)
+        draw_figures(doc, target.tmp, jobs=cfg.figure_jobs)
     timings["total"] = round(time.perf_counter() - t_start, 3)
-    cpu["total"] = round(time.process_time() - c_start, 3)
+    cpu["total"] = round(cpu_seconds() - c_start, 3)
     results: dict[str, Any] = {
         "deqfast_version": version,
         "created": created,
