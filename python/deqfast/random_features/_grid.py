@@ -120,13 +120,16 @@ def paper_models(
 
     t0 = check_positive(tau0, "tau0")
     opts = dict(forward_options or {})
+    described = ", ".join(
+        f"{k}={np.dtype(v).name if k == 'dtype' else v}" for k, v in sorted(opts.items())
+    )
     models: dict[str, FeatureModel] = {}
     for act, family, baseline in (("relu", "lrelu", "relu"), ("tanh", "clip", None)):
         deq = DEQ(act, sigma_a2=sigma_a2, sigma_b2=sigma_b2, tau0=t0)
         label = "ReLU" if act == "relu" else "tanh"
         models[f"{label} DEQ"] = FeatureModel(
             f"{label} DEQ", deq_features(deq, **opts), deq.ck, "deq", deq,
-            f"finite-width DEQ, Anderson forward pass ({opts or 'default options'})",
+            f"finite-width DEQ, Anderson forward pass ({described or 'default options'})",
         )  # fmt: skip
         design = design_explicit(deq, target="ck", family=family)
         if not design.matched:
