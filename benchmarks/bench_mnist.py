@@ -35,11 +35,11 @@ from threadpoolctl import threadpool_limits
 
 from deqfast.datasets import load_mnist, train_test_split
 from deqfast.random_features import (
-    _readout_estimator,
     inference_timing,
     kernel_ridge_accuracy,
     paper_models,
 )
+from deqfast.random_features._readouts import _readout_estimator
 
 OUT = Path(__file__).resolve().parent / "results" / "mnist.json"
 

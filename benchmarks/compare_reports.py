@@ -3,14 +3,15 @@
 Usage: python benchmarks/compare_reports.py A/results.json B/results.json
 
 Prints the number of leaves compared, the largest relative difference between numbers
-(timings and the creation time are skipped), and any difference in structure or text.
+(timings, CPU times, load averages and the creation time are skipped), and any difference
+in structure or text.
 """
 
 import json
 import math
 import sys
 
-SKIP = {"timings_seconds", "created"}
+SKIP = {"timings_seconds", "cpu_seconds", "load_average", "created"}
 
 
 def walk(a, b, path, out):

@@ -14,9 +14,6 @@ import deqfast as df
 from deqfast.random_features import (
     ClassificationResult,
     FeatureModel,
-    _explicit_hidden,
-    _explicit_weights,
-    _readout_estimator,
     classification_grid,
     inference_timing,
     kernel_ridge_accuracy,
@@ -24,6 +21,8 @@ from deqfast.random_features import (
     relu_features,
     relu_kernel,
 )
+from deqfast.random_features._readouts import _readout_estimator
+from deqfast.random_features._timing import _explicit_hidden, _explicit_weights
 
 NAMES = (
     "ReLU DEQ",

@@ -270,3 +270,36 @@ def test_design_command(capsys):
     assert main(["design", "relu", "--family", "lrelu"]) == 0
     out = capsys.readouterr().out
     assert "lrelu" in out and "residual" in out
+
+
+def test_quick_report_has_every_section(report_dir):
+    from deqfast.report._run import SECTIONS
+
+    res = json.loads((report_dir / "results.json").read_text())
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    for i, (key, _, _) in enumerate(SECTIONS, start=1):
+        assert res[key], key
+        assert f"\n## {i}. " in md, key
+        # every section timed in the run: wall and CPU seconds, load average at its end
+        assert res["timings_seconds"][key] >= 0 and res["cpu_seconds"][key] >= 0, key
+        assert key in res["load_average"] or not hasattr(os, "getloadavg"), key
+    assert res["cpu_seconds"]["total"] > 0
+
+
+def test_reproduce_full_option(monkeypatch, tmp_path, capsys):
+    import deqfast.report as report
+
+    seen = []
+    monkeypatch.setattr(report, "reproduce", lambda out, config, **k: seen.append(config) or {})
+    assert main(["reproduce", "--full", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert seen[0].full and 4096 in seen[0].classification_widths
+    assert main(["reproduce", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert not seen[1].full and 4096 not in seen[1].classification_widths
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--quick", "--full"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert "--full" in helptext and "width 4096" in helptext and "stops at 1024" in helptext

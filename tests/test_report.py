@@ -333,3 +333,128 @@ def test_data_option_errors_name_the_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "x.txt" in err and ".npz" in err
     assert not (tmp_path / "o").exists()  # nothing computed, nothing written
+
+
+# --------------------------------------------------------------------------- ten-class section
+def _grid_by_hand(deq_acc, net_acc, width=64):
+    """A ClassificationResult holding only the two ReLU models at one width, test accuracies
+    over seeds given by hand (the same numbers for both read-outs)."""
+    from deqfast.random_features import ClassificationResult, RandomFeatureResult
+
+    seeds = tuple(range(len(deq_acc)))
+    results = {}
+    for name, acc in (("ReLU DEQ", deq_acc), ("L-ReLU net (designed)", net_acc)):
+        for ro in ("logistic", "ridge"):
+            a = np.array([acc], dtype=float)
+            results[(name, ro)] = RandomFeatureResult(
+                widths=(width,), seeds=seeds, test_accuracy=a, train_accuracy=a, readout=ro,
+                ridge=1e-2, name=name,
+            )  # fmt: skip
+    shape = (2, 1, len(seeds))
+    return ClassificationResult(
+        models=("ReLU DEQ", "L-ReLU net (designed)"), widths=(width,), seeds=seeds,
+        readouts=("logistic", "ridge"), results=results, kernel_accuracy={},
+        feature_seconds=np.array([[[2.0, 3.0, 4.0][: len(seeds)]], [[0.1] * len(seeds)]]),
+        fit_seconds={ro: np.zeros(shape) for ro in ("logistic", "ridge")}, kernel_seconds={},
+        converged={ro: np.ones(shape, dtype=bool) for ro in ("logistic", "ridge")},
+        n_train=80, n_test=20, ridge=1e-2, max_iter=10, model_notes={},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("net_acc", "within"),
+    [
+        ([0.83, 0.835, 0.84], True),  # mean 0.835, 0.015 above the DEQ's 0.82 ± 0.02
+        ([0.84, 0.845, 0.85], False),  # mean 0.845, 0.025 above
+        ([0.80, 0.805, 0.81], True),  # mean 0.805, 0.015 below
+        ([0.79, 0.795, 0.80], False),  # mean 0.795, 0.025 below
+    ],
+)
+def test_designed_net_within_one_std_of_its_deq(net_acc, within):
+    from deqfast.report._classification import compare_designed
+
+    deq_acc = [0.80, 0.82, 0.84]  # mean 0.82, sample std 0.02
+    verdicts = compare_designed(_grid_by_hand(deq_acc, net_acc), 64)
+    assert [(v.deq, v.net, v.readout) for v in verdicts] == [
+        ("ReLU DEQ", "L-ReLU net (designed)", "logistic"),
+        ("ReLU DEQ", "L-ReLU net (designed)", "ridge"),
+    ]  # the tanh pair is not in the grid: skipped
+    for v in verdicts:
+        assert v.deq_mean == pytest.approx(np.mean(deq_acc))
+        assert v.deq_std == pytest.approx(np.std(deq_acc, ddof=1))
+        assert v.net_mean == pytest.approx(np.mean(net_acc))
+        assert v.within is within
+        assert ("NOT within" in v.sentence()) is not within
+        assert f"{100 * np.mean(net_acc):.1f} %" in v.sentence()
+
+
+def test_left_out_widths_are_estimated_from_the_run():
+    from deqfast.report._classification import full_width_estimate
+
+    grid = _grid_by_hand([0.8, 0.82, 0.84], [0.8, 0.8, 0.8], width=64)
+    est = full_width_estimate(grid, (256,))
+    assert est["largest_width_run"] == 64 and est["left_out_widths"] == [256]
+    assert est["deq_feature_seconds_at_largest_width"] == pytest.approx(9.0)  # DEQ only
+    assert est["estimated_deq_feature_seconds"]["256"] == pytest.approx(9.0 * 16)
+    assert est["gflop_per_map_evaluation"]["256"] == pytest.approx(2 * 256**2 * 100 / 1e9)
+    assert full_width_estimate(grid, ()) == {}
+
+
+def test_full_adds_the_large_widths_and_quick_excludes_it():
+    default, full = ReproduceConfig.make(), ReproduceConfig.make(full=True)
+    assert default.classification_widths == (32, 128, 512, 1024)
+    assert full.classification_widths == (32, 128, 512, 1024, 4096)
+    assert full.to_dict()["full"] is True
+    with pytest.raises(ValueError, match="quick and full"):
+        ReproduceConfig.make(quick=True, full=True)
+
+
+def test_classification_section_with_full_and_the_statement_without():
+    """A small run of the ten-class section (100 digits) with ``full``: the left-out width is
+    run and the designed nets are judged there.  Without ``full`` the report says where the
+    run stops, with the cost estimated from the run (rendered from the same result)."""
+    from deqfast.report._classification import compute_classification, full_width_estimate
+    from deqfast.report._render import render_classification
+
+    cfg = dataclasses.replace(
+        ReproduceConfig.make(p=16, full=True), rf_widths=(16,), rf_full_widths=(32,)
+    )
+    res = compute_classification(cfg, Workspace(cfg), Progress(False))
+    d = res.to_dict()
+    assert d["widths"] == [16, 32] and d["full"] is True and d["left_out_widths"] == {}
+    assert {v["width"] for v in d["designed_vs_deq"]} == {32}
+    assert len(d["designed_vs_deq"]) == 4  # two (DEQ, designed net) pairs x two read-outs
+    for v in d["designed_vs_deq"]:
+        for who in ("deq", "net"):
+            acc = d["accuracy"][v["readout"]][v[who]]["test_accuracy"][-1]  # m = 32, seeds
+            assert v[f"{who}_mean"] == pytest.approx(np.mean(acc))
+        assert v["within"] is (abs(v["net_mean"] - v["deq_mean"]) <= v["deq_std"])
+    assert d["deq_forward_options"] == {"dtype": "float32", "tol": 1e-4}
+    doc = Document()
+    render_classification(res, doc, [])
+    md = to_markdown(doc)
+    assert "at the largest width run (m = 32" in md and "--full" not in md
+    assert md.count("one standard deviation of the DEQ") == 4
+
+    stopped = dataclasses.replace(res, full=False, left_out=full_width_estimate(res.grid, (64,)))
+    doc = Document()
+    render_classification(stopped, doc, [])
+    md = to_markdown(doc)
+    assert "This run stops at width m = 32" in md and "deqfast reproduce --full" in md
+    assert stopped.to_dict()["left_out_widths"]["left_out_widths"] == [64]
+
+
+def test_figures_drawn_by_workers_are_the_same_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    from deqfast.plots import plot_errors_vs_p
+    from deqfast.report._document import draw_figures
+
+    doc = Document()
+    for k in range(3):
+        curve = {"relu": np.array([0.3, 0.2, 0.1]) * (k + 1)}
+        doc.figure(lambda c=curve: plot_errors_vs_p([16, 32, 64], c), f"f{k}.png", f"figure {k}")
+    draw_figures(doc, str(tmp_path / "serial"), jobs=1)
+    draw_figures(doc, str(tmp_path / "forked"), jobs=2)
+    for fig in doc.figures:
+        a = (tmp_path / "serial" / fig.path).read_bytes()
+        assert a[:4] == b"\x89PNG" and a == (tmp_path / "forked" / fig.path).read_bytes()

@@ -55,12 +55,19 @@ class ReproduceConfig:
         ("tanh", "ck", "clip"),
         ("tanh", "ntk", "auto"),
     )
-    rf_widths: tuple[int, ...] = (32, 128, 512, 1024, 4096)
+    rf_widths: tuple[int, ...] = (32, 128, 512, 1024)
+    rf_full_widths: tuple[int, ...] = (4096,)
+    full: bool = False
     rf_seeds: tuple[int, ...] = (0, 1, 2)
+    rf_forward_dtype: str = "float32"
+    rf_forward_tol: float = 1e-4
+    rf_logistic_dtype: str = "float32"
+    rf_fit_jobs: int = 2
     cls_n_per_class: int = 500
     cls_test_size: float = 0.2
     timing_width: int = 1024
     ridge: float = 1e-2
+    figure_jobs: int = 2
 
     @classmethod
     def make(
@@ -68,23 +75,31 @@ class ReproduceConfig:
         *,
         quick: bool = False,
         seed: int = 0,
+        full: bool = False,
         p: int | None = None,
         data: str | os.PathLike[str] | None = None,
         classes: Sequence[Any] | None = None,
     ) -> ReproduceConfig:
         """The default (``quick=False``) or smoke-test configuration.
 
+        ``full`` adds the widths ``rf_full_widths`` (4096) to the ten-class random-feature
+        sweep (:attr:`classification_widths`); the default run stops below them because a
+        DEQ forward solve on the 5,000 digits at m = 4096 costs ``2 m² n`` ≈ 170 GFLOP per
+        map evaluation, about ten evaluations per DEQ and seed.  ``full`` and ``quick``
+        exclude each other.
         ``p`` (for tests) replaces every mixture dimension by that single value
         and shrinks the finite-width sweeps and the real-data part.  ``data`` (an
         IDX directory or a features ``.npz``) replaces MNIST in the real-data part,
         with the two ``classes`` (default: 6 and 8).
         """
         seed = check_integer(seed, "seed", min_value=0)
+        if quick and full:
+            raise ValueError("quick and full exclude each other: choose one configuration")
         if quick:
             cfg = cls(
                 seed=seed, quick=True, ps=(128, 256, 512), draws=1, spectra_p=512, finite_p=256,
                 finite_widths=(256, 1024), finite_trials=1, rf_widths=(32, 128, 512),
-                rf_seeds=(0, 1), cls_n_per_class=50, timing_width=512,
+                rf_full_widths=(), rf_seeds=(0, 1), cls_n_per_class=50, timing_width=512,
                 designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
                 real_subset_n=200, real_subsets=2,
                 real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
@@ -95,12 +110,15 @@ class ReproduceConfig:
             p = check_integer(p, "p", min_value=16)
             cfg = dataclasses.replace(
                 cfg, activations=("relu", "tanh"), ps=(p,), draws=1, spectra_p=p, finite_p=p,
-                finite_widths=(64, 256), finite_trials=1, rf_widths=(16, 64), rf_seeds=(0, 1),
+                finite_widths=(64, 256), finite_trials=1, rf_widths=(16, 64),
+                rf_full_widths=(128,), rf_seeds=(0, 1),
                 cls_n_per_class=10, timing_width=64,
                 designs=(("relu", "ck", "lrelu"),), real_n_per_class=30, real_subset_n=40,
                 real_subsets=2, real_activations=("relu", "tanh"),
                 real_designs=(("relu", "ck", "lrelu"),),
             )  # fmt: skip
+        if full:
+            cfg = dataclasses.replace(cfg, full=True)
         if data is not None:
             cfg = dataclasses.replace(cfg, data=os.fspath(data))
         if classes is not None:
@@ -108,6 +126,17 @@ class ReproduceConfig:
                 raise ValueError(f"classes must name two classes; got {list(classes)!r}")
             cfg = dataclasses.replace(cfg, real_classes=tuple(classes))
         return cfg
+
+    @property
+    def classification_widths(self) -> tuple[int, ...]:
+        """Widths of the ten-class sweep: ``rf_widths``, and ``rf_full_widths`` with ``full``."""
+        extra = tuple(w for w in self.rf_full_widths if w not in self.rf_widths)
+        return tuple(sorted(self.rf_widths + extra)) if self.full else self.rf_widths
+
+    @property
+    def rf_forward_options(self) -> dict[str, Any]:
+        """Options of :func:`deqfast.finite.forward` for the DEQs' random features."""
+        return {"dtype": np.dtype(self.rf_forward_dtype).type, "tol": self.rf_forward_tol}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (tuples become lists)."""
@@ -135,11 +164,33 @@ class Progress:
         )
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished child processes (the
+    figure workers)."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
 @contextmanager
-def timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    """Record the wall time of the block in ``timings[key]`` (seconds, 3 decimals)."""
-    t0 = time.perf_counter()
+def timed(
+    timings: dict[str, float],
+    key: str,
+    cpu: dict[str, float] | None = None,
+    load: dict[str, float] | None = None,
+) -> Iterator[None]:
+    """Record the wall time of the block in ``timings[key]`` (seconds, 3 decimals), and
+    with ``cpu`` the CPU time of the process (all its threads) in ``cpu[key]``, with
+    ``load`` the machine's one-minute load average at the end of the block in ``load[key]``.
+
+    On a shared machine wall time depends on the other work running; CPU time and the
+    load average say how much.
+    """
+    t0, c0 = time.perf_counter(), cpu_seconds()
     try:
         yield
     finally:
         timings[key] = round(time.perf_counter() - t0, 3)
+        if cpu is not None:
+            cpu[key] = round(cpu_seconds() - c0, 3)
+        if load is not None and hasattr(os, "getloadavg"):
+            load[key] = round(os.getloadavg()[0], 2)

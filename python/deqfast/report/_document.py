@@ -98,12 +98,47 @@ class Document:
         return [b for b in self.blocks if isinstance(b, Figure)]
 
 
-def draw_figures(doc: Document, out: str) -> None:
-    """Draw every figure of ``doc`` to ``out/figures/<name>`` (PNG)."""
+#: The figures being drawn by :func:`draw_figures`' worker processes (inherited by fork).
+_PENDING: tuple[list[Figure], str] | None = None
+
+
+def _draw(i: int) -> None:
     from deqfast.plots import save_figure
 
-    for fig in doc.figures:
-        save_figure(fig.make(), os.path.join(out, fig.path))
+    assert _PENDING is not None
+    figures, out = _PENDING
+    save_figure(figures[i].make(), os.path.join(out, figures[i].path))
+
+
+def draw_figures(doc: Document, out: str, *, jobs: int = 1) -> None:
+    """Draw every figure of ``doc`` to ``out/figures/<name>`` (PNG).
+
+    Drawing is single-threaded Python (matplotlib's layout and text), so with ``jobs > 1``
+    the figures are shared out to that many forked worker processes, which inherit the
+    figure recipes and the imported matplotlib; the files are the same either way.
+    Without ``fork`` (Windows) they are drawn here, one after the other.
+    """
+    import multiprocessing
+
+    global _PENDING
+    figures = doc.figures
+    jobs = min(int(jobs), len(figures))
+    forked = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if forked:
+        from deqfast.plots import require_matplotlib
+
+        require_matplotlib()  # imported once here rather than in every worker
+        import matplotlib.figure  # noqa: F401
+    _PENDING = (figures, out)
+    try:
+        if forked:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                pool.map(_draw, range(len(figures)), chunksize=1)
+        else:
+            for i in range(len(figures)):
+                _draw(i)
+    finally:
+        _PENDING = None
 
 
 def fmt(x: float, digits: int = 4) -> str:

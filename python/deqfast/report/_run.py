@@ -13,7 +13,7 @@ import numpy as np
 
 from deqfast._shared import show_progress
 from deqfast.report._classification import compute_classification
-from deqfast.report._config import Progress, ReproduceConfig, single_blas, timed
+from deqfast.report._config import Progress, ReproduceConfig, cpu_seconds, single_blas, timed
 from deqfast.report._document import Document, draw_figures, to_html, to_markdown
 from deqfast.report._mixture import (
     Workspace,
@@ -55,20 +55,31 @@ def _json_default(o: Any) -> Any:
 
 
 def compute_sections(
-    cfg: ReproduceConfig, bars: Progress, timings: dict[str, float]
+    cfg: ReproduceConfig,
+    bars: Progress,
+    timings: dict[str, float],
+    cpu: dict[str, float] | None = None,
+    load: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Every section's result object, keyed as in ``results.json`` (wall times in ``timings``)."""
+    """Every section's result object, keyed as in ``results.json`` (wall times in
+    ``timings``, CPU times in ``cpu`` and the load average at each section's end in ``load``
+    when given)."""
     ws = Workspace(cfg)
     results: dict[str, Any] = {}
     with single_blas():  # the OpenMP kernels keep their threads; BLAS calls run on one
         for key, compute, _ in SECTIONS:
-            with timed(timings, key):
+            with timed(timings, key, cpu, load):
                 results[key] = compute(cfg, ws, bars)
     return results
 
 
 def render_report(
-    cfg: ReproduceConfig, sections: dict[str, Any], timings: dict[str, float], version: str
+    cfg: ReproduceConfig,
+    sections: dict[str, Any],
+    timings: dict[str, float],
+    version: str,
+    cpu: dict[str, float] | None = None,
+    load: dict[str, float] | None = None,
 ) -> tuple[Document, Headline]:
     """The report document (headline table first) and the headline rows."""
     body = Document()
@@ -88,7 +99,20 @@ def render_report(
     doc.table(["quantity", "value"], headline)
     doc.extend(body)
     doc.h(2, "Run")
-    doc.table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()])
+    cpu, load = cpu or {}, load or {}
+    doc.p(
+        "Wall and CPU seconds (all threads of the process) of each step, and the machine's "
+        "one-minute load average at its end: on a shared machine, wall time above CPU time "
+        "divided by the cores says the step waited for other work."
+    )
+    doc.table(
+        ["step", "wall seconds", "CPU seconds", "load average"],
+        [
+            [k, f"{v:.1f}", f"{cpu[k]:.1f}" if k in cpu else "–",
+             f"{load[k]:.2f}" if k in load else "–"]
+            for k, v in timings.items()
+        ],
+    )  # fmt: skip
     return doc, headline
 
 
@@ -161,19 +185,26 @@ def _run(
     cfg: ReproduceConfig, target: ReportOutput, progress: bool, version: str
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    load: dict[str, float] = {}
+    if hasattr(os, "getloadavg"):
+        load["start"] = round(os.getloadavg()[0], 2)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    t_start = time.perf_counter()
-    sections = compute_sections(cfg, Progress(progress), timings)
-    with timed(timings, "figures"):
-        doc, headline = render_report(cfg, sections, timings, version)
-        draw_figures(doc, target.tmp)
+    t_start, c_start = time.perf_counter(), cpu_seconds()
+    sections = compute_sections(cfg, Progress(progress), timings, cpu, load)
+    with timed(timings, "figures", cpu, load):
+        doc, headline = render_report(cfg, sections, timings, version, cpu, load)
+        draw_figures(doc, target.tmp, jobs=cfg.figure_jobs)
     timings["total"] = round(time.perf_counter() - t_start, 3)
+    cpu["total"] = round(cpu_seconds() - c_start, 3)
     results: dict[str, Any] = {
         "deqfast_version": version,
         "created": created,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "timings_seconds": timings,
+        "cpu_seconds": cpu,
+        "load_average": load,
         **{key: res.to_dict() for key, res in sections.items()},
         "headline": dict(headline),
     }
