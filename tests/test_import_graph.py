@@ -39,9 +39,11 @@ PENDING_SPLIT: set[str] = set()
 
 
 def _package_root() -> Path:
+    # The directory of deqfast/__init__.py: with an editable install the package's search
+    # path also lists the build's directory, which holds only the compiled core.
     spec = importlib.util.find_spec("deqfast")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations)))
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent
 
 
 ROOT = _package_root()
