@@ -46,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 from _memory import reset_peak, status_mib  # benchmarks/_memory.py
@@ -67,6 +68,21 @@ def _log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- part 0
 DESTINATIONS = ("workers", "zarr", "client")
+
+
+def _lanczos_into(out: dict, label: str, op: Any, k: int, **options: Any) -> Any:
+    """Top-k Lanczos of ``op``, its time, steps, convergence and values recorded into ``out``."""
+    from deqfast.linalg import lanczos_top
+
+    t0 = time.perf_counter()
+    top = lanczos_top(op, k, strict=False, **options)
+    out["lanczos_seconds"] = time.perf_counter() - t0
+    out["lanczos_steps"] = top.iterations
+    out["lanczos_converged"] = top.converged
+    out["top_eigenvalues"] = top.eigenvalues.tolist()
+    out["top_residuals"] = top.residuals.tolist()
+    _log(f"{label}: Lanczos {top.iterations} steps in {out['lanczos_seconds']:.1f} s: {top}")
+    return top
 
 
 def _tile_phases(stream: list[dict], t_start: float, t_end: float) -> dict:
@@ -217,14 +233,7 @@ def exact_run(n, p, block, client, workdir, k, tol, probes, steps):
 
     op = dd.tiled_operator(K, client=client)
     dd.reset_peak_memory(client)
-    t0 = time.perf_counter()
-    top = lanczos_top(op, k, tol=tol, strict=False)
-    out["lanczos_seconds"] = time.perf_counter() - t0
-    out["lanczos_steps"] = top.iterations
-    out["lanczos_converged"] = top.converged
-    out["top_eigenvalues"] = top.eigenvalues.tolist()
-    out["top_residuals"] = top.residuals.tolist()
-    _log(f"n={n}: Lanczos {top.iterations} steps in {out['lanczos_seconds']:.1f} s: {top}")
+    top = _lanczos_into(out, f"n={n}", op, k, tol=tol)
 
     t0 = time.perf_counter()
     dens = slq_density(op, probes=probes, steps=steps, seed=0)
@@ -284,7 +293,7 @@ def _paper_sample_float32(n: int, p: int, seed: int):
 
 def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     import deqfast as df
-    from deqfast.linalg import lanczos_top, slq_density, surrogate_operator
+    from deqfast.linalg import slq_density, surrogate_operator
 
     out: dict = {"n": n, "p": p, "X_dtype": "float32"}
     rss0 = reset_peak()
@@ -306,14 +315,7 @@ def surrogate_run(n: int, p: int, k: int, tol: float, probes: int, steps: int):
     out[f"matmat_{probes}_seconds"] = time.perf_counter() - t0
     del V
 
-    t0 = time.perf_counter()
-    top = lanczos_top(op, k, tol=tol, max_steps=200, strict=False)
-    out["lanczos_seconds"] = time.perf_counter() - t0
-    out["lanczos_steps"] = top.iterations
-    out["lanczos_converged"] = top.converged
-    out["top_eigenvalues"] = top.eigenvalues.tolist()
-    out["top_residuals"] = top.residuals.tolist()
-    _log(f"surrogate: Lanczos {top.iterations} steps in {out['lanczos_seconds']:.1f} s: {top}")
+    top = _lanczos_into(out, "surrogate", op, k, tol=tol, max_steps=200)
     del top
 
     t0 = time.perf_counter()

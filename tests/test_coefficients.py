@@ -33,24 +33,21 @@ def test_affine_fixed_point_ignores_untracked_c4():
     assert math.isnan(got.c4)
 
 
-def test_claimed_rate_ge_1_raises():
+@pytest.mark.parametrize(
+    ("factor", "rate", "exc", "match"),
+    [
+        # a claimed rate >= 1 is refused up front
+        (0.5, 1.0, ValueError, "not a contraction"),
+        # a map that expands although the caller claimed a contraction must not return silently
+        (1.5, 0.5, RuntimeError, r"did not converge within \d+ iterations.*residual"),
+        # contraction 0.999 with a claimed 0.5: the cap (set for 0.5) is too short
+        (0.999, 0.5, RuntimeError, "test: did not converge"),
+    ],
+)
+def test_bad_contraction_raises_with_residual_and_iterations(factor, rate, exc, match):
     b = KC(1.0, 1.0, 0.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match="not a contraction"):
-        alg.affine_fixed_point(_affine(0.5, b), b, rate=1.0, name="test")
-
-
-def test_non_contracting_map_raises_with_residual_and_iterations():
-    """A map that expands although the caller claimed a contraction must not return silently."""
-    b = KC(1.0, 1.0, 0.0, 0.0, 1.0)
-    with pytest.raises(RuntimeError, match=r"did not converge within \d+ iterations.*residual"):
-        alg.affine_fixed_point(_affine(1.5, b), b, rate=0.5, name="expanding")
-
-
-def test_slowly_contracting_map_hits_the_cap():
-    """Contraction 0.999 with a claimed 0.5: the cap (set for 0.5) is too short."""
-    b = KC(1.0, 1.0, 0.0, 0.0, 1.0)
-    with pytest.raises(RuntimeError, match="slow: did not converge"):
-        alg.affine_fixed_point(_affine(0.999, b), b, rate=0.5, name="slow")
+    with pytest.raises(exc, match=match):
+        alg.affine_fixed_point(_affine(factor, b), b, rate=rate, name="test")
 
 
 def test_best_effort_warns_and_returns_last_iterate():

@@ -387,27 +387,18 @@ def _paper_data(p):
     return sample.X, deq
 
 
-def test_empirical_ck_converges_to_exact_ck():
-    X, deq = _paper_data(512)  # n = 409
-    G = deq.ck(X)
+@pytest.mark.parametrize(
+    ("kernel", "p", "widths", "trials"),
+    [("ck", 512, (256, 1024, 4096), 3), ("ntk", 256, (128, 512, 2048), 2)],
+)
+def test_empirical_kernel_converges_to_exact_kernel(kernel, p, widths, trials):
+    """The Monte-Carlo CK / NTK approach deq.ck / deq.ntk as the width grows (n = 0.8 p)."""
+    X, deq = _paper_data(p)
+    exact = deq.ck(X) if kernel == "ck" else deq.ntk(X)
+    empirical = finite.empirical_ck if kernel == "ck" else finite.empirical_ntk
     errs = [
-        ref.rel_op_err(
-            G, finite.empirical_ck(deq, X, m, trials=3, seed=m, tol=1e-5, progress=False)
-        )
-        for m in (256, 1024, 4096)
-    ]
-    assert errs[0] > errs[1] > errs[2]
-    assert errs[2] <= 0.25
-
-
-def test_empirical_ntk_converges_to_exact_ntk():
-    X, deq = _paper_data(256)  # n = 204
-    K = deq.ntk(X)
-    errs = [
-        ref.rel_op_err(
-            K, finite.empirical_ntk(deq, X, m, trials=2, seed=m, tol=1e-5, progress=False)
-        )
-        for m in (128, 512, 2048)
+        ref.rel_op_err(exact, empirical(deq, X, m, trials=trials, seed=m, tol=1e-5, progress=False))
+        for m in widths
     ]
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] <= 0.25

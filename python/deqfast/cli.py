@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from deqfast.design import FAMILIES
+
 __all__ = ["build_parser", "main"]
 
 
@@ -54,6 +56,16 @@ def _positive_float(text: str) -> float:
     if not 0 < v:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
     return v
+
+
+def _add_sigma_arguments(parser: argparse.ArgumentParser) -> None:
+    """The DEQ's σ_a² and σ_b² options, shared by the subcommands that build one."""
+    parser.add_argument(
+        "--sigma-a2", type=_positive_float, default=0.2, help="σ_a² (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--sigma-b2", type=_positive_float, default=None, help="σ_b² (default: 1 − σ_a²)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,12 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--activation", default="relu", help="DEQ activation name (default: %(default)s)"
     )
-    k.add_argument(
-        "--sigma-a2", type=_positive_float, default=0.2, help="σ_a² (default: %(default)s)"
-    )
-    k.add_argument(
-        "--sigma-b2", type=_positive_float, default=None, help="σ_b² (default: 1 − σ_a²)"
-    )
+    _add_sigma_arguments(k)
     k.add_argument("--classes", nargs="+", default=None, help="keep only these labels")
     k.add_argument("--n-per-class", type=_positive_int, default=None, help="subsample each class")
     k.add_argument("--no-center", action="store_true", help="do not subtract the mean")
@@ -163,12 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     d.add_argument("activation", help="DEQ activation name, e.g. relu, tanh, swish")
-    d.add_argument(
-        "--sigma-a2", type=_positive_float, default=0.2, help="σ_a² (default: %(default)s)"
-    )
-    d.add_argument(
-        "--sigma-b2", type=_positive_float, default=None, help="σ_b² (default: 1 − σ_a²)"
-    )
+    _add_sigma_arguments(d)
     d.add_argument(
         "--tau0", type=_positive_float, default=1.0, help="input scale τ0 (default: %(default)s)"
     )
@@ -183,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     d.add_argument(
         "--family",
-        choices=("auto", "lrelu", "lrelu3", "mixed", "clip", "hermite", "relu", "authors"),
+        choices=FAMILIES,
         default="auto", help="explicit-net family (default: %(default)s)",
     )  # fmt: skip
     d.add_argument(

@@ -28,6 +28,22 @@ inline Moments apply_shift(Moments m, double c) {
   return m;
 }
 
+/// Moments from the Gaussian sums E f, E xi f, E (xi^2-1) f, E (xi^3-3xi) f, E f^2,
+/// E (xi^2-1) f^2 and E phi'^2 of f(xi) = phi(tau xi): Hermite coefficients scaled back to tau.
+inline Moments moments_from_sums(double tau, double s0, double s1, double s2, double s3, double q0,
+                                 double q2, double e) {
+  Moments m;
+  const double t2 = tau * tau;
+  m.a0 = s0;
+  m.a1 = s1 / tau;
+  m.a2 = s2 / t2;
+  m.a3 = s3 / (t2 * tau);
+  m.m2 = q0;
+  m.m2_dot = q2 / (2.0 * t2);
+  m.e2 = e;
+  return m;
+}
+
 /// Raw moments by the symmetric composite rule: every node xi > 0 is paired with -xi, so
 /// odd activations give a0 = a2 = 0 exactly rather than rounding noise.
 inline Moments raw_moments_quadrature(const Activation& phi, double tau) {
@@ -48,16 +64,7 @@ inline Moments raw_moments_quadrature(const Activation& phi, double tau) {
     q2 += w * (x2 - 1.0) * f2;
     e += w * (dp * dp + dm * dm);
   }
-  Moments m;
-  const double t2 = tau * tau;
-  m.a0 = s0;
-  m.a1 = s1 / tau;
-  m.a2 = s2 / t2;
-  m.a3 = s3 / (t2 * tau);
-  m.m2 = q0;
-  m.m2_dot = q2 / (2.0 * t2);
-  m.e2 = e;
-  return m;
+  return moments_from_sums(tau, s0, s1, s2, s3, q0, q2, e);
 }
 
 inline Moments raw_moments_polynomial(const Activation& phi, double tau) {
@@ -77,16 +84,7 @@ inline Moments raw_moments_polynomial(const Activation& phi, double tau) {
     q2 += w * (x2 - 1.0) * f * f;
     e += w * d * d;
   }
-  Moments m;
-  const double t2 = tau * tau;
-  m.a0 = s0;
-  m.a1 = s1 / tau;
-  m.a2 = s2 / t2;
-  m.a3 = s3 / (t2 * tau);
-  m.m2 = q0;
-  m.m2_dot = q2 / (2.0 * t2);
-  m.e2 = e;
-  return m;
+  return moments_from_sums(tau, s0, s1, s2, s3, q0, q2, e);
 }
 
 /// Gaussian moments of phi (including its shift) at scale tau > 0.
