@@ -351,12 +351,12 @@ def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) ->
         deq = ws.deq(act, s.stats.tau0)
         C = empirical_ck(
             deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 7, w]),
-            progress=False,
+            tol=cfg.finite_tol, progress=False,
         )  # fmt: skip
         op[act][i], fro[act][i] = relative_errors(kr.G, C)
         N = empirical_ntk(
             deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 8, w]),
-            method="adjoint", progress=False,
+            method="adjoint", tol=cfg.finite_tol, progress=False,
         )  # fmt: skip
         ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
     return FiniteWidthResult(
