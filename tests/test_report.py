@@ -116,9 +116,15 @@ def test_compute_finite_width_matches_the_library():
         deq = df.DEQ(act, sigma_a2=cfg.sigma_a2, tau0=s.stats.tau0)
         G, K = deq.ck(s.X), deq.ntk(s.X)
         for i, w in enumerate(cfg.finite_widths):
-            C = empirical_ck(deq, s.X, w, seed=np.random.default_rng([2, 7, w]), progress=False)
+            C = empirical_ck(
+                deq, s.X, w, seed=np.random.default_rng([2, 7, w]), tol=cfg.finite_tol,
+                progress=False,
+            )  # fmt: skip
             assert r.ck_op[act][i] == pytest.approx(_op(G, C), rel=1e-8)
-            N = empirical_ntk(deq, s.X, w, seed=np.random.default_rng([2, 8, w]), progress=False)
+            N = empirical_ntk(
+                deq, s.X, w, seed=np.random.default_rng([2, 8, w]), tol=cfg.finite_tol,
+                progress=False,
+            )  # fmt: skip
             assert r.ntk_op[act][i] == pytest.approx(_op(K, 0.5 * (N + N.T)), rel=1e-8)
 
 
