@@ -27,6 +27,7 @@ __all__ = [
     "markdown_table",
     "progress_bar",
     "resolve_threads",
+    "set_frozen",
     "show_progress",
 ]
 
@@ -34,6 +35,12 @@ __all__ = [
 MAX_THREADS = 1024
 
 _T = TypeVar("_T")
+
+
+def set_frozen(obj: object, **values: Any) -> None:
+    """Set the fields of a frozen dataclass instance (from its own ``__init__``)."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
 
 
 def exported_from(module: str) -> Callable[[_T], _T]:

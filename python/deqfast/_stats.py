@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deqfast._shared import exported_from
+from deqfast._shared import exported_from, set_frozen
 from deqfast._validation import (
     as_data_matrix,
     as_finite_array,
@@ -121,14 +121,10 @@ class MixtureStats:
                 f"labels must lie in 0..{K - 1} (K = {K} from t); "
                 f"got range {labels.min()}..{labels.max()}"
             )
-        set_ = object.__setattr__
-        set_(self, "tau0", tau0)
-        set_(self, "p", p)
-        set_(self, "t", _readonly(t))
-        set_(self, "T", _readonly(T))
-        set_(self, "priors", _readonly(priors))
-        set_(self, "psi", _readonly(psi))
-        set_(self, "labels", _readonly(labels.astype(np.int64)))
+        set_frozen(
+            self, tau0=tau0, p=p, t=_readonly(t), T=_readonly(T), priors=_readonly(priors),
+            psi=_readonly(psi), labels=_readonly(labels.astype(np.int64)),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ #
     @property

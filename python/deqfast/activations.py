@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deqfast import _core
+from deqfast._shared import set_frozen
 from deqfast._validation import check_in_range
 
 __all__ = [
@@ -131,13 +132,10 @@ class Activation:
         coef = tuple(float(c) for c in coef)
         if not all(math.isfinite(v) for v in params + coef):
             raise ValueError(f"parameters of activation {name!r} must be finite")
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "params", params)
-        object.__setattr__(self, "coef", coef)
-        object.__setattr__(self, "shift", shift)
-        object.__setattr__(self, "display", display)
-        object.__setattr__(self, "_core", _core.Activation(kind, list(params), list(coef), shift))
+        set_frozen(
+            self, name=name, kind=kind, params=params, coef=coef, shift=shift, display=display,
+            _core=_core.Activation(kind, list(params), list(coef), shift),
+        )  # fmt: skip
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("Activation objects are immutable")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deqfast import activations as _act
+from deqfast._shared import set_frozen
 from deqfast._stats import check_stats
 from deqfast._validation import as_data_matrix, check_positive
 from deqfast._vocabulary import check_kernel, matrix_name, renamed_keywords
@@ -107,12 +108,7 @@ class DEQ:
                     f"tau0 must be in [{lo:g}, {hi:g}] (the input scale |x|; rescale the data "
                     f"and tau0 together), got {tau0!r}"
                 )
-        set_ = object.__setattr__
-        set_(self, "activation", act)
-        set_(self, "sigma_a2", sa2)
-        set_(self, "sigma_b2", sb2)
-        set_(self, "tau0", tau0)
-        set_(self, "_eq", None)
+        set_frozen(self, activation=act, sigma_a2=sa2, sigma_b2=sb2, tau0=tau0, _eq=None)
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(f"DEQ objects are immutable; use deq.with_({key}=...) for a variant")

@@ -380,6 +380,32 @@ _FAMILY_PARAM = """    family : {"auto", "lrelu", "clip", "hermite", "relu"}, de
 _DESIGN_ATTRIBUTE = """    design_ : DesignResult
         The design (family, coefficient residual, exact-kernel distance on a probe).
 """
+_CLASSIFIER_NOTE = """
+    The targets are one-vs-all ``±1`` (one column for two classes). There is no
+    ``predict_proba`` (the scores are not probabilities; module docstring): wrap the
+    classifier in ``sklearn.calibration.CalibratedClassifierCV`` for calibrated ones.
+"""
+_CLASSES_ATTRIBUTE = """    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+"""
+
+
+def _predictor_doc(
+    summary: str, *, classifier: bool = False, explicit: bool = False, examples: str = ""
+) -> str:
+    """A predictor's docstring: its summary, then the shared parameter and attribute
+    sections (the classifier note and ``classes_``, the family and ``design_`` of the
+    explicit-net ones), then its examples."""
+    return (
+        summary
+        + (_CLASSIFIER_NOTE if classifier else "")
+        + _PREDICTOR_PARAMS
+        + (_FAMILY_PARAM if explicit else "")
+        + _PREDICTOR_ATTRIBUTES
+        + (_DESIGN_ATTRIBUTE if explicit else "")
+        + (_CLASSES_ATTRIBUTE if classifier else "")
+        + examples
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -404,13 +430,11 @@ class _RegressorBase(RegressorMixin, _KernelPredictor):
 
 
 class DEQKernelRegressor(_RegressorBase):
-    __doc__ = (
+    __doc__ = _predictor_doc(
         """Prediction of an infinitely wide DEQ trained on the squared loss (kernel regression
     with its exact CK or NTK at ``t = ∞``; module docstring).
-"""
-        + _PREDICTOR_PARAMS
-        + _PREDICTOR_ATTRIBUTES
-        + """
+""",
+        examples="""
     Examples
     --------
     >>> import numpy as np
@@ -421,20 +445,17 @@ class DEQKernelRegressor(_RegressorBase):
     >>> reg = DEQKernelRegressor("relu", sigma_a2=0.2, kernel="ntk").fit(X, y)
     >>> float(np.abs(reg.predict(X) - y).max()) < 0.05
     True
-    """
+    """,
     )
 
 
 @_explicit_init
 class ExplicitKernelRegressor(_ExplicitMixin, _RegressorBase):
-    __doc__ = (
+    __doc__ = _predictor_doc(
         """:class:`DEQKernelRegressor` with the explicit net designed for the DEQ
     (:func:`deqfast.design_explicit`, for the kernel in use).
-"""
-        + _PREDICTOR_PARAMS
-        + _FAMILY_PARAM
-        + _PREDICTOR_ATTRIBUTES
-        + _DESIGN_ATTRIBUTE
+""",
+        explicit=True,
     )
 
 
@@ -471,23 +492,12 @@ class _ClassifierBase(ClassifierMixin, _KernelPredictor):
         return self.classes_[idx]
 
 
-_CLASSIFIER_NOTE = """
-    The targets are one-vs-all ``±1`` (one column for two classes). There is no
-    ``predict_proba`` (the scores are not probabilities; module docstring): wrap the
-    classifier in ``sklearn.calibration.CalibratedClassifierCV`` for calibrated ones.
-"""
-
-
 class DEQKernelClassifier(_ClassifierBase):
-    __doc__ = (
+    __doc__ = _predictor_doc(
         """Classifier from an infinitely wide DEQ trained on one-vs-all squared loss.
-"""
-        + _CLASSIFIER_NOTE
-        + _PREDICTOR_PARAMS
-        + _PREDICTOR_ATTRIBUTES
-        + """    classes_ : ndarray of shape (n_classes,)
-        The class labels.
-
+""",
+        classifier=True,
+        examples="""
     Examples
     --------
     >>> import deqfast as df
@@ -497,24 +507,18 @@ class DEQKernelClassifier(_ClassifierBase):
     >>> scores = cross_val_score(DEQKernelClassifier("relu"), data.X, data.labels, cv=3)
     >>> bool(scores.mean() > 0.9)
     True
-    """
+    """,
     )
 
 
 @_explicit_init
 class ExplicitKernelClassifier(_ExplicitMixin, _ClassifierBase):
-    __doc__ = (
+    __doc__ = _predictor_doc(
         """:class:`DEQKernelClassifier` with the explicit net designed for the DEQ
     (:func:`deqfast.design_explicit`, for the kernel in use).
-"""
-        + _CLASSIFIER_NOTE
-        + _PREDICTOR_PARAMS
-        + _FAMILY_PARAM
-        + _PREDICTOR_ATTRIBUTES
-        + _DESIGN_ATTRIBUTE
-        + """    classes_ : ndarray of shape (n_classes,)
-        The class labels.
-"""
+""",
+        classifier=True,
+        explicit=True,
     )
 
 
