@@ -152,6 +152,12 @@ def _homogeneous(phi: Any) -> bool:
     return getattr(phi, "kind", None) == "lrelu" and getattr(phi, "shift", None) == 0.0
 
 
+def default_block(rows: int, cols: int) -> int:
+    """Edge of the assembly's inner blocks for a ``rows × cols`` kernel (or tile): 256 from
+    2048 × 2048 on (fewer, larger blocks read the data fewer times), else 64."""
+    return 256 if min(rows, cols) >= 2048 else 64
+
+
 def _rescaled(phi: Any, X: np.ndarray, Y: np.ndarray, sigma_b2: float) -> float:
     """The factor ``c`` to divide the data by so that every row is inside :data:`SCALE_RANGE`
     (1.0 when they already are, or when ``phi`` is not homogeneous: the checks then raise)."""
@@ -270,7 +276,7 @@ def compute_kernels(
     threads = resolve_threads(num_threads)
     n, n2 = X.shape[0], Y.shape[0]
     if block is None:
-        block = 256 if min(n, n2) >= 2048 else 64
+        block = default_block(n, n2)
     block = check_integer(block, "block", min_value=8, max_value=1 << 16)
     dtype = _output_dtype(dtype)
     core = phi.core  # raises TypeError for Python callables, with guidance

@@ -39,6 +39,7 @@ def _tile(
     the columns' (the same objects on a diagonal tile). See :ref:`§3 <theory-3>`.
     """
     from deqfast import _core
+    from deqfast.kernels import default_block
 
     t0 = time.perf_counter()
     core = phi.core  # the Python Activation travels (picklable); its C++ object is rebuilt here
@@ -53,7 +54,7 @@ def _tile(
     st = _core.assemble(
         core, XA, XB, A, B, diagonal, 0, r1 - r0, 0, c1 - c0, **{key: out},
         sigma_a2=params["sigma_a2"], sigma_b2=params["sigma_b2"], tol=params["tol"],
-        max_iter=params["max_iter"], block=_assembly_block(r1 - r0, c1 - c0),
+        max_iter=params["max_iter"], block=default_block(r1 - r0, c1 - c0),
         num_threads=params["num_threads"],
     )  # fmt: skip
     t2 = time.perf_counter()
@@ -102,13 +103,6 @@ def _samples(phi: Any, core: Any, d: np.ndarray, terms: int) -> Any:
     _SAMPLES[id(d)] = (ref, phi, terms, data)
     weakref.finalize(d, _SAMPLES.pop, id(d), None)
     return data
-
-
-def _assembly_block(rows: int, cols: int) -> int:
-    """Edge of the C++ assembly's inner blocks: 256 for tiles of at least 2048 × 2048, as
-    :func:`deqfast.kernels.compute_kernels` uses (fewer inner blocks read the data fewer
-    times), else 64."""
-    return 256 if min(rows, cols) >= 2048 else 64
 
 
 def _tile_array(*args: Any) -> np.ndarray:
