@@ -49,13 +49,15 @@ def _tile(
     terms = params["hermite_terms"]
     A = _samples(phi, core, dA, terms)
     B = A if diagonal else _samples(phi, core, dB, terms)
-    out = np.empty((r1 - r0, c1 - c0))
+    # solved in float64 and stored in the tile's dtype by the assembly itself (a float32 tile
+    # is the float64 result rounded to nearest, written once)
+    out = np.empty((r1 - r0, c1 - c0), dtype=params["dtype"])
     t1 = time.perf_counter()
     st = _core.assemble(
         core, XA, XB, A, B, diagonal, 0, r1 - r0, 0, c1 - c0, **{key: out},
         sigma_a2=params["sigma_a2"], sigma_b2=params["sigma_b2"], tol=params["tol"],
         max_iter=params["max_iter"], block=default_block(r1 - r0, c1 - c0),
-        num_threads=params["num_threads"],
+        num_threads=params["num_threads"], dtype=params["dtype"],
     )  # fmt: skip
     t2 = time.perf_counter()
     if st.unconverged:
@@ -65,14 +67,18 @@ def _tile(
             f"{st.max_error:.3e}; tol={params['tol']:g} is relative to each entry's scale); "
             "increase max_iter or tol"
         )
-    tile = out.astype(params["dtype"], copy=False)
+    if st.overflow32:
+        raise FloatingPointError(
+            f"tile rows {r0}:{r1} × cols {c0}:{c1}: {st.overflow32} kernel entries exceed the "
+            "float32 range; use dtype='float64' or rescale X"
+        )
     stats = dict(
         pairs=int(st.pairs), newton_steps=int(st.newton_steps),
         quadrature_pairs=int(st.quadrature_pairs), max_iterations=int(st.max_iterations),
         max_error=float(st.max_error), assemble_seconds=t2 - t1,
         seconds=time.perf_counter() - t0,
     )  # fmt: skip
-    return tile, stats
+    return out, stats
 
 
 #: Per-sample data already built in this process, by the ``id`` of the block of fixed
