@@ -206,6 +206,24 @@ def test_results_are_frozen():
         cf.d = 1.0  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("name", ("relu", "tanh", "swish"))
+def test_equilibrium_is_the_centred_moments_at_tau(name):
+    # The equilibrium carries the moments of phi centred at tau*; recompute them from the
+    # activation directly (the centring constant is E phi(tau* xi) by definition).
+    deq = df.DEQ(name, sigma_a2=0.3, tau0=1.1)
+    eq = deq.equilibrium()
+    phi = df.activations.get(name)
+    center = phi.moments(eq.tau).a0
+    want = phi.centered(center).moments(eq.tau)
+    assert isinstance(eq, df.activations.Moments)
+    assert eq.a0 == 0.0 and eq.center == pytest.approx(center, rel=1e-13, abs=1e-15)
+    for k in ("a1", "a2", "a3", "m2", "m2_dot", "e2"):
+        assert getattr(eq, k) == pytest.approx(getattr(want, k), rel=1e-12, abs=1e-14), k
+    m = eq.moments
+    assert type(m) is df.activations.Moments
+    assert (m.tau, m.a0, m.a1, m.e2) == (eq.tau, 0.0, eq.a1, eq.e2)
+
+
 # --------------------------------------------------------------------------- #
 # Validation
 # --------------------------------------------------------------------------- #

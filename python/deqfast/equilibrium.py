@@ -9,7 +9,7 @@ as fixed points of the coefficient algebra of :mod:`deqfast.coefficients`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Union
 
 from deqfast import coefficients as alg
@@ -43,11 +43,14 @@ __getattr__ = deprecated_module_attributes(
 
 
 @dataclass(frozen=True)
-class Equilibrium:
+class Equilibrium(Moments):
     """Solution of the equilibrium equations E1–E4 (:ref:`§4 <theory-4>`).
 
-    The moments ``a1, a2, a3, m2, m2_dot, e2`` are those of the activation centred at
-    ``tau`` (``center`` is the subtracted constant ``E φ(τ* ξ)``); ``D = 1 − σ_a² a1²``.
+    An ``Equilibrium`` is the :class:`~deqfast.activations.Moments` of the activation centred
+    at ``τ*`` (``tau``; ``a0 = 0`` by the centring, ``center`` is the subtracted constant
+    ``E φ(τ* ξ)``), together with the input level ``tau0``, ``D = 1 − σ_a² a1²``, the
+    surrogate coefficients ``alpha1``–``alpha4`` and the parameters ``sigma_a2``,
+    ``sigma_b2``.
 
     The solve of E1 is reported like every deqfast solver result: ``converged`` (whether the
     last Newton step was at most ``tol · τ*²``), ``status`` (``"converged"`` or
@@ -55,15 +58,8 @@ class Equilibrium:
     (``|τ*² − σ_a² m2 − σ_b² τ0²|`` at the returned ``τ*``).
     """
 
-    tau: float
     tau0: float
     center: float
-    a1: float
-    a2: float
-    a3: float
-    m2: float
-    m2_dot: float
-    e2: float
     D: float
     alpha1: float
     alpha2: float
@@ -79,8 +75,8 @@ class Equilibrium:
 
     @property
     def moments(self) -> Moments:
-        """The centred activation's moments at ``τ*``."""
-        return Moments(self.tau, 0.0, self.a1, self.a2, self.a3, self.m2, self.m2_dot, self.e2)
+        """The centred activation's moments at ``τ*``, as a plain :class:`Moments`."""
+        return Moments(*(getattr(self, f.name) for f in fields(Moments)))
 
     def __repr__(self) -> str:
         keys = ("tau", "center", "alpha1", "alpha2", "alpha3", "alpha4", "D", "m2", "e2")
@@ -218,7 +214,7 @@ def solve_equilibrium(
     )
     D = 1.0 - sigma_a2 * cen.a1 * cen.a1
     return Equilibrium(
-        tau=tau, tau0=tau0, center=center, a1=cen.a1, a2=cen.a2, a3=cen.a3, m2=cen.m2,
+        tau=tau, a0=0.0, tau0=tau0, center=center, a1=cen.a1, a2=cen.a2, a3=cen.a3, m2=cen.m2,
         m2_dot=cen.m2_dot, e2=cen.e2, D=D, alpha1=S.c1, alpha2=S.c2, alpha3=S.c3, alpha4=S.c4,
         sigma_a2=sigma_a2, sigma_b2=sigma_b2, iterations=it, residual=residual,
         converged=converged, status="converged" if converged else "max_iter", message=msg,
