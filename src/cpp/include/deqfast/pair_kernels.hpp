@@ -412,7 +412,11 @@ class PairEvaluator {
   /// of eval_quadrature's rule), and the end s0 < 0 (v = -sqrt(d_j) x) only flips signs:
   /// c_m(-) = (-1)^(m+1) c_m(+), and c_0 = phi(0)^2 +- E[(phi(u) - phi(0)) (phi(v) - phi(0))].
   /// Eight nodes at a time (lanes): branch-free tanh_vec / sigmoid_vec and the Taylor coefficients
-  /// by smooth_jet's recursions across the lanes, which the compiler vectorises.
+  /// by smooth_jet's recursions across the lanes, which the compiler vectorises. Kept out of line:
+  /// once per pair, and inlined it crowds the inliner's budget for eval_quadrature's kinked loop.
+#if defined(__GNUC__)
+  __attribute__((noinline))
+#endif
   void build_end_series(Eigen::Index i, Eigen::Index j, double s0, int n, EndSeries& es) const {
     constexpr int L = 8;
     static const Rule half = [] {  // padded to whole lane groups by nodes of weight 0
