@@ -292,12 +292,15 @@ def _check_near_pairs(deq, X, params, pairs, sign, gap_rho):
     """The kernels of X are symmetric, S* solves its equation (sigma_a2 = 0.3, sigma_b2 = 0.7),
     and each of ``pairs`` has 1 - sign * rho < gap_rho, with G*, Ġ* at the solved S* equal to
     nested adaptive quadrature of E φ(u)φ(v), E φ'(u)φ'(v) (tests/reference.py; for a kink the
-    outer rule is split around the smoothed kink, ``two_point_near``)."""
-    res = deq.kernels(X)
+    outer rule is split around the smoothed kink, ``two_point_near``). One thread gives the
+    same bits as two."""
+    res = deq.kernels(X, num_threads=2)
+    one = deq.kernels(X, num_threads=1)
     assert res.quadrature_pairs > 0
     for key in ("S", "G", "Gdot", "K"):
         M = getattr(res, key)
         np.testing.assert_array_equal(M, M.T)
+        np.testing.assert_array_equal(M, getattr(one, key))
     want = 0.7 * X @ X.T + 0.3 * res.G
     np.testing.assert_allclose(res.S, want, rtol=0, atol=1e-12 * np.abs(want).max())
     r = ref.get(deq.phi.name, **params)
