@@ -283,25 +283,63 @@ def test_near_duplicate_pairs_match_per_pair_quadrature(rng, name, params, scale
     and the kernels are symmetric."""
     base = rng.standard_normal((3, 16)) / 4.0
     X = scale * (np.repeat(base, 2, axis=0) + noise * 1e-2 * rng.standard_normal((6, 16)) / 4.0)
-    deq = df.DEQ(name, sigma_a2=0.3, tau0=1.0, **params)
-    res = deq.kernels(X)
+    # the reference for a kinked activation is slow: one pair there
+    pairs = ((0, 1),) if ref.get(name, **params).kinks else ((0, 1), (2, 3))
+    _check_near_pairs(df.DEQ(name, sigma_a2=0.3, tau0=1.0, **params), X, params, pairs, 1.0, 1e-3)
+
+
+def _check_near_pairs(deq, X, params, pairs, sign, gap_rho):
+    """The kernels of X are symmetric, S* solves its equation (sigma_a2 = 0.3, sigma_b2 = 0.7),
+    and each of ``pairs`` has 1 - sign * rho < gap_rho, with G*, Ġ* at the solved S* equal to
+    nested adaptive quadrature of E φ(u)φ(v), E φ'(u)φ'(v) (tests/reference.py; for a kink the
+    outer rule is split around the smoothed kink, ``two_point_near``). One thread gives the
+    same bits as two."""
+    res = deq.kernels(X, num_threads=2)
+    one = deq.kernels(X, num_threads=1)
     assert res.quadrature_pairs > 0
     for key in ("S", "G", "Gdot", "K"):
         M = getattr(res, key)
         np.testing.assert_array_equal(M, M.T)
+        np.testing.assert_array_equal(M, getattr(one, key))
     want = 0.7 * X @ X.T + 0.3 * res.G
     np.testing.assert_allclose(res.S, want, rtol=0, atol=1e-12 * np.abs(want).max())
-    r = ref.get(name, **params)
+    r = ref.get(deq.phi.name, **params)
     shift = deq.phi.shift
 
     def f(x):
         return r.phi(x) - shift
 
     d = np.diag(res.S)
-    pairs = ((0, 1),) if r.kinks else ((0, 1), (2, 3))  # the kinked reference is slow
-    for i, j in pairs:  # near-copies
-        assert 1.0 - res.S[i, j] / math.sqrt(d[i] * d[j]) < 1e-3
+    for i, j in pairs:
+        rho = res.S[i, j] / math.sqrt(d[i] * d[j])
+        assert 1.0 - sign * rho < gap_rho, (i, j, rho)
         g = ref.two_point_near(f, f, d[i], d[j], res.S[i, j], r.kinks, r.kinks)
         gd = ref.two_point_near(r.dphi, r.dphi, d[i], d[j], res.S[i, j], r.kinks, r.kinks)
-        assert abs(res.G[i, j] - g) <= 1e-10 * abs(res.G).max(), (i, j)
-        assert abs(res.Gdot[i, j] - gd) <= 1e-9, (i, j)
+        assert abs(res.G[i, j] - g) <= 1e-10 * abs(res.G).max(), (i, j, rho)
+        assert abs(res.Gdot[i, j] - gd) <= 1e-9, (i, j, rho)
+
+
+@pytest.mark.parametrize(
+    ("name", "scale", "sign", "gap"),
+    [
+        ("tanh", 1.0, 1.0, 1e-6),  # 1 - |rho| ~ 1e-12: the series about |rho| = 1, two terms
+        ("tanh", 1.0, -1.0, 1e-6),  # the end rho = -1
+        ("tanh", 1.0, 1.0, 1e-3),
+        ("tanh", 1.0, -1.0, 0.1),  # 1 - |rho| ~ 1e-2: many terms
+        ("tanh", 1.0, 1.0, 0.1),
+        ("sigmoid", 2.0, 1.0, 1e-6),  # at unit scale the Mehler series takes every pair
+        ("sigmoid", 2.0, -1.0, 1e-3),
+        ("sigmoid", 2.0, 1.0, 0.1),
+        ("swish", 2.0, 1.0, 1e-3),  # no series: the heat-series quadrature
+    ],
+)
+def test_pairs_near_rho_one_match_per_pair_quadrature(rng, name, scale, sign, gap):
+    """Rows paired with a near-copy (sign 1) or a near-negative (sign -1) at relative distance
+    ``gap``: 1 - |rho| from ~1e-12 to ~1e-2 at both ends of the range, so that the Taylor
+    series of G, Ġ about |rho| = 1 (docs/theory.md §3) takes few or many terms. G*, Ġ* at the
+    solved S* against nested adaptive quadrature (tests/reference.py)."""
+    base = scale * rng.standard_normal((2, 16)) / 4.0
+    other = sign * base + scale * gap * rng.standard_normal((2, 16)) / 4.0
+    X = np.vstack([base[0], other[0], base[1], other[1]])
+    deq = df.DEQ(name, sigma_a2=0.3, tau0=1.0)  # centred: phi(0) != 0
+    _check_near_pairs(deq, X, {}, ((0, 1), (2, 3)), sign, 1e-2)

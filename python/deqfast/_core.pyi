@@ -156,6 +156,18 @@ def _asin_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]
     """
     The vectorisable arcsin of the arcsine (erf) pair solver (exposed for its accuracy test).
     """
+def _exp_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
+    """
+    The branch-free exp of the pair series about |rho| = 1 (exposed for its accuracy test).
+    """
+def _sigmoid_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
+    """
+    The branch-free sigmoid of the pair series about |rho| = 1 (exposed for its accuracy test).
+    """
+def _tanh_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
+    """
+    The branch-free tanh of the pair series about |rho| = 1 (exposed for its accuracy test).
+    """
 def assemble(phi: Activation, XA: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], XB: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], A: SampleData, B: SampleData, symmetric: bool, r0: typing.SupportsInt | typing.SupportsIndex, r1: typing.SupportsInt | typing.SupportsIndex, c0: typing.SupportsInt | typing.SupportsIndex, c1: typing.SupportsInt | typing.SupportsIndex, sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, S: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, G: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, Gdot: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, K: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, Theta: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32] | None = None, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, block: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, dtype: typing.Any = 'float64') -> AssemblyStats:
     """
     Solve every pair fixed point in rows [r0, r1) x columns [c0, c1) and write the requested kernels (theory page §3). With symmetric=True only the upper triangle is solved and mirrored. dtype: of every output array, float64 or float32 (computed in float64, stored rounded to nearest).

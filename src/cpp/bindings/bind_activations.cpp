@@ -2,6 +2,7 @@
 #include "bindings/pybind11.hpp"
 #include "deqfast/activation.hpp"
 #include "deqfast/moments.hpp"
+#include "deqfast/simd_math.hpp"
 
 using deqfast::Activation;
 
@@ -57,4 +58,14 @@ void bind_activations(py::module_& m) {
           },
           py::arg("tau"), py::arg("terms"),
           "Normalised Hermite coefficients h_k = E[phi(tau xi) He_k(xi)]/sqrt(k!) and Parseval remainders.");
+  using Vec = Eigen::ArrayXd;
+  m.def(
+      "_exp_vec", [](const Eigen::Ref<const Vec>& x) -> Vec { return x.unaryExpr(&deqfast::exp_vec); }, py::arg("x"),
+      "The branch-free exp of the pair series about |rho| = 1 (exposed for its accuracy test).");
+  m.def(
+      "_tanh_vec", [](const Eigen::Ref<const Vec>& x) -> Vec { return x.unaryExpr(&deqfast::tanh_vec); },
+      py::arg("x"), "The branch-free tanh of the pair series about |rho| = 1 (exposed for its accuracy test).");
+  m.def(
+      "_sigmoid_vec", [](const Eigen::Ref<const Vec>& x) -> Vec { return x.unaryExpr(&deqfast::sigmoid_vec); },
+      py::arg("x"), "The branch-free sigmoid of the pair series about |rho| = 1 (exposed for its accuracy test).");
 }

@@ -12,6 +12,7 @@
 #include "deqfast/activation.hpp"
 #include "deqfast/diagonal.hpp"
 #include "deqfast/quadrature.hpp"
+#include "deqfast/simd_math.hpp"
 
 namespace deqfast {
 
@@ -102,6 +103,46 @@ inline int heat_terms(double b) {
   }
   return -1;
 }
+
+/// Bounds B_m >= sup_x |phi^(m)(x)|, m = 0 .. kMaxJet (B_0 unused), for tanh and sigmoid, from
+/// Cauchy's estimate on a disc of radius r about a real point: |phi^(m)(x)| <= m! M(r) / r^m with
+/// M(r) the bound of |phi - phi(0)| on the strip |Im z| <= r. For tanh, |tanh(x + i t)|^2 =
+/// (cosh 2x - cos 2t) / (cosh 2x + cos 2t) <= max(1, tan^2 t), so M(r) = max(1, tan r) for
+/// r < pi/2; sigmoid(z) - 1/2 = tanh(z/2) / 2 gives M(r) = max(1, tan(r/2)) / 2 for r < pi. Every
+/// r gives a valid bound; the table keeps the smallest over a grid of r.
+inline const std::array<double, kMaxJet + 1>& end_series_bounds(Kind kind) {
+  auto table = [](double c, double amp) {  // c: the strip's half-width in units of pi/2
+    std::array<double, kMaxJet + 1> B{};
+    for (int m = 0; m <= kMaxJet; ++m) {
+      double best = HUGE_VAL;
+      for (int k = 1; k < 400; ++k) {
+        const double r = c * 0.5 * kPi * k / 400.0;
+        double v = amp * std::max(1.0, std::tan(r / c));
+        for (int q = 1; q <= m; ++q) v *= q / r;  // m! / r^m
+        best = std::min(best, v);
+      }
+      B[m] = best;
+    }
+    return B;
+  };
+  static const auto tanh_bounds = table(1.0, 1.0), sigmoid_bounds = table(2.0, 0.5);
+  return kind == Kind::Tanh ? tanh_bounds : sigmoid_bounds;
+}
+
+/// Taylor series of the two-point expectations about an end of their range, s0 = +-sqrt(d_i d_j)
+/// (rho = +-1): by Price's theorem (docs/theory.md §3) g^(n)(s) = E[phi^(n)(u) phi^(n)(v)] at
+/// fixed variances, and at rho = +-1, v = +-sqrt(d_j / d_i) u, so with h = s - s0
+///   g(s) = sum_n e_n h^n,  gd(s) = g'(s) = sum_n (n + 1) e_(n+1) h^n,
+///   e_n = c_n / n!,  c_n = E[phi^(n)(sqrt(d_i) x) phi^(n)(+-sqrt(d_j) x)],  x ~ N(0, 1).
+/// The c_n do not depend on s: one one-dimensional quadrature per pair serves every Newton step
+/// near the end. The series stops after N terms, the first N whose Lagrange remainders
+/// B_N^2 |h|^N / N! (g) and B_(N+1)^2 |h|^N / N! (gd) are below 1e-17, with B_m the derivative
+/// bounds of end_series_bounds and |g^(N)| <= B_N^2 by Cauchy–Schwarz.
+struct EndSeries {
+  double s0 = 0.0;
+  int n = -1;  // e_0 .. e_n are held (-1: none yet)
+  double e[kMaxJet + 1];
+};
 
 /// E phi(a + b y) and E phi'(a + b y), y ~ N(0, 1), in closed form for the kinked activations
 /// (ELU, clip): both are piecewise exponential or linear, whose Gaussian averages are normal
@@ -267,6 +308,14 @@ class PairEvaluator {
   /// towards x_k at distances w, 3 w, 9 w (w = b / (sqrt(d_j) |rho|), the width of the smoothed
   /// kink in x). Larger b for a smooth activation: eval_quadrature_2d.
   void eval_quadrature(Eigen::Index i, Eigen::Index j, double s, double& g, double& gd) const {
+    EndSeries es;
+    eval_quadrature(i, j, s, es, g, gd);
+  }
+
+  /// eval_quadrature with the pair's series about |rho| = 1 kept in `es` between calls (one per
+  /// pair; see eval_end_series): the series where it applies, the quadrature below otherwise.
+  void eval_quadrature(Eigen::Index i, Eigen::Index j, double s, EndSeries& es, double& g, double& gd) const {
+    if (eval_end_series(i, j, s, es, g, gd)) return;
     const double si = std::sqrt(a_.d[i]), sj = std::sqrt(b_.d[j]);
     const double rho = std::clamp(s / (si * sj), -1.0, 1.0), r2 = std::sqrt(std::max(0.0, 1.0 - rho * rho));
     const double b = sj * r2;
@@ -325,6 +374,113 @@ class PairEvaluator {
       g += outer.w[p] * wu[0] * fv;
       gd += outer.w[p] * wu[1] * dv;
     }
+  }
+
+  /// g and gd by the Taylor series about the nearer end of the range (EndSeries), for tanh and
+  /// sigmoid (whose derivative bounds end_series_bounds gives). The coefficients are computed
+  /// into `es` when it holds none for this end or too few; returns false (nothing computed) for
+  /// other activations or when |s - s0| is too large for kMaxJet - 1 terms.
+  bool eval_end_series(Eigen::Index i, Eigen::Index j, double s, EndSeries& es, double& g, double& gd) const {
+    if (phi_.kind != Kind::Tanh && phi_.kind != Kind::Sigmoid) return false;
+    const double sq = ra_[i] * rb_[j];
+    const double s0 = s < 0 ? -sq : sq;
+    const double h = s < 0 ? std::max(0.0, s - s0) : std::min(0.0, s - s0);  // |rho| <= 1, as eval
+    const std::array<double, kMaxJet + 1>& B = end_series_bounds(phi_.kind);
+    constexpr double target = 1e-17;
+    const double ah = std::abs(h);
+    double p = ah;  // |h|^N / N!
+    int N = 1;
+    while (N < kMaxJet && !(B[N] * B[N] * p <= target && B[N + 1] * B[N + 1] * p <= target)) {
+      ++N;
+      p *= ah / N;
+    }
+    if (N == kMaxJet) return false;
+    if (es.n < N || es.s0 != s0) build_end_series(i, j, s0, N, es);
+    double gs = 0.0, gds = 0.0;
+    for (int m = N - 1; m >= 0; --m) {  // Horner, smallest terms first
+      gs = gs * h + es.e[m];
+      gds = gds * h + (m + 1) * es.e[m + 1];
+    }
+    g = gs;
+    gd = gds;
+    return true;
+  }
+
+  /// The coefficients e_0 .. e_n of the series about s0 = +-sqrt(d_i d_j) (EndSeries). phi - phi(0)
+  /// is odd for tanh and sigmoid, so phi^(m) (m >= 1) has parity (-1)^(m+1): the integrands are
+  /// even in x (composite Gauss–Legendre on [0, 9], panels of width 1, 12 nodes, the positive half
+  /// of eval_quadrature's rule), and the end s0 < 0 (v = -sqrt(d_j) x) only flips signs:
+  /// c_m(-) = (-1)^(m+1) c_m(+), and c_0 = phi(0)^2 +- E[(phi(u) - phi(0)) (phi(v) - phi(0))].
+  /// Eight nodes at a time (lanes): branch-free tanh_vec / sigmoid_vec and the Taylor coefficients
+  /// by smooth_jet's recursions across the lanes, which the compiler vectorises. Kept out of line:
+  /// once per pair, and inlined it crowds the inliner's budget for eval_quadrature's kinked loop.
+#if defined(__GNUC__)
+  __attribute__((noinline))
+#endif
+  void build_end_series(Eigen::Index i, Eigen::Index j, double s0, int n, EndSeries& es) const {
+    constexpr int L = 8;
+    static const Rule half = [] {  // padded to whole lane groups by nodes of weight 0
+      const Rule full = gaussian_composite_rule({}, 9.0, 1.0, 12);
+      Rule r;
+      for (std::size_t p = 0; p < full.x.size(); ++p)
+        if (full.x[p] > 0) {
+          r.x.push_back(full.x[p]);
+          r.w.push_back(2.0 * full.w[p]);
+        }
+      while (r.x.size() % L != 0) {
+        r.x.push_back(1.0);
+        r.w.push_back(0.0);
+      }
+      return r;
+    }();
+    const bool th = phi_.kind == Kind::Tanh;
+    const double si = ra_[i], sj = rb_[j], raw0 = th ? 0.0 : 0.5;  // raw0 = phi(0) + shift
+    double acc[kMaxJet + 1][L] = {}, wu[kMaxJet + 1][L], wv[kMaxJet + 1][L];
+    // Taylor coefficients W[m][l] = phi^(m)(y_l) / m! from the values W[0][l]: tanh' = 1 - tanh^2,
+    // (m+1) w_(m+1) = -sum_(i=0..m) w_i w_(m-i); sigmoid' = s (1 - s), (m+1) t_(m+1) = t_m -
+    // sum_(i=0..m) t_i t_(m-i) (smooth_jet)
+    auto lane_jet = [&](double (*W)[L]) {
+      if (n < 1) return;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) W[1][l] = th ? (1.0 - W[0][l]) * (1.0 + W[0][l]) : W[0][l] * (1.0 - W[0][l]);
+      for (int m = 1; m < n; ++m) {
+        const double inv = 1.0 / (m + 1);
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          double a = (th ? -2.0 * W[0][l] : 1.0 - 2.0 * W[0][l]) * W[m][l];
+          for (int q = 1; q < m; ++q) a -= W[q][l] * W[m - q][l];
+          W[m + 1][l] = a * inv;
+        }
+      }
+    };
+    for (std::size_t p0 = 0; p0 < half.x.size(); p0 += L) {
+      const double *x = half.x.data() + p0, *w = half.w.data() + p0;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        wu[0][l] = th ? tanh_vec(si * x[l]) : sigmoid_vec(si * x[l]);
+        wv[0][l] = th ? tanh_vec(sj * x[l]) : sigmoid_vec(sj * x[l]);
+      }
+      lane_jet(wu);
+      lane_jet(wv);
+#pragma omp simd
+      for (int l = 0; l < L; ++l) acc[0][l] += w[l] * (wu[0][l] - raw0) * (wv[0][l] - raw0);
+      for (int m = 1; m <= n; ++m) {
+#pragma omp simd
+        for (int l = 0; l < L; ++l) acc[m][l] += w[l] * wu[m][l] * wv[m][l];
+      }
+    }
+    const double sign = s0 < 0 ? -1.0 : 1.0, phi0 = raw0 - phi_.shift;
+    double fact = 1.0, sg = 1.0;  // m!, sign^(m+1)
+    for (int m = 0; m <= n; ++m) {
+      if (m > 0) fact *= m;
+      sg *= sign;
+      double sum = 0.0;
+      for (int l = 0; l < L; ++l) sum += acc[m][l];
+      es.e[m] = sg * fact * sum;  // c_m / m! = m! E[w_m(u) w_m(v)]
+    }
+    es.e[0] += phi0 * phi0;
+    es.s0 = s0;
+    es.n = n;
   }
 
   /// Two-dimensional quadrature (eval_quadrature's fallback for a smooth activation and b > ~0.045).
@@ -435,12 +591,13 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
   double s_prev = 0, g_prev = 0, gd_prev = 0;
   bool have_prev = false;
   double last_step = 0;
+  EndSeries es;  // the pair's series about |rho| = 1, kept across the Newton steps
   for (int it = 0; it < o.max_iter; ++it) {
     // the series where it meets its bound (the start is often at a moderate rho, where the
     // quadrature's inner rule would be wide), the quadrature fallback elsewhere
     if (!ev.eval(i, j, s, g, gd)) {
       quad = true;
-      ev.eval_quadrature(i, j, s, g, gd);
+      ev.eval_quadrature(i, j, s, es, g, gd);
     }
     const double f = s - sa2 * g - b;
     const double fp = 1.0 - sa2 * gd;
@@ -463,7 +620,7 @@ inline int solve_pair(const PairEvaluator& ev, Eigen::Index i, Eigen::Index j, d
       g_out = g + gd * step + 0.5 * curv * step * step;
       gd_out = gd + curv * step;
       if (quad && ev.kinked() && step != 0.0) {  // see PairEvaluator::kinked
-        if (!ev.eval(i, j, sn, g_out, gd_out)) ev.eval_quadrature(i, j, sn, g_out, gd_out);
+        if (!ev.eval(i, j, sn, g_out, gd_out)) ev.eval_quadrature(i, j, sn, es, g_out, gd_out);
         return it + 2;
       }
       return it + 1;

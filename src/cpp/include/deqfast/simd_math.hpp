@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "deqfast/activation.hpp"
 
@@ -48,5 +50,40 @@ inline double asin_vec(double x) {
   const double t = big ? 0.5 * kPi - 2.0 * r : r;
   return x < 0 ? -t : t;
 }
+
+}  // namespace deqfast
+
+namespace deqfast {
+
+/// e^x without branches (Cephes exp.c, S. L. Moshier: x = k ln 2 + r, |r| <= ln 2 / 2,
+/// e^r = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)), times 2^k built in the exponent bits); relative
+/// error about 1 ulp. x is clamped to [-700, 700] (no overflow; e^-700 ~ 1e-304).
+inline double exp_vec(double x) {
+  constexpr double log2e = 1.4426950408889634073599, c1 = 6.93145751953125e-1, c2 = 1.42860682030941723212e-6;
+  constexpr double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  x = x < -700.0 ? -700.0 : (x > 700.0 ? 700.0 : x);
+  const double t = x * log2e + magic;
+  const double k = t - magic;
+  std::int64_t bits;
+  std::memcpy(&bits, &t, sizeof bits);
+  const std::int64_t e = (bits - std::int64_t(0x4338000000000000) + 1023) << 52;  // 2^k
+  double scale;
+  std::memcpy(&scale, &e, sizeof scale);
+  const double r = (x - k * c1) - k * c2, rr = r * r;
+  const double p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1);
+  const double q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr +
+                   2.00000000000000000009e0;
+  return (1.0 + 2.0 * p / (q - p)) * scale;
+}
+
+/// tanh(y) = sign(y) (1 - 2 / (e^(2|y|) + 1)) without branches: absolute error about 1e-16 (the
+/// relative error grows as |y| -> 0, where tanh(y) ~ y); for Gaussian averages, not for tiny y.
+inline double tanh_vec(double y) {
+  const double t = 1.0 - 2.0 / (exp_vec(2.0 * std::abs(y)) + 1.0);
+  return y < 0 ? -t : t;
+}
+
+/// The logistic sigmoid 1 / (1 + e^-y) without branches (absolute error about 1e-16).
+inline double sigmoid_vec(double y) { return 1.0 / (1.0 + exp_vec(-y)); }
 
 }  // namespace deqfast
