@@ -33,15 +33,16 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "erf", "swish", "gelu", "sof
 CELLS = (("ck", "hidden"), ("ntk", "hidden"), ("ntk", "all"))
 
 #: Families per DEQ activation: the piecewise-linear ones for piecewise-linear DEQs, the
-#: mixed skip-like layer plus the coefficient-exact Hermite net for smooth ones, the clip
-#: and scaled nets for odd ones, and the authors' published design for every DEQ.
+#: mixed skip-like layer, the input-skip net and the coefficient-exact Hermite net for
+#: smooth ones, the clip and scaled nets for odd ones, and the authors' published design
+#: for every DEQ.
 FAMILIES = {
     "relu": ("lrelu", "lrelu3", "authors"),
     "leaky_relu": ("lrelu", "lrelu3", "authors"),
-    "tanh": ("clip", "scaled", "mixed", "lrelu", "authors"),
-    "erf": ("clip", "scaled", "mixed", "lrelu", "authors"),
+    "tanh": ("clip", "scaled", "mixed", "skip", "lrelu", "authors"),
+    "erf": ("clip", "scaled", "mixed", "skip", "lrelu", "authors"),
 }
-SMOOTH = ("mixed", "lrelu", "hermite", "authors")
+SMOOTH = ("mixed", "skip", "lrelu", "hermite", "authors")
 
 
 def _cell(args: tuple[str, str, str, float, int, int]) -> dict:

@@ -329,3 +329,27 @@ def test_doctests():
     for mod in (deqfast.design, deqfast.explicit):
         result = doctest.testmod(mod)
         assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("act", "trained"), [("swish", "hidden"), ("tanh", "all")])
+def test_skip_against_reference(act, trained, tiny_probe):
+    """The input-skip family ``[α t + β φ(γ t) + δ (t² − τ0²), φ]`` with ``s Uᵀ x`` added to
+    the φ layer: its NTK equations are met exactly (the fixed skip carries the linear part
+    that the DEQ's tangent term ``Ġ* ∘ σ_a² K*`` does not see), and every candidate's
+    coefficients and exact kernels agree with the reference algebra and quadrature."""
+    deq = df.DEQ(act, sigma_a2=0.2, tau0=TAU0)
+    res = design_explicit(deq, kernel="ntk", trained=trained, probe=tiny_probe, family="skip")
+    assert {c.family for c in res.candidates} == {"skip"}
+    assert res.exact is not None and res.exact.residual <= 1e-10
+    X = np.asarray(tiny_probe)[:3]
+    for c in res.candidates:
+        net = c.net
+        assert net.depth == 2 and 0.5 < net.input_skip < 1.2  # σ_b = 0.89 carries the input
+        assert net.activations[1].uncentered() == deq.activation.uncentered()
+        acts = [R.polynomial(net.activations[0].coef), R.get(act)]
+        ref = R.explicit_net_coefficients(acts, TAU0, "ntk", trained, input_skip=net.input_skip)
+        got = net.coefficients("ntk", trained=trained)
+        for k in ("d", "c1", "c2", "c3"):
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-8, abs=1e-11)
+        K = R.explicit_net_kernels(X, acts, TAU0, trained, input_skip=net.input_skip, nodes=200)
+        np.testing.assert_allclose(net.ntk(X, trained=trained), K["ntk"], rtol=1e-10, atol=1e-12)
