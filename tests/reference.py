@@ -653,14 +653,16 @@ def explicit_net_coefficients(
     layers, tau0: float, kind: str = "ck", trained: str = "hidden", input_skip: float = 0.0
 ) -> dict:
     """(d, c1, c2, c3) of an explicit net's CK or NTK by the docs/theory.md §5 algebra, with every
-    moment by adaptive quadrature; each layer centred at its input level. ``input_skip`` s adds
-    s² XXᵀ to the last layer's input (and to Θ^z with ``trained="all"``)."""
+    moment by adaptive quadrature; each layer centred at its input level. ``input_skip`` s_k
+    (a number: the last layer's; or one per layer) adds s_k² XXᵀ to layer k's input (and to
+    Θ^z with ``trained="all"``)."""
+    skips = _per_layer(input_skip, len(layers))
     S = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0, c4=1.0)
     theta = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0) if trained == "all" else None
     out = None
     for k, act in enumerate(layers):
-        if k == len(layers) - 1 and input_skip:
-            s2 = input_skip**2
+        if skips[k]:
+            s2 = skips[k] ** 2
             S = dict(S, d=S["d"] + s2 * tau0 * tau0, c1=S["c1"] + s2, c4=S["c4"] + s2)
             if theta is not None and trained == "all":
                 theta = dict(theta, d=theta["d"] + s2 * tau0 * tau0, c1=theta["c1"] + s2)
@@ -685,6 +687,14 @@ def explicit_net_coefficients(
         out = K if kind == "ck" else ntk
     assert out is not None
     return {k: out[k] for k in ("d", "c1", "c2", "c3")}
+
+
+def _per_layer(input_skip, depth: int) -> list:
+    """Per-layer skip scales: a number is the last layer's."""
+    if np.ndim(input_skip) == 0:
+        return [0.0] * (depth - 1) + [float(input_skip)]
+    assert len(input_skip) == depth
+    return [float(v) for v in input_skip]
 
 
 def _lrelu_pair(S, tau, s_pos, s_neg):
@@ -721,12 +731,14 @@ def explicit_net_kernels(
     ``layers`` are RefActivations; ``lrelu[k] = (s_pos, s_neg)`` marks layer k as
     piecewise linear (closed forms), otherwise every pair is a nested adaptive
     quadrature (``two_point``). Layer k is centred at the level tau_k of its input
-    kernel (tau_1 = tau0, tau_{k+1}^2 = Var of layer k at tau_k). ``input_skip`` s adds
-    s² XXᵀ to the last layer's input (level tau_L² + s² tau0²) and, with
-    ``trained="all"``, to Θ^z. ``nodes``: of the tensor Gauss–Hermite rule for smooth layers
-    (80 gives tanh' pairs at level 2 to ~1e-7 only, 200 to ~1e-15).
+    kernel (tau_1 = tau0, tau_{k+1}^2 = Var of layer k at tau_k). ``input_skip`` s_k (a
+    number: the last layer's; or one per layer) adds s_k² XXᵀ to layer k's input (level
+    tau_k² + s_k² tau0²) and, with ``trained="all"``, to Θ^z. ``nodes``: of the tensor
+    Gauss–Hermite rule for smooth layers (80 gives tanh' pairs at level 2 to ~1e-7 only,
+    200 to ~1e-15).
     """
     X = np.asarray(X, float)
+    skips = _per_layer(input_skip, len(layers))
     S = X @ X.T
     gram = S.copy()
     n = S.shape[0]
@@ -734,11 +746,11 @@ def explicit_net_kernels(
     tau = tau0
     K = Kd = S
     for k, act in enumerate(layers):
-        if k == len(layers) - 1 and input_skip:
-            S = S + input_skip**2 * gram
-            tau = math.sqrt(tau * tau + input_skip**2 * tau0 * tau0)
+        if skips[k]:
+            S = S + skips[k] ** 2 * gram
+            tau = math.sqrt(tau * tau + skips[k] ** 2 * tau0 * tau0)
             if trained == "all":
-                theta = theta + input_skip**2 * gram
+                theta = theta + skips[k] ** 2 * gram
         mu, var = _layer_center(act, tau)
         if lrelu is not None and lrelu[k] is not None:
             K, Kd = _lrelu_pair(S, tau, *lrelu[k])

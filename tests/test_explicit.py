@@ -196,6 +196,28 @@ def test_input_skip_against_reference(trained, small):
     assert R.rel_op_err(K["ntk"], K0["ntk"]) > 0.1
 
 
+@pytest.mark.parametrize("trained", ["hidden", "all"])
+def test_per_layer_input_skip_against_reference(trained, small):
+    """Skips into layers 2 and 3 of ``[√w t, poly, swish]``: ``S_2 = (w + s_2²) XXᵀ`` while
+    the tangent term sees ``w XXᵀ`` only (the design family's third layer)."""
+    tau0, w = small.stats.tau0, 0.3
+    skips = (0.0, math.sqrt(1.0 - w), SKIP)
+    net = ExplicitNet([A.linear(math.sqrt(w)), A.polynomial(_POLY), "swish"], tau0=tau0,
+                      input_skip=skips)  # fmt: skip
+    acts = [R.polynomial([0.0, math.sqrt(w)]), R.polynomial(_POLY), R.get("swish")]
+    for kind in ("ck", "ntk"):
+        ref = R.explicit_net_coefficients(acts, tau0, kind, trained, input_skip=skips)
+        got = net.coefficients(kind, trained=trained)
+        for k in ("d", "c1", "c2", "c3"):
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-9, abs=1e-12)
+    X = np.asarray(small.X)[:3]
+    K = R.explicit_net_kernels(X, acts, tau0, trained, input_skip=skips, nodes=200)
+    np.testing.assert_allclose(net.ntk(X, trained=trained), K["ntk"], rtol=1e-10, atol=1e-12)
+    # the layer-2 input is XXᵀ: the CK is that of the two-layer skip net
+    two = ExplicitNet([A.polynomial(_POLY), "swish"], tau0=tau0, input_skip=SKIP)
+    np.testing.assert_allclose(net.ck(X), two.ck(X), rtol=1e-12, atol=1e-14)
+
+
 def test_input_skip_on_one_layer_rescales_the_input(small):
     """With one hidden layer the skip is a second input projection: ``z = (W + sU)ᵀ x``,
     i.e. the net without skip on the inputs scaled by ``√(1 + s²)``."""
@@ -225,7 +247,7 @@ def _empirical_ntk(net, X, widths, seed):
     s1, s2 = net.activations
     z1 = X @ W1
     h1 = s1(z1)
-    z2 = h1 @ W2 + net.input_skip * (X @ U)
+    z2 = h1 @ W2 + net.input_skip[-1] * (X @ U)
     h2 = s2(z2)
     fwd = net.forward(X, widths, seed=seed)
     np.testing.assert_allclose(fwd.output, h2 @ v / math.sqrt(d2), rtol=1e-10, atol=1e-12)
@@ -233,7 +255,7 @@ def _empirical_ntk(net, X, widths, seed):
     gram = X @ X.T
     hidden = h2 @ h2.T / d2 + (h1 @ h1.T / d1) * (g @ g.T)
     back = s1.derivative(z1) * (g @ W2.T)  # ∂f/∂z1
-    extra = net.input_skip**2 * gram * (g @ g.T) + gram * (back @ back.T)
+    extra = net.input_skip[-1] ** 2 * gram * (g @ g.T) + gram * (back @ back.T)
     return hidden, hidden + extra
 
 
@@ -263,9 +285,14 @@ def test_input_skip_identity_pickle_and_validation(small):
     np.testing.assert_array_equal(zero.forward(X, 8, seed=3).output,
                                   plain.forward(X, 8, seed=3).output)  # fmt: skip
     net = ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip=0.5)
-    assert net != plain and net.input_skip == 0.5 and repr(net).endswith("input_skip=0.5)")
+    assert net != plain and net.input_skip == (0.0, 0.5) and repr(net).endswith("input_skip=0.5)")
     back = pickle.loads(pickle.dumps(net))
-    assert back == net and back.input_skip == 0.5
+    assert back == net and back.input_skip == (0.0, 0.5)
+    per_layer = ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip=[0.0, 0.5])
+    assert per_layer == net and hash(per_layer) == hash(net)
+    both = ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip=(0.3, 0.5))
+    assert repr(both).endswith("input_skip=(0.3, 0.5))")
+    assert pickle.loads(pickle.dumps(both)) == both
     # the last layer is centred at the level of K_1 + s² XXᵀ
     assert net.layers[1].input.d == pytest.approx(plain.layers[0].output.d + 0.25, rel=1e-14)
     np.testing.assert_allclose(net.ck(X[:3], X[3:]), net.ck(X)[:3, 3:], atol=1e-13)
@@ -273,3 +300,5 @@ def test_input_skip_identity_pickle_and_validation(small):
         ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip=-0.1)
     with pytest.raises(TypeError, match="input_skip"):
         ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip="0.5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one scale per hidden layer"):
+        ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip=(0.1, 0.2, 0.3))
