@@ -175,6 +175,20 @@ SKIP = 0.8
 _POLY = [0.05, 0.9, 0.2, 0.04]  # a first layer with odd and even parts
 
 
+def _check_against_reference(net, acts, X, trained):
+    """The net's CK and NTK coefficients against the reference algebra (quadrature moments)
+    and its exact kernels on ``X`` against the reference recursion (200-node pairs)."""
+    for kind in ("ck", "ntk"):
+        ref = R.explicit_net_coefficients(acts, net.tau0, kind, trained, input_skip=net.input_skip)
+        got = net.coefficients(kind, trained=trained)
+        for k in ("d", "c1", "c2", "c3"):
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-9, abs=1e-12)
+    K = R.explicit_net_kernels(X, acts, net.tau0, trained, input_skip=net.input_skip, nodes=200)
+    for name, got in (("ck", net.ck(X)), ("ntk", net.ntk(X, trained=trained))):
+        np.testing.assert_allclose(got, K[name], rtol=1e-10, atol=1e-12)
+    return K
+
+
 @pytest.mark.parametrize("trained", ["hidden", "all"])
 def test_input_skip_against_reference(trained, small):
     """Coefficients against the docs/theory.md §5 algebra with quadrature moments, exact
@@ -182,15 +196,8 @@ def test_input_skip_against_reference(trained, small):
     tau0 = small.stats.tau0
     net = ExplicitNet([A.polynomial(_POLY), "swish"], tau0=tau0, input_skip=SKIP)
     acts = [R.polynomial(_POLY), R.get("swish")]
-    for kind in ("ck", "ntk"):
-        ref = R.explicit_net_coefficients(acts, tau0, kind, trained, input_skip=SKIP)
-        got = net.coefficients(kind, trained=trained)
-        for k in ("d", "c1", "c2", "c3"):
-            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-9, abs=1e-12)
     X = np.asarray(small.X)[:4]
-    K = R.explicit_net_kernels(X, acts, tau0, trained, input_skip=SKIP, nodes=200)
-    for name, got in (("ck", net.ck(X)), ("ntk", net.ntk(X, trained=trained))):
-        np.testing.assert_allclose(got, K[name], rtol=1e-10, atol=1e-12)
+    K = _check_against_reference(net, acts, X, trained)
     # the skip matters: without it the reference NTK is 0.19 (hidden) / 0.24 (all) away
     K0 = R.explicit_net_kernels(X, acts, tau0, trained)
     assert R.rel_op_err(K["ntk"], K0["ntk"]) > 0.1
@@ -205,14 +212,8 @@ def test_per_layer_input_skip_against_reference(trained, small):
     net = ExplicitNet([A.linear(math.sqrt(w)), A.polynomial(_POLY), "swish"], tau0=tau0,
                       input_skip=skips)  # fmt: skip
     acts = [R.polynomial([0.0, math.sqrt(w)]), R.polynomial(_POLY), R.get("swish")]
-    for kind in ("ck", "ntk"):
-        ref = R.explicit_net_coefficients(acts, tau0, kind, trained, input_skip=skips)
-        got = net.coefficients(kind, trained=trained)
-        for k in ("d", "c1", "c2", "c3"):
-            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-9, abs=1e-12)
     X = np.asarray(small.X)[:3]
-    K = R.explicit_net_kernels(X, acts, tau0, trained, input_skip=skips, nodes=200)
-    np.testing.assert_allclose(net.ntk(X, trained=trained), K["ntk"], rtol=1e-10, atol=1e-12)
+    _check_against_reference(net, acts, X, trained)
     # the layer-2 input is XXᵀ: the CK is that of the two-layer skip net
     two = ExplicitNet([A.polynomial(_POLY), "swish"], tau0=tau0, input_skip=SKIP)
     np.testing.assert_allclose(net.ck(X), two.ck(X), rtol=1e-12, atol=1e-14)
