@@ -10,6 +10,11 @@ net (asymptotically exact) and the authors' published design. Writes
 ``benchmarks/results/design.json`` (``--p 2048 --out ...`` for the size check).
 
     python benchmarks/bench_design.py [--p 1024] [--jobs 2]
+    python benchmarks/bench_design.py --merge grid_swish.json ... [--out FILE]
+
+``--merge`` replaces the rows of ``--out`` that the given runs (one activation per
+process, written with ``--out``) re-computed, marks them ``rerun: true`` and records
+each run's load and duration under ``setting.merged``.
 
 The kernel fits run one OpenMP thread per process (``OMP_NUM_THREADS=1`` is set
 before deqfast is imported); ``--jobs`` runs cells in that many processes.
@@ -33,22 +38,23 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "erf", "swish", "gelu", "sof
 CELLS = (("ck", "hidden"), ("ntk", "hidden"), ("ntk", "all"))
 
 #: Families per DEQ activation: the piecewise-linear ones for piecewise-linear DEQs, the
-#: mixed skip-like layer plus the coefficient-exact Hermite net for smooth ones, the clip
-#: and scaled nets for odd ones, and the authors' published design for every DEQ.
+#: mixed skip-like layer, the input-skip net and the coefficient-exact Hermite net for
+#: smooth ones, the clip and scaled nets for odd ones, and the authors' published design
+#: for every DEQ.
 FAMILIES = {
     "relu": ("lrelu", "lrelu3", "authors"),
     "leaky_relu": ("lrelu", "lrelu3", "authors"),
-    "tanh": ("clip", "scaled", "mixed", "lrelu", "authors"),
-    "erf": ("clip", "scaled", "mixed", "lrelu", "authors"),
+    "tanh": ("clip", "scaled", "mixed", "skip", "lrelu", "authors"),
+    "erf": ("clip", "scaled", "mixed", "skip", "lrelu", "authors"),
 }
-SMOOTH = ("mixed", "lrelu", "hermite", "authors")
+SMOOTH = ("mixed", "skip", "lrelu", "hermite", "authors")
 
 
-def _cell(args: tuple[str, str, str, float, int, int]) -> dict:
+def _cell(args: tuple[str, str, str, float, int, int, tuple[str, ...] | None]) -> dict:
     import deqfast as df
     from deqfast.design import DesignWarning, design_explicit
 
-    act, target, trained, sigma_a2, p, seed = args
+    act, target, trained, sigma_a2, p, seed, only = args
     if p == 0:  # scikit-learn digits 6 vs 8, prepared (centred, mean ‖x‖² = 1)
         sample = df.datasets.load_digits((6, 8))
     else:
@@ -58,8 +64,9 @@ def _cell(args: tuple[str, str, str, float, int, int]) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DesignWarning)
         res = design_explicit(
-            deq, kernel=target, trained=trained, probe=sample, family=FAMILIES.get(act, SMOOTH)
-        )
+            deq, kernel=target, trained=trained, probe=sample,
+            family=only or FAMILIES.get(act, SMOOTH),
+        )  # fmt: skip
     dt = time.perf_counter() - t0
     print(res.summary(), f"\n  ({dt:.1f} s)\n", flush=True)
 
@@ -138,6 +145,34 @@ def markdown(results: dict, *, goal: float = 1e-3, goal_pl: float = 1e-4) -> str
     return "\n".join(lines)
 
 
+def _key(row: dict) -> tuple:
+    return (row["activation"], row["target"], row["trained"], row["sigma_a2"], row["p"])
+
+
+def merge(out: str, paths: list[str], section: str = "rows") -> dict:
+    """The results file ``out`` with the rows of the runs in ``paths`` put in place in its
+    list ``section`` (``"rows"``: the main grid)."""
+    with open(out) as fh:
+        base = json.load(fh)
+    new: dict[tuple, dict] = {}
+    runs = []
+    for path in paths:
+        with open(path) as fh:
+            run = json.load(fh)
+        for row in run["rows"]:
+            new[_key(row)] = dict(row, rerun=True)
+        st = run["setting"]
+        runs.append({"file": os.path.basename(path), "load": st["load"], "seconds": st["seconds"],
+                     "date": st.get("date"), "cells": len(run["rows"])})  # fmt: skip
+        if section == "rows":
+            base["setting"]["families"].update(st["families"])
+        runs[-1].update(section=section, families=st["families"])
+    old = base.get(section, [])
+    base[section] = [new.pop(_key(r), r) for r in old] + list(new.values())
+    base["setting"].setdefault("merged", []).extend(runs)
+    return base
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--p", type=int, default=1024, help="mixture dimension; 0: digits 6 vs 8")
@@ -149,17 +184,29 @@ def main() -> None:
         help="target:trained pairs (default: ck:hidden ntk:hidden ntk:all)",
     )  # fmt: skip
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--families", nargs="+", help="only these families (default: the ones per activation)"
+    )
     ap.add_argument("--out", default=os.path.join(HERE, "results", "design.json"))
     ap.add_argument("--table", metavar="JSON", help="print the Markdown table of a results file")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="merge these runs into --out")
+    ap.add_argument("--section", default="rows", help="list of --out that --merge updates")
     args = ap.parse_args()
     if args.table:
         with open(args.table) as fh:
             print(markdown(json.load(fh)))
         return
+    if args.merge:
+        merged = merge(args.out, args.merge, args.section)
+        with open(args.out, "w") as fh:
+            json.dump(merged, fh, indent=1, default=float)
+        print("merged", len(args.merge), "runs into", args.out)
+        return
 
     cells = [tuple(c.split(":")) for c in args.cells]
+    only = tuple(args.families) if args.families else None
     work = [
-        (act, t, tr, s, args.p, args.seed)
+        (act, t, tr, s, args.p, args.seed, only)
         for s in args.sigma_a2
         for act in args.activations
         for t, tr in cells
@@ -181,8 +228,9 @@ def main() -> None:
             "eigen_gap": "(1/n) sum |lambda_i(A) - lambda_i(B)| (sorted)",
             "chosen": "closest candidate on the probe (design_explicit's default)",
             "exact": "closest candidate whose coefficients match (asymptotically exact)",
-            "families": {a: list(FAMILIES.get(a, SMOOTH)) for a in args.activations},
+            "families": {a: list(only or FAMILIES.get(a, SMOOTH)) for a in args.activations},
             "load": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "seconds": time.perf_counter() - t0,
         },
         "rows": rows,

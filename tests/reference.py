@@ -11,6 +11,7 @@ This module must never import ``deqfast``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -649,14 +650,22 @@ def _layer_center(act: RefActivation, tau: float):
 
 
 def explicit_net_coefficients(
-    layers, tau0: float, kind: str = "ck", trained: str = "hidden"
+    layers, tau0: float, kind: str = "ck", trained: str = "hidden", input_skip: float = 0.0
 ) -> dict:
     """(d, c1, c2, c3) of an explicit net's CK or NTK by the docs/theory.md §5 algebra, with every
-    moment by adaptive quadrature; each layer centred at its input level."""
+    moment by adaptive quadrature; each layer centred at its input level. ``input_skip`` s_k
+    (a number: the last layer's; or one per layer) adds s_k² XXᵀ to layer k's input (and to
+    Θ^z with ``trained="all"``)."""
+    skips = _per_layer(input_skip, len(layers))
     S = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0, c4=1.0)
     theta = dict(d=tau0 * tau0, c1=1.0, c2=0.0, c3=0.0) if trained == "all" else None
     out = None
-    for act in layers:
+    for k, act in enumerate(layers):
+        if skips[k]:
+            s2 = skips[k] ** 2
+            S = dict(S, d=S["d"] + s2 * tau0 * tau0, c1=S["c1"] + s2, c4=S["c4"] + s2)
+            if theta is not None and trained == "all":
+                theta = dict(theta, d=theta["d"] + s2 * tau0 * tau0, c1=theta["c1"] + s2)
         tau = math.sqrt(S["d"])
         mu, _ = _layer_center(act, tau)
         m = moments(act.phi, act.dphi, tau, act.kinks, center=mu)
@@ -678,6 +687,14 @@ def explicit_net_coefficients(
         out = K if kind == "ck" else ntk
     assert out is not None
     return {k: out[k] for k in ("d", "c1", "c2", "c3")}
+
+
+def _per_layer(input_skip, depth: int) -> list:
+    """Per-layer skip scales: a number is the last layer's."""
+    if np.ndim(input_skip) == 0:
+        return [0.0] * (depth - 1) + [float(input_skip)]
+    assert len(input_skip) == depth
+    return [float(v) for v in input_skip]
 
 
 def _lrelu_pair(S, tau, s_pos, s_neg):
@@ -705,28 +722,42 @@ def gauss_hermite_pair(f, g, d_i, d_j, s, kinks_f=(), kinks_g=(), nodes: int = 8
     return float(w @ vals @ w)
 
 
-def explicit_net_kernels(X, layers, tau0: float, trained: str = "hidden", lrelu=None) -> dict:
+def explicit_net_kernels(
+    X, layers, tau0: float, trained: str = "hidden", lrelu=None, input_skip: float = 0.0,
+    nodes: int = 80,
+) -> dict:  # fmt: skip
     """Exact CK and NTK of an explicit net (docs/theory.md §5) on a few samples.
 
     ``layers`` are RefActivations; ``lrelu[k] = (s_pos, s_neg)`` marks layer k as
     piecewise linear (closed forms), otherwise every pair is a nested adaptive
     quadrature (``two_point``). Layer k is centred at the level tau_k of its input
-    kernel (tau_1 = tau0, tau_{k+1}^2 = Var of layer k at tau_k).
+    kernel (tau_1 = tau0, tau_{k+1}^2 = Var of layer k at tau_k). ``input_skip`` s_k (a
+    number: the last layer's; or one per layer) adds s_k² XXᵀ to layer k's input (level
+    tau_k² + s_k² tau0²) and, with ``trained="all"``, to Θ^z. ``nodes``: of the tensor
+    Gauss–Hermite rule for smooth layers (80 gives tanh' pairs at level 2 to ~1e-7 only,
+    200 to ~1e-15).
     """
     X = np.asarray(X, float)
+    skips = _per_layer(input_skip, len(layers))
     S = X @ X.T
+    gram = S.copy()
     n = S.shape[0]
     theta = S.copy() if trained == "all" else np.zeros_like(S)
     tau = tau0
     K = Kd = S
     for k, act in enumerate(layers):
+        if skips[k]:
+            S = S + skips[k] ** 2 * gram
+            tau = math.sqrt(tau * tau + skips[k] ** 2 * tau0 * tau0)
+            if trained == "all":
+                theta = theta + skips[k] ** 2 * gram
         mu, var = _layer_center(act, tau)
         if lrelu is not None and lrelu[k] is not None:
             K, Kd = _lrelu_pair(S, tau, *lrelu[k])
         else:
             K, Kd = np.empty_like(S), np.empty_like(S)
             f = lambda x, a=act, c=mu: a.phi(x) - c  # noqa: E731
-            pair = two_point if act.kinks else gauss_hermite_pair
+            pair = two_point if act.kinks else functools.partial(gauss_hermite_pair, nodes=nodes)
             for i in range(n):
                 for j in range(i, n):
                     K[i, j] = K[j, i] = pair(f, f, S[i, i], S[j, j], S[i, j], act.kinks, act.kinks)

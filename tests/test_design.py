@@ -329,3 +329,34 @@ def test_doctests():
     for mod in (deqfast.design, deqfast.explicit):
         result = doctest.testmod(mod)
         assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("act", "trained"), [("swish", "hidden"), ("tanh", "all")])
+def test_skip_against_reference(act, trained, tiny_probe):
+    """The input-skip family ``[α t + β φ(γ t) + δ (t² − τ0²), φ]`` with ``s Uᵀ x`` added to
+    the φ layer: its NTK equations are met exactly (the fixed skip carries the linear part
+    that the DEQ's tangent term ``Ġ* ∘ σ_a² K*`` does not see), and every candidate's
+    coefficients and exact kernels agree with the reference algebra and quadrature. (The
+    three-layer variant, tried when two layers do not match, is the net of
+    ``tests/test_explicit.py::test_per_layer_input_skip_against_reference``; it is needed
+    by ELU at σ_a² = 0.5, whose fit needs a probe of p = 128 or more: 40 s, too slow here.)"""
+    deq = df.DEQ(act, sigma_a2=0.2, tau0=TAU0)
+    res = design_explicit(deq, kernel="ntk", trained=trained, probe=tiny_probe, family="skip")
+    assert {c.family for c in res.candidates} == {"skip"}
+    assert res.exact is not None and res.exact.residual <= 1e-10 and res.exact.net.depth == 2
+    X = np.asarray(tiny_probe)[:3]
+    for c in res.candidates:
+        net = c.net
+        assert 0.5 < net.input_skip[-1] < 1.2  # σ_b = 0.89 carries the input
+        assert net.activations[-1].uncentered() == deq.activation.uncentered()
+        acts = [R.polynomial(net.activations[-2].coef), R.get(act)]
+        if net.depth == 3:  # [√w t, mix, φ], the mixed layer's input kept at XXᵀ
+            slope = net.activations[0].params[0]
+            assert net.input_skip[:2] == pytest.approx((0.0, math.sqrt(1.0 - slope**2)))
+            acts.insert(0, R.polynomial([0.0, slope]))
+        ref = R.explicit_net_coefficients(acts, TAU0, "ntk", trained, input_skip=net.input_skip)
+        got = net.coefficients("ntk", trained=trained)
+        for k in ("d", "c1", "c2", "c3"):
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-8, abs=1e-11)
+        K = R.explicit_net_kernels(X, acts, TAU0, trained, input_skip=net.input_skip, nodes=200)
+        np.testing.assert_allclose(net.ntk(X, trained=trained), K["ntk"], rtol=1e-10, atol=1e-12)

@@ -8,7 +8,14 @@ An explicit net with ``L`` hidden layers: ``h_0 = x``, ``h_ℓ = σ_ℓ(W_ℓ h_
     Θ^z_{ℓ+1} = S_{ℓ+1} + K̇_ℓ ∘ Θ^z_ℓ,    CK = K_L,    NTK = K_L + K̇_L ∘ Θ^z_L
 
 with ``Θ^z_1 = 0`` by default (the input weights ``W_1`` are not trained, like the
-DEQ's ``B``) and ``Θ^z_1 = S_1`` with ``trained="all"``. Every ``σ_ℓ`` is centred at
+DEQ's ``B``) and ``Θ^z_1 = S_1`` with ``trained="all"``.
+
+An **input skip** of scale ``s_ℓ`` into layer ``ℓ`` (``input_skip=s`` for the last layer,
+or one scale per layer) adds ``s_ℓ U_ℓᵀ x`` to its pre-activation, ``U_ℓ ~ N(0, 1)`` of
+shape ``(p, d_ℓ)``, like the DEQ's injection ``σ_b B x``: ``S_ℓ`` gains ``s_ℓ² XXᵀ``, and
+``Θ^z_ℓ`` gains it only with ``trained="all"`` (``U_ℓ`` is an input weight, fixed by
+default). The tangent term ``K̇_L ∘ Θ^z_L`` then carries ``K_{L−1}`` without the injected
+part, as the DEQ's ``Ġ* ∘ σ_a² K*`` does. Every ``σ_ℓ`` is centred at
 the mixture level of its input kernel, ``τ_ℓ = √d_ℓ`` (``d_1 = τ0²``, then
 ``d_{ℓ+1} = m2`` of layer ``ℓ``): ``σ_ℓ = raw_ℓ − E raw_ℓ(τ_ℓ ξ)``, the same constant
 for every sample, as the theory prescribes (:ref:`§2 <theory-2>`).
@@ -118,6 +125,12 @@ class ExplicitNet:
     tau0
         Input scale ``τ0`` (``‖x_i‖² ≈ τ0²``, e.g. ``stats.tau0``): the first layer is
         centred at ``τ0``.
+    input_skip
+        Scale ``s ≥ 0`` of a random projection of the input added to the last hidden
+        layer's pre-activation, ``z_L = W_Lᵀ h_{L−1} + s Uᵀ x`` (the DEQ's input
+        injection; ``U`` is trained only with ``trained="all"``), or a sequence of ``L``
+        such scales, one per layer. Default 0: no skip. The attribute holds the ``L``
+        per-layer scales.
 
     Examples
     --------
@@ -128,11 +141,14 @@ class ExplicitNet:
     (0.11617535, 0.0625, 0.02350898, 0.03448631)
     """
 
-    __slots__ = ("_layers", "tau0")
+    __slots__ = ("_layers", "input_skip", "tau0")
     tau0: float
+    input_skip: tuple[float, ...]
     _layers: tuple[Layer, ...]
 
-    def __init__(self, activations: Sequence[Any], *, tau0: float) -> None:
+    def __init__(
+        self, activations: Sequence[Any], *, tau0: float, input_skip: float | Sequence[float] = 0.0
+    ) -> None:
         if isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
             raise TypeError(
                 "activations must be a sequence with one activation per hidden layer, got "
@@ -141,10 +157,13 @@ class ExplicitNet:
         if len(activations) == 0:
             raise ValueError("activations must name at least one hidden layer")
         t0 = check_positive(tau0, "tau0")
+        skips = _skips(input_skip, len(activations))
         S = alg.input_kernel(t0)
         layers = []
         for k, a in enumerate(activations):
             raw = _act.get(a)
+            if skips[k] > 0:  # S_ℓ gains s_ℓ² XXᵀ
+                S = alg.add(S, alg.scale(alg.input_kernel(t0), skips[k] ** 2))
             if not S.d > 0 or not math.isfinite(S.d):
                 raise ValueError(
                     f"layer {k + 1}: its input kernel has diagonal level {S.d!r}; the previous "
@@ -160,6 +179,7 @@ class ExplicitNet:
             )
             S = K
         object.__setattr__(self, "tau0", t0)
+        object.__setattr__(self, "input_skip", skips)
         object.__setattr__(self, "_layers", tuple(layers))
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -193,13 +213,13 @@ class ExplicitNet:
         kernel, trained = check_kernel(kernel, trained, allowed=_KERNELS)
         if kernel == "ck":
             return self._layers[-1].output
-        theta: KernelCoefficients | None = None
-        if trained == "all":
-            S1 = self._layers[0].input
-            theta = KernelCoefficients(S1.d, S1.c1, S1.c2, S1.c3)
-        for k, layer in enumerate(self._layers):
-            if k == self.depth - 1:
-                break
+        X = alg.input_kernel(self.tau0)
+        gram = KernelCoefficients(X.d, X.c1, X.c2, X.c3)
+        skips = self.input_skip if trained == "all" else (0.0,) * self.depth
+        # Θ^z_1: W_1 and U_1 trained ("all") or none of them
+        theta = alg.scale(gram, 1.0 + skips[0] ** 2) if trained == "all" else None
+        for k in range(1, self.depth):  # Θ^z_{k+1} = K_k + K̇_k ∘ Θ^z_k (+ s² XXᵀ, "all")
+            layer = self._layers[k - 1]
             K = layer.output
             source = KernelCoefficients(K.d, K.c1, K.c2, K.c3)
             if theta is None:
@@ -208,6 +228,8 @@ class ExplicitNet:
                 theta = alg.add(
                     source, alg.hadamard_derivative(layer.moments, layer.input.c1, theta)
                 )
+            if skips[k] > 0:
+                theta = alg.add(theta, alg.scale(gram, skips[k] ** 2))
         last = self._layers[-1]
         K = last.output
         out = KernelCoefficients(K.d, K.c1, K.c2, K.c3)
@@ -246,7 +268,16 @@ class ExplicitNet:
         S = np.ascontiguousarray(X @ Y.T)
         theta = S.copy() if (ntk and trained == "all") else None
         last = len(cores) - 1
+        gram = (S, dA, dB)  # not written to: the layers make new arrays
         for k, core in enumerate(cores):
+            s2 = self.input_skip[k] ** 2
+            if s2 > 0:  # the input skip: S_ℓ gains s_ℓ² XXᵀ
+                S = S + s2 * gram[0]
+                dA = dA + s2 * gram[1]
+                dB = dA if symmetric else dB + s2 * gram[2]
+                if ntk and trained == "all":  # U_ℓ is trained too
+                    assert theta is not None
+                    theta = theta + s2 * gram[0]
             A = _core.samples_at(core, dA, terms)
             B = A if symmetric else _core.samples_at(core, dB, terms)
             G = np.empty_like(S)
@@ -331,8 +362,10 @@ class ExplicitNet:
         Weights are drawn from ``rng = np.random.default_rng(seed)`` (a ``Generator`` is
         used as is) in this order: ``W_1`` of shape ``(p, d_1)`` with standard normal
         entries, then ``W_ℓ`` of shape ``(d_{ℓ−1}, d_ℓ)`` as ``rng.standard_normal`` times
-        ``1/√d_{ℓ−1}``, then the read-out ``v`` of shape ``(d_L,)``. Rows of ``X`` are
-        samples: ``h_ℓ = σ_ℓ(h_{ℓ−1} W_ℓ)`` (NumPy GEMM, activation in C++).
+        ``1/√d_{ℓ−1}``, each followed, for a layer with an input skip, by ``U_ℓ`` of shape
+        ``(p, d_ℓ)`` (standard normal), then the read-out ``v`` of shape ``(d_L,)``. Rows
+        of ``X`` are samples: ``h_ℓ = σ_ℓ(h_{ℓ−1} W_ℓ + s_ℓ X U_ℓ)`` (NumPy GEMM,
+        activation in C++).
 
         Parameters
         ----------
@@ -352,7 +385,10 @@ class ExplicitNet:
             W = rng.standard_normal((h.shape[1], w))
             if k > 0:
                 W *= 1.0 / math.sqrt(h.shape[1])
-            h = layer.activation(h @ W)
+            z = h @ W
+            if self.input_skip[k] > 0:
+                z += self.input_skip[k] * (X @ rng.standard_normal((X.shape[1], w)))
+            h = layer.activation(z)
             hidden.append(h)
         v = rng.standard_normal(ws[-1])
         return ExplicitForwardResult(
@@ -379,19 +415,42 @@ class ExplicitNet:
         return (
             isinstance(other, ExplicitNet)
             and self.tau0 == other.tau0
+            and self.input_skip == other.input_skip
             and self.activations == other.activations
         )
 
     def __hash__(self) -> int:
-        return hash((self.tau0, self.activations))
+        return hash((self.tau0, self.input_skip, self.activations))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (tuple(a.uncentered() for a in self.activations), self.tau0))
+        acts = tuple(a.uncentered() for a in self.activations)
+        return (_rebuild, (acts, self.tau0, self.input_skip))
 
     def __repr__(self) -> str:
         acts = ", ".join(repr(layer.activation) for layer in self._layers)
-        return f"ExplicitNet([{acts}], tau0={self.tau0:.6g})"
+        *inner, s = self.input_skip
+        if any(inner):
+            skip = ", input_skip=(" + ", ".join(f"{v:.6g}" for v in self.input_skip) + ")"
+        else:
+            skip = f", input_skip={s:.6g}" if s > 0 else ""
+        return f"ExplicitNet([{acts}], tau0={self.tau0:.6g}{skip})"
 
 
-def _rebuild(activations: tuple[Any, ...], tau0: float) -> ExplicitNet:
-    return ExplicitNet(list(activations), tau0=tau0)
+def _rebuild(
+    activations: tuple[Any, ...], tau0: float, input_skip: tuple[float, ...] | float = 0.0
+) -> ExplicitNet:
+    return ExplicitNet(list(activations), tau0=tau0, input_skip=input_skip)
+
+
+def _skips(input_skip: Any, depth: int) -> tuple[float, ...]:
+    """Per-layer input-skip scales: a number is the last layer's, a sequence one per layer."""
+    if isinstance(input_skip, (str, bytes)):
+        raise TypeError(f"input_skip must be a number or a sequence of numbers, got {input_skip!r}")
+    if isinstance(input_skip, Sequence) or isinstance(input_skip, np.ndarray):
+        if len(input_skip) != depth:
+            raise ValueError(
+                f"input_skip must have one scale per hidden layer ({depth}), got {len(input_skip)}"
+            )
+        return tuple(check_positive(v, "input_skip", allow_zero=True) for v in input_skip)
+    last = check_positive(input_skip, "input_skip", allow_zero=True)
+    return (0.0,) * (depth - 1) + (last,)

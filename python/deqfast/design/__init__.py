@@ -47,6 +47,14 @@ at a given n, p (:ref:`§5 <theory-5>`). Families:
     series; higher degrees diverge on samples whose norm is far from τ0). Its
     parameters are fitted to the kernel function (coefficients weighted in); it is
     matched only when that fit meets the equations.
+``"skip"``
+    The mixed layer, then ``φ`` with an input skip (``ExplicitNet(..., input_skip=s)``:
+    ``s Uᵀ x`` with fixed ``U`` added to the φ layer's pre-activation, like the DEQ's
+    injection ``σ_b B x``). Its NTK ``F_φ(S₂) + F_φ'(S₂) ∘ K₁`` with ``S₂ = K₁ + s² XXᵀ``
+    has the DEQ's structure ``G* + Ġ* ∘ σ_a² K*``: the fixed skip carries the linear part
+    that the tangent term must not see, which a φ-topped net without it cannot do (its
+    tangent term carries all of ``S₂``). Five parameters (four for odd ``φ``) for four
+    equations: the kernel fit, the kernel-led fit and the matched net from the kernel fit.
 ``"scaled"``
     ``[γ t, φ, a t]``: the DEQ's own activation at input scale ``γ`` with output scale
     ``a`` (two linear layers around it). Two parameters for ``d`` and ``c1``: matched
@@ -69,7 +77,7 @@ at a given n, p (:ref:`§5 <theory-5>`). Families:
 ``"auto"``
     Every family above.
 
-Kernel fits. ``lrelu`` (a second candidate), ``lrelu3`` and ``mixed`` minimise the
+Kernel fits. ``lrelu`` (a second candidate), ``lrelu3``, ``mixed`` and ``skip`` minimise the
 entries of ``K_net − K_DEQ`` on 64 probe rows, weighted so that the residual's norm
 estimates the relative operator-norm distance on the whole probe, plus the relative
 coefficient residual with weight 10³ (one OpenMP thread: the problems are small). From

@@ -1,5 +1,6 @@
 """The explicit-net families of :func:`deqfast.design.design_explicit` (docs/theory.md §5):
-L-ReLU (two and three layers), clip, Hermite polynomials, mixed skip-like layers, plain ReLU."""
+L-ReLU (two and three layers), clip, Hermite polynomials, mixed skip-like layers, the input
+skip net, plain ReLU."""
 
 from __future__ import annotations
 
@@ -346,3 +347,68 @@ def _fit_mixed(P: _Problem) -> list[Candidate]:
         P.candidate("mixed", build(theta), "kernel fit " + note(theta)),
         P.candidate("mixed", build(light), f"{_LIGHT_NOTE} {note(light)}"),
     ]
+
+
+def _fit_skip(P: _Problem) -> list[Candidate]:
+    """``[α t + β φ(γ t) + δ (t² − τ0²), φ]`` with an input skip ``s`` into the φ layer.
+
+    The DEQ's kernels are ``G* = F_φ(S*)`` with ``S* = σ_b² XXᵀ + σ_a² G*`` and
+    ``K* = G* + Ġ* ∘ σ_a² K*``: its tangent term carries ``σ_a² K*`` but not the injected
+    ``σ_b² XXᵀ``. Here ``S₂ = K₁ + s² XXᵀ`` and the NTK is ``F_φ(S₂) + F_φ'(S₂) ∘ K₁``
+    (``trained="hidden"``): the fixed skip carries the linear part that the tangent term
+    must not see, the mixed layer ``K₁ ≈ σ_a² G*`` the rest. Five parameters (four for
+    odd φ) for four equations: the kernel fit, the kernel-led fit and, when a root is
+    near the kernel fit, the matched net are the candidates.
+
+    When no root is near, the tangent term needs more than ``K₁`` can give without
+    raising ``S₂``'s diagonal (``σ_a⁴ Ġ* ∘ K*`` is large at σ_a² = 0.5): a linear layer
+    ``√w t`` in front, with a skip ``√(1 − w)`` into the mixed layer (whose input stays
+    ``XXᵀ``), adds ``w F_mix'(XXᵀ) ∘ XXᵀ`` to the tangent term alone — a sixth parameter
+    (NTK targets only: the CK does not depend on ``w``).
+    """
+    K = P.kfit
+    assert K is not None and P.base is not None
+    base, odd = P.base, P.odd
+
+    def mix(th: np.ndarray) -> Any:
+        d = 0.0 if odd else float(th[3])
+        return mixed_activation(base, float(th[0]), float(th[1]), float(th[2]), d, P.tau0)
+
+    def build(th: np.ndarray) -> ExplicitNet:
+        return ExplicitNet([mix(th), base], tau0=P.tau0, input_skip=float(th[-1]))
+
+    def build3(th: np.ndarray) -> ExplicitNet:
+        w = float(th[-2])
+        skips = (0.0, math.sqrt(max(1.0 - w, 0.0)), float(th[-1]))
+        return ExplicitNet([_act.linear(math.sqrt(w)), mix(th), base], tau0=P.tau0,
+                           input_skip=skips)  # fmt: skip
+
+    sa, sb = math.sqrt(P.sigma_a2), math.sqrt(1.0 - min(P.sigma_a2, 0.99))
+    # the DEQ's split: the injection σ_b x through the skip, σ_a φ(·) through the layer
+    start, lo, hi = [0.0, sa, 1.0, 0.0, sb], [-1.0, 0.0, 0.2, -0.5, 0.0], [2.0, 2.0, 3.0, 0.5, 2.0]
+    if odd:
+        start, lo, hi = (v[:3] + v[4:] for v in (start, lo, hi))
+
+    def note(th: np.ndarray, three: bool = False) -> str:
+        d = 0.0 if odd else th[3]
+        pre = f"3 layers [√w t, ...], w={th[-2]:.4g}: " if three else ""
+        return (f"{pre}[{th[0]:.4g} t + {th[1]:.4g} {P.base_name}({th[2]:.4g} t) + {d:.3g} "
+                f"(t² − τ0²) (degree-{_MIX_DEGREE} Hermite projection), {P.base_name}], "
+                f"input skip {th[-1]:.4g}")  # fmt: skip
+
+    def fits(build: Any, start: list[float], bounds: tuple[Any, Any], three: bool) -> list:
+        theta = K.fit(build, [start], bounds=bounds)
+        light = _refit(K, build, theta, bounds=bounds)
+        out = [
+            P.candidate("skip", build(theta), "kernel fit " + note(theta, three)),
+            P.candidate("skip", build(light), f"{_LIGHT_NOTE} {note(light, three)}"),
+        ]
+        root = _match(P, build, theta, bounds=bounds)
+        matched = P.candidate("skip", build(root), "kernel fit, then matched " + note(root, three))
+        return [*out, matched] if matched.matched else out
+
+    out = fits(build, start, (lo, hi), False)
+    if any(c.matched for c in out) or P.target == "ck":  # w changes the NTK only
+        return out
+    start3, lo3, hi3 = [*start[:-1], 0.5, sb], [*lo[:-1], 0.01, 0.0], [*hi[:-1], 1.0, 2.0]
+    return out + fits(build3, start3, (lo3, hi3), True)

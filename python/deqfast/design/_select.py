@@ -23,6 +23,7 @@ from deqfast.design._families import (
     _fit_mixed,
     _fit_relu,
     _fit_scaled,
+    _fit_skip,
 )
 from deqfast.design._problem import _KernelFit, _Problem
 from deqfast.design._result import Candidate, DesignResult, DesignWarning
@@ -30,7 +31,7 @@ from deqfast.spectra import spectral_norm
 
 #: Families accepted by :func:`design_explicit` (``"auto"`` tries all of the others).
 FAMILIES = (
-    "auto", "lrelu", "lrelu3", "mixed", "scaled", "clip", "hermite", "relu", "authors",
+    "auto", "lrelu", "lrelu3", "mixed", "skip", "scaled", "clip", "hermite", "relu", "authors",
 )  # fmt: skip
 #: The kernels a design can match (an explicit net's pre-activations are its layers').
 _TARGETS = ("ck", "ntk")
@@ -43,6 +44,7 @@ _SOLVERS = {
     "lrelu": _fit_lrelu,
     "lrelu3": _fit_lrelu3,
     "mixed": _fit_mixed,
+    "skip": _fit_skip,
     "scaled": _fit_scaled,
     "clip": _fit_clip,
     "hermite": _fit_hermite,
@@ -160,11 +162,11 @@ def design_explicit(
 
     P = _Problem(deq, target, trained, tol)
     P.probe_sq = float(np.mean(np.einsum("ij,ij->i", X, X)))
-    if any(f in families for f in ("lrelu", "lrelu3", "mixed", "scaled")):
+    if any(f in families for f in ("lrelu", "lrelu3", "mixed", "skip", "scaled")):
         P.kfit = _KernelFit(P, deq, X, seed_ if isinstance(seed_, int) else 0)
     raw: list[Candidate] = []
     for fam in families:
-        if fam in ("mixed", "scaled") and P.base is None:
+        if fam in ("mixed", "skip", "scaled") and P.base is None:
             raw.append(P.candidate(fam, None, "needs a smooth built-in DEQ activation"))
             continue
         raw += _SOLVERS[fam](P)
