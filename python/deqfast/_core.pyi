@@ -10,7 +10,7 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['Activation', 'AssemblyStats', 'Moments', 'SampleData', 'SolverReport', 'assemble', 'deq_adjoint', 'deq_forward', 'gaussian_map', 'has_openmp', 'samples_at', 'solve_diagonal']
+__all__: list[str] = ['Activation', 'AssemblyStats', 'Moments', 'SampleData', 'SolverReport', 'assemble', 'deq_adjoint', 'deq_forward', 'gaussian_map', 'has_openmp', 'release_workspace', 'samples_at', 'solve_diagonal', 'workspace_bytes']
 class Moments:
     @property
     def a0(self) -> float:
@@ -206,6 +206,10 @@ def gaussian_map(phi: Activation, S: typing.Annotated[numpy.typing.NDArray[numpy
     """
     G = F_phi(S) and Gdot = F_phi'(S) elementwise (theory page §5): one explicit layer's kernel map.
     """
+def release_workspace() -> int:
+    """
+    Give the solvers' idle work arrays back to the system; returns the bytes released.
+    """
 def samples_at(phi: Activation, d: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], hermite_terms: typing.SupportsInt | typing.SupportsIndex = 64) -> SampleData:
     """
     Per-sample data (m2, e2, Hermite expansion) at given variances d_i (no fixed point).
@@ -213,5 +217,9 @@ def samples_at(phi: Activation, d: typing.Annotated[numpy.typing.NDArray[numpy.f
 def solve_diagonal(phi: Activation, sqnorm: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], sigma_a2: typing.SupportsFloat | typing.SupportsIndex, sigma_b2: typing.SupportsFloat | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex = 1e-12, max_iter: typing.SupportsInt | typing.SupportsIndex = 100, hermite_terms: typing.SupportsInt | typing.SupportsIndex = 64, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> SampleData:
     """
     Diagonal fixed points d_i = sigma_a2 m2(sqrt d_i) + sigma_b2 |x_i|^2 (theory page §3).
+    """
+def workspace_bytes() -> int:
+    """
+    Bytes of solver work arrays kept for the next solve (freed ones stay mapped, up to 1 GiB).
     """
 has_openmp: bool = True

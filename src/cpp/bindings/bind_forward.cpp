@@ -192,6 +192,12 @@ void bind_forward(py::module_& m) {
         return "SolverReport(status='" + std::string(dq::status_name(r.status)) +
                "', evaluations=" + std::to_string(r.evaluations) + ", residual=" + std::to_string(r.residual) + ")";
       });
+  m.def(
+      "workspace_bytes", [] { return dq::WorkspacePool::instance().idle_bytes(); },
+      "Bytes of solver work arrays kept for the next solve (freed ones stay mapped, up to 1 GiB).");
+  m.def(
+      "release_workspace", [] { return dq::WorkspacePool::instance().release_all(); },
+      "Give the solvers' idle work arrays back to the system; returns the bytes released.");
   // float64 first: overload resolution tries it first; noconvert() keeps float32 arrays on the float32 path.
   def_typed<double>(m);
   def_typed<float>(m);

@@ -5,17 +5,23 @@
 //
 // Notation: x_k the iterate, g_k = G(x_k), f_k = g_k - x_k the residual.
 // Anderson(mem) keeps the window of the mk + 1 <= mem + 1 most recent pairs (f_i, g_i) in
-// two ring buffers (N x (mem + 1), one column per pair; G writes g_k straight into its slot)
-// and the Gram matrix H(s, t) = f_s . f_t of the stored residuals. With the differences
+// a ring of mem + 1 slots (one N-array each for f_i and g_i; G writes g_k straight into its
+// slot) and the Gram matrix H(s, t) = f_s . f_t of the stored residuals. With the differences
 //   dF = [f_{i+1} - f_i],   dG = [g_{i+1} - g_i]
 // each step solves the small least-squares problem  gamma = argmin |f_k - dF gamma|
 // through its normal equations (dF^T dF = D^T H D, dF^T f_k = D^T H e_k with D the
 // differencing matrix; Jacobi-scaled Cholesky) and moves to
 //   x_{k+1} = g_k - dG gamma - (1 - beta) (f_k - dF gamma)          (damping beta)
 //           = sum_i alpha_i (g_i - (1 - beta) f_i),   alpha = e_k - D gamma.
-// Per iteration the O(N) work is two cache-blocked sweeps over the window: one forms f_k
-// and its dot products with every stored residual (a blocked matrix–vector product), one
-// forms x_{k+1} (another); no column is ever copied or shifted.
+// Per iteration the O(N) work is two sweeps over the window: one forms f_k and its dot
+// products with every stored residual (a matrix–vector product), one forms x_{k+1}
+// (another); no column is ever copied or shifted. For windows of up to kFusedColumns
+// columns each sweep reads all of them in one loop (one stream per column), beyond that
+// column by column over cache blocks.
+//
+// Work arrays (Picard's second buffer, the Anderson window) come from the WorkspacePool
+// (workspace.hpp), which keeps them for the next solve: first-touch page faults, which cost
+// as much as a solve's vector arithmetic, are paid once per process, not once per solve.
 //
 // The map is split (see PlainMap): `prepare` is its elementwise part at the next point
 // (for the DEQ: phi of the point and the copy of the input term into the output), done by
@@ -62,6 +68,7 @@
 #include <vector>
 
 #include "deqfast/parallel.hpp"
+#include "deqfast/workspace.hpp"
 
 namespace deqfast {
 
@@ -197,6 +204,64 @@ inline double dot(const Scalar* a, const Scalar* b, Eigen::Index len) {
   return s;
 }
 
+/// Window sizes up to which the Anderson sweeps read all window columns in one loop (one
+/// stream per column, the accumulators in registers); larger windows go column by column
+/// over cache blocks.
+constexpr int kFusedColumns = 8;
+
+/// body(std::integral_constant<int, K>{}) for K = k when 0 <= k <= kFusedColumns, else
+/// body(std::integral_constant<int, -1>{}).
+template <int K = 0, class Body>
+void with_fused_count(int k, Body&& body) {
+  if constexpr (K > kFusedColumns) {
+    body(std::integral_constant<int, -1>{});
+  } else {
+    if (k == K)
+      body(std::integral_constant<int, K>{});
+    else
+      with_fused_count<K + 1>(k, std::forward<Body>(body));
+  }
+}
+
+/// On [0, len): f = g - x, and acc[j] += f . old[j] (j < K), acc[K] += |g|^2,
+/// acc[K + 1] += |f|^2, in one pass.
+template <int K, class Scalar>
+void residual_and_dots(const Scalar* g, const Scalar* x, Scalar* f, const Scalar* const* old, Eigen::Index len,
+                       double* acc) {
+  const Scalar* o[K + 1] = {};
+  for (int j = 0; j < K; ++j) o[j] = old[j];
+  double s[K + 1] = {};
+  double gg = 0, ff = 0;
+#pragma omp simd reduction(+ : gg, ff, s[:K + 1])
+  for (Eigen::Index r = 0; r < len; ++r) {
+    const Scalar d = g[r] - x[r];
+    f[r] = d;
+    gg += double(g[r]) * double(g[r]);
+    ff += double(d) * double(d);
+    for (int j = 0; j < K; ++j) s[j] += double(o[j][r]) * double(d);
+  }
+  for (int j = 0; j < K; ++j) acc[j] += s[j];
+  acc[K] += gg;
+  acc[K + 1] += ff;
+}
+
+/// On [0, len): x = a[W-1] g[W-1] + a[0] g[0] + ... + a[W-2] g[W-2], in one pass.
+template <int W, class Scalar>
+void mix_columns(Scalar* x, const Scalar* const* g, const Scalar* a, Eigen::Index len) {
+  const Scalar* p[W];
+  Scalar c[W];
+  for (int j = 0; j < W; ++j) {
+    p[j] = g[j];
+    c[j] = a[j];
+  }
+#pragma omp simd
+  for (Eigen::Index r = 0; r < len; ++r) {
+    Scalar v = c[W - 1] * p[W - 1][r];
+    for (int j = 0; j + 1 < W; ++j) v += c[j] * p[j][r];
+    x[r] = v;
+  }
+}
+
 /// A map given as one callable G(const Scalar* x, Scalar* out), with no elementwise part to
 /// fuse. A map for the solvers provides:
 ///   kHasPrepare       whether prepare does anything;
@@ -280,28 +345,37 @@ double fused_prepare_passes(const Map& G) {
 /// What a phase asks the driver to do when it returns.
 enum class PhaseEnd { Stop, ToAnderson, ToPicard };
 
-/// Picard phase. `x` is the next point to evaluate, `g` a work buffer of the same size. With
-/// `watch`, returns ToAnderson once the observed rate says acceleration will pay. On Stop,
-/// `x` holds the last evaluation.
+/// Picard phase. `x` is the next point to evaluate. With `watch`, returns ToAnderson once
+/// the observed rate says acceleration will pay. On Stop, `x` holds the last evaluation.
 ///
-/// Undamped, the next point is g itself and x's buffer is free once its block has been read:
-/// the residual sweep runs G.prepare(g -> x's buffer) block by block, and the buffers swap.
+/// Two buffers, x's and one from the pool, alternate: undamped, the next point is g itself
+/// and the point's buffer is free once its block has been read, so the residual sweep runs
+/// G.prepare(g -> the point's buffer) block by block and the roles swap. On return the
+/// point (or the last evaluation) is copied into `x` if it sits in the pool's buffer.
 template <class Scalar, class Map>
-PhaseEnd picard_phase(Map& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool watch) {
+PhaseEnd picard_phase(Map& G, Mat<Scalar>& x, Monitor& mon, bool watch) {
   using Index = Eigen::Index;
   const SolverOptions& o = mon.o;
   const Index N = x.size();
   const int threads = vector_threads(N, o.num_threads);
+  PooledArrays<Scalar> work(N, 1, 1);
+  Scalar* xp = x.data();  // the point
+  Scalar* gp = work[0];   // its evaluation
+  auto finish = [&](PhaseEnd end) {
+    if (xp != x.data()) {
+      for_chunks(N, threads, [&](Index i0, Index i1, int) { std::copy(xp + i0, xp + i1, x.data() + i0); });
+      mon.rep.array_passes += 2.0;
+    }
+    return end;
+  };
   Partials part(threads, 2);
   const double omb = 1.0 - o.damping;
   const int start = mon.rep.evaluations;
   bool prepared = false;
   while (true) {
-    mon.evaluate(G, static_cast<const Scalar*>(x.data()), g.data(), prepared, N, threads);
+    mon.evaluate(G, static_cast<const Scalar*>(xp), gp, prepared, N, threads);
     // one fused sweep: |g|^2, |g - x|^2 and, when damped, the next iterate x + beta (g - x);
     // undamped, the next evaluation's prepare (the point g, the output in x's buffer)
-    const Scalar* gp = g.data();
-    Scalar* xp = x.data();
     part.reset(2);
     for_chunks(N, threads, [&](Index i0, Index i1, int t) {
       double gg = 0, ff = 0;
@@ -321,7 +395,7 @@ PhaseEnd picard_phase(Map& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool
             gg += gv * gv;
             ff += d * d;
           }
-          G.prepare(b0, b1, gp, xp);
+          G.prepare(b0, b1, static_cast<const Scalar*>(gp), xp);
         }
       }
       part.at(t, 0) += gg;
@@ -331,8 +405,8 @@ PhaseEnd picard_phase(Map& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool
     prepared = omb == 0.0;
     const auto tot = part.sum();
     const bool stop = mon.record(std::sqrt(tot[1]), std::sqrt(tot[0]));
-    if (stop || omb == 0.0) x.swap(g);  // undamped: the next iterate is g itself
-    if (stop) return PhaseEnd::Stop;
+    if (stop || omb == 0.0) std::swap(xp, gp);  // undamped: the next iterate is g itself
+    if (stop) return finish(PhaseEnd::Stop);
     ++mon.rep.iterations;
     if (watch && mon.rep.evaluations - start >= 4) {
       const double rate = mon.rate(3);
@@ -340,25 +414,26 @@ PhaseEnd picard_phase(Map& G, Mat<Scalar>& x, Mat<Scalar>& g, Monitor& mon, bool
       const double remaining = rate < 1 ? std::log(o.tol / mon.rep.residual) / std::log(rate)
                                         : std::numeric_limits<double>::infinity();
       if (rate >= o.auto_rate && remaining >= 4.0 * (std::min(o.memory, kMaxMemory) + 1))
-        return PhaseEnd::ToAnderson;
+        return finish(PhaseEnd::ToAnderson);
     }
   }
 }
 
-/// The Anderson window: ring buffers of residuals and evaluations, and their Gram matrix.
+/// The Anderson window: ring buffers of residuals and evaluations (one pooled array per
+/// slot), and their Gram matrix.
 template <class Scalar>
 struct AndersonHistory {
   using Index = Eigen::Index;
   Index N;
-  int cap;              // mem + 1 slots
-  Mat<Scalar> F, Gv;    // N x cap
-  Eigen::MatrixXd H;    // H(s, t) = f_s . f_t by physical slot
+  int cap;                    // mem + 1 slots
+  PooledArrays<Scalar> cols;  // slot s: residual cols[s], evaluation cols[cap + s]
+  Eigen::MatrixXd H;          // H(s, t) = f_s . f_t by physical slot
   int head = 0, count = 0;
 
-  AndersonHistory(Index n, int mem) : N(n), cap(mem + 1), F(n, mem + 1), Gv(n, mem + 1), H(mem + 1, mem + 1) {}
+  AndersonHistory(Index n, int mem) : N(n), cap(mem + 1), cols(n, 2 * (mem + 1), 2), H(mem + 1, mem + 1) {}
   int slot(int j) const { return (head + j) % cap; }  // logical j: 0 oldest
-  Scalar* fcol(int s) { return F.data() + Index(s) * N; }
-  Scalar* gcol(int s) { return Gv.data() + Index(s) * N; }
+  Scalar* fcol(int s) { return cols[s]; }
+  Scalar* gcol(int s) { return cols[cap + s]; }
   /// Slot for the next pair, evicting the oldest when full.
   int claim() {
     if (count == cap) drop_oldest();
@@ -403,32 +478,35 @@ PhaseEnd anderson_phase(Map& G, Mat<Scalar>& x, Monitor& mon, bool watch, double
     Scalar* gp = hist.gcol(s);
     Scalar* fp = hist.fcol(s);
     mon.evaluate(G, static_cast<const Scalar*>(x.data()), gp, prepared_slot == s, N, threads);
-    // Sweep 1, blocked: f = g - x, |g|^2, and f . f_t for every stored residual t (f . f last).
+    // Sweep 1: f = g - x, |g|^2, and f . f_t for every stored residual t (f . f last), in
+    // one pass over all columns for small windows, else cache block by cache block.
     const int k_old = hist.count;
     win.resize(k_old);
-    for (int j = 0; j < k_old; ++j) win[j] = hist.slot(j);
+    fc.resize(k_old);
+    for (int j = 0; j < k_old; ++j) {
+      win[j] = hist.slot(j);
+      fc[j] = hist.fcol(win[j]);
+    }
     part.reset(k_old + 2);
     {
       const Scalar* xp = x.data();
-      for_chunks(N, threads, [&](Index i0, Index i1, int t) {
-        double acc[kMaxMemory + 3] = {0};
-        for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
-          const Index len = std::min(kSweepBlock, i1 - b0);
-          const Scalar *gb = gp + b0, *xb = xp + b0;
-          Scalar* fb = fp + b0;
-          double gg = 0, ff = 0;
-#pragma omp simd reduction(+ : gg, ff)
-          for (Index r = 0; r < len; ++r) {
-            const Scalar d = gb[r] - xb[r];
-            fb[r] = d;
-            gg += double(gb[r]) * double(gb[r]);
-            ff += double(d) * double(d);
+      with_fused_count(k_old, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        for_chunks(N, threads, [&](Index i0, Index i1, int t) {
+          double acc[kMaxMemory + 3] = {0};
+          if constexpr (K >= 0) {
+            const Scalar* old[K + 1] = {};
+            for (int j = 0; j < K; ++j) old[j] = fc[j] + i0;
+            residual_and_dots<K, Scalar>(gp + i0, xp + i0, fp + i0, old, i1 - i0, acc);
+          } else {
+            for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
+              const Index len = std::min(kSweepBlock, i1 - b0);
+              residual_and_dots<0, Scalar>(gp + b0, xp + b0, fp + b0, nullptr, len, acc + k_old);
+              for (int j = 0; j < k_old; ++j) acc[j] += dot(fc[j] + b0, static_cast<const Scalar*>(fp + b0), len);
+            }
           }
-          acc[k_old] += gg;
-          acc[k_old + 1] += ff;
-          for (int j = 0; j < k_old; ++j) acc[j] += dot(hist.fcol(win[j]) + b0, fb, len);
-        }
-        for (int j = 0; j < k_old + 2; ++j) part.at(t, j) += acc[j];
+          for (int j = 0; j < k_old + 2; ++j) part.at(t, j) += acc[j];
+        });
       });
     }
     rep.array_passes += 3.0 + k_old;
@@ -510,38 +588,49 @@ PhaseEnd anderson_phase(Map& G, Mat<Scalar>& x, Monitor& mon, bool watch, double
     Scalar* next_out = hist.gcol(next);
     gc.resize(w);
     fc.resize(w);
+    std::vector<Scalar> a(std::size_t(w), Scalar(0));
     for (int j = 0; j < w; ++j) {
       gc[j] = hist.gcol(hist.slot(j));
       fc[j] = hist.fcol(hist.slot(j));
+      a[std::size_t(j)] = Scalar(alpha[j]);
     }
     {
       Scalar* xp = x.data();
-      for_chunks(N, threads, [&](Index i0, Index i1, int) {
-        for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
-          const Index len = std::min(kSweepBlock, i1 - b0);
-          Scalar* xb = xp + b0;
-          {
-            const Scalar a = Scalar(alpha[w - 1]);
-            const Scalar* gb = gc[w - 1] + b0;
+      with_fused_count(omb == 0.0 ? w : -1, [&](auto wc) {
+        constexpr int W = decltype(wc)::value;
+        for_chunks(N, threads, [&](Index i0, Index i1, int) {
+          for (Index b0 = i0; b0 < i1; b0 += kSweepBlock) {
+            const Index len = std::min(kSweepBlock, i1 - b0);
+            Scalar* xb = xp + b0;
+            if constexpr (W > 0) {
+              const Scalar* cols[W];
+              for (int j = 0; j < W; ++j) cols[j] = gc[j] + b0;
+              mix_columns<W, Scalar>(xb, cols, a.data(), len);
+            } else {
+              {
+                const Scalar c = a[std::size_t(w - 1)];
+                const Scalar* gb = gc[w - 1] + b0;
 #pragma omp simd
-            for (Index r = 0; r < len; ++r) xb[r] = a * gb[r];
-          }
-          for (int j = 0; j + 1 < w; ++j) {
-            const Scalar a = Scalar(alpha[j]);
-            const Scalar* gb = gc[j] + b0;
+                for (Index r = 0; r < len; ++r) xb[r] = c * gb[r];
+              }
+              for (int j = 0; j + 1 < w; ++j) {
+                const Scalar c = a[std::size_t(j)];
+                const Scalar* gb = gc[j] + b0;
 #pragma omp simd
-            for (Index r = 0; r < len; ++r) xb[r] += a * gb[r];
-          }
-          if (omb != 0.0) {
-            for (int j = 0; j < w; ++j) {
-              const Scalar a = Scalar(-omb * alpha[j]);
-              const Scalar* fb = fc[j] + b0;
+                for (Index r = 0; r < len; ++r) xb[r] += c * gb[r];
+              }
+              if (omb != 0.0) {
+                for (int j = 0; j < w; ++j) {
+                  const Scalar c = Scalar(-omb * alpha[j]);
+                  const Scalar* fb = fc[j] + b0;
 #pragma omp simd
-              for (Index r = 0; r < len; ++r) xb[r] += a * fb[r];
+                  for (Index r = 0; r < len; ++r) xb[r] += c * fb[r];
+                }
+              }
             }
+            G.prepare(b0, b0 + len, static_cast<const Scalar*>(xp), next_out);
           }
-          G.prepare(b0, b0 + len, static_cast<const Scalar*>(xp), next_out);
-        }
+        });
       });
     }
     rep.array_passes += 1.0 + w * (omb != 0.0 ? 2.0 : 1.0) + fused_prepare_passes(G);
@@ -573,18 +662,15 @@ SolverReport solve_fixed_point(FixedPointMethod method, Map& G, detail::Mat<Scal
     detail::anderson_phase<Scalar>(G, x, mon, false, 0.0);
     return done();
   }
-  detail::Mat<Scalar> g(x.rows(), x.cols());
   const bool watch = method == FixedPointMethod::Auto && can_accelerate;
   rep.phases.push_back({FixedPointMethod::Picard, 1});
-  if (detail::picard_phase<Scalar>(G, x, g, mon, watch) == detail::PhaseEnd::Stop) return done();
+  if (detail::picard_phase<Scalar>(G, x, mon, watch) == detail::PhaseEnd::Stop) return done();
   // Auto: Picard's rate says acceleration may pay; try Anderson, fall back if it does not.
   const double picard_rate = mon.rate(3);
-  g.resize(0, 0);
   rep.phases.push_back({FixedPointMethod::Anderson, rep.evaluations + 1});
   if (detail::anderson_phase<Scalar>(G, x, mon, true, picard_rate) == detail::PhaseEnd::Stop) return done();
-  g.resize(x.rows(), x.cols());
   rep.phases.push_back({FixedPointMethod::Picard, rep.evaluations + 1});
-  detail::picard_phase<Scalar>(G, x, g, mon, false);
+  detail::picard_phase<Scalar>(G, x, mon, false);
   return done();
 }
 

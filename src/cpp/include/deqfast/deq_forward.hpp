@@ -29,6 +29,7 @@
 #include "deqfast/anderson.hpp"
 #include "deqfast/matrix.hpp"
 #include "deqfast/parallel.hpp"
+#include "deqfast/workspace.hpp"
 
 namespace deqfast {
 
@@ -149,7 +150,7 @@ struct ForwardMap {
   static constexpr bool kHasPrepare = true;
   const Activation& phi;
   const Eigen::Ref<const RowMat<Scalar>>& A;
-  const ColMat<Scalar>& U;
+  Eigen::Map<const ColMat<Scalar>> U;
   ColMat<Scalar>& Phi;
   Scalar c;
   GemmFn<Scalar> gemm;
@@ -225,8 +226,9 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   const auto gemm = detail::gemm_of<Scalar>(opt);
   const Eigen::Index p = X.cols();
 
-  // U = sigma_b B X^T, once.
-  ColMat<Scalar> U(m, n);
+  // U = sigma_b B X^T, once (in a pooled buffer: see workspace.hpp).
+  PooledArrays<Scalar> u_buf(m * n, 1);
+  Eigen::Map<ColMat<Scalar>> U(u_buf[0], m, n);
   if (gemm && p > 0) {
     // X row-major (n x p) is column-major X^T (p x n, ld = outer stride).
     pacer.run(n, 2.0 * double(m) * double(p), sizeof(Scalar), [&](Eigen::Index j0, Eigen::Index j1) {
@@ -244,7 +246,8 @@ SolverReport deq_forward(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   Phi.resize(m, n);
   const double input_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  detail::ForwardMap<Scalar> G{phi, A, U, Phi, c, gemm, pacer, threads, opt.cancel};
+  detail::ForwardMap<Scalar> G{phi, A, Eigen::Map<const ColMat<Scalar>>(U.data(), m, n), Phi, c, gemm, pacer, threads,
+                              opt.cancel};
   SolverOptions so = opt.solver;
   so.cancel = opt.cancel;
   SolverReport rep = solve_fixed_point<Scalar>(opt.method, G, Z, so);
@@ -275,7 +278,8 @@ SolverReport deq_adjoint(const Activation& phi, const Eigen::Ref<const RowMat<Sc
   ColMat<Scalar> D;
   activation_map<Scalar>(phi, Z, D, true, threads);
   ColMat<Scalar> Gv = D.array().colwise() * (v.array() * Scalar(inv_sqrt_m));
-  ColMat<Scalar> T(m, n);
+  PooledArrays<Scalar> t_buf(m * n, 1);
+  Eigen::Map<ColMat<Scalar>> T(t_buf[0], m, n);
 
   const auto gemm = detail::gemm_of<Scalar>(opt);
 
