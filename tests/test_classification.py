@@ -75,6 +75,16 @@ def test_features_tend_to_their_kernels(models, rng):
         assert err < 5.0 / math.sqrt(m), name  # Monte-Carlo error ~ 1/√m
 
 
+def test_kernel_limits_with_more_mehler_terms_are_the_models_kernels(models, rng):
+    """The kernel limits use longer Mehler series (HERMITE_TERMS) so that near-duplicate
+    samples skip 2-D quadrature: they must equal each model's kernel at its defaults."""
+    X = rng.standard_normal((12, 20))
+    X[6:] = X[:6] + 1e-4 * rng.standard_normal((6, 20))  # correlations within 1e-8 of one
+    X *= 0.9 / np.sqrt(np.mean(np.sum(X**2, axis=1)))
+    for mdl in models.values():
+        np.testing.assert_allclose(mdl.kernel(X), mdl.model.ck(X), rtol=1e-10, atol=1e-12)
+
+
 def test_designed_nets_have_their_deqs_kernel(models, rng):
     X = rng.standard_normal((40, 30))
     X *= 0.9 / np.sqrt(np.mean(np.sum(X**2, axis=1)))

@@ -122,10 +122,26 @@ def test_compute_finite_width_matches_the_library():
             )  # fmt: skip
             assert r.ck_op[act][i] == pytest.approx(_op(G, C), rel=1e-8)
             N = empirical_ntk(
-                deq, s.X, w, seed=np.random.default_rng([2, 8, w]), tol=cfg.finite_tol,
+                deq, s.X, w, seed=np.random.default_rng([2, 7, w]), tol=cfg.finite_tol,
                 progress=False,
             )  # fmt: skip
             assert r.ntk_op[act][i] == pytest.approx(_op(K, 0.5 * (N + N.T)), rel=1e-8)
+
+
+def test_the_ck_of_the_ntk_draws_is_the_empirical_ck(rng):
+    """The finite-width section takes the CK from the NTK's forward passes: it must be the
+    CK that empirical_ck computes from the same seed (two draws), and the NTK unchanged."""
+    X = rng.standard_normal((30, 40)) / np.sqrt(40)
+    deq = df.DEQ("tanh", sigma_a2=0.2)
+    C = np.empty((30, 30))
+    N = empirical_ntk(deq, X, 48, trials=2, seed=5, tol=1e-6, progress=False, ck_out=C)
+    ref = empirical_ck(deq, X, 48, trials=2, seed=5, tol=1e-6, progress=False)
+    np.testing.assert_allclose(C, ref, rtol=1e-12, atol=1e-14)
+    alone = empirical_ntk(deq, X, 48, trials=2, seed=5, tol=1e-6, progress=False)
+    np.testing.assert_array_equal(N, alone)
+    for bad in (np.empty((30, 29)), np.empty((30, 30), dtype=np.float32), [[0.0] * 30] * 30):
+        with pytest.raises(ValueError, match="ck_out"):
+            empirical_ntk(deq, X, 48, seed=5, progress=False, ck_out=bad)
 
 
 def test_workspace_builds_each_deq_and_kernel_once(monkeypatch):

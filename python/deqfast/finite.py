@@ -491,6 +491,7 @@ def empirical_ntk(
     damping: float = 1.0,
     dtype: Any = None,
     num_threads: int | None = None,
+    ck_out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Monte-Carlo empirical NTK of the finite-width DEQ (:ref:`§3 <theory-3>`).
 
@@ -507,7 +508,10 @@ def empirical_ntk(
     ``G_m ⊘ (1 − σ_a² Ġ_m)`` with ``G_m = φ(Z*)ᵀφ(Z*)/m``, ``Ġ_m = φ'(Z*)ᵀφ'(Z*)/m``;
     for ``trained="all"`` ``G_m + Ġ_m ∘ S_m ⊘ (1 − σ_a² Ġ_m)`` with ``S_m = Z*ᵀZ*/m``.
 
-    Other arguments (``dtype=None`` included) as in :func:`empirical_ck`.
+    Other arguments (``dtype=None`` included) as in :func:`empirical_ck`. ``ck_out``, a
+    float64 ``(n, n)`` array, receives the empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` of the same
+    draws (what :func:`empirical_ck` returns for the same ``seed``) from the forward passes
+    the NTK solves anyway.
 
     Returns
     -------
@@ -525,7 +529,14 @@ def empirical_ntk(
     dt = _DTYPES[opts["dtype"]]
     rng = as_rng(seed)
     XX = X @ X.T if trained == "all" else None
+    if ck_out is not None and (
+        not isinstance(ck_out, np.ndarray) or ck_out.shape != (n, n) or ck_out.dtype != np.float64
+    ):
+        got = f"{ck_out.dtype} array of shape {ck_out.shape}" if isinstance(
+            ck_out, np.ndarray) else type(ck_out).__name__  # fmt: skip
+        raise ValueError(f"ck_out must be a float64 array of shape ({n}, {n}); got {got}")
     acc = np.zeros((n, n))
+    acc_ck = np.zeros((n, n)) if ck_out is not None else None
     for _ in progress_bar(progress, range(trials), desc=f"empirical NTK (m={m})", unit="draw"):
         A, B, v = _draw(rng, m, p)
         A = np.ascontiguousarray(A, dtype=dt)
@@ -534,6 +545,8 @@ def empirical_ntk(
         _check_report(rep, "forward pass", opts, sa2, True)
         F = np.asarray(F, dtype=np.float64)
         FF = F @ F.T
+        if acc_ck is not None:
+            acc_ck += FF
         if method == "adjoint":
             W, arep = _core.deq_adjoint(
                 phi,
@@ -566,4 +579,6 @@ def empirical_ntk(
                 Zd = np.asarray(Z, dtype=np.float64)
                 K = G + Gd * ((Zd @ Zd.T) / m) / (1.0 - sa2 * Gd)
         acc += K
+    if ck_out is not None and acc_ck is not None:
+        ck_out[...] = acc_ck / (m * trials)
     return acc / trials

@@ -339,8 +339,10 @@ class FiniteWidthResult:
 def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> FiniteWidthResult:
     """Empirical CK and adjoint empirical NTK of finite-width DEQs against ``G*``, ``K*`` on
     the sample at ``finite_p`` (:ref:`§3 <theory-3>`); the weights of width ``m`` come from
-    ``default_rng([seed, 7, m])`` (CK) and ``default_rng([seed, 8, m])`` (NTK)."""
-    from deqfast.finite import empirical_ck, empirical_ntk
+    ``default_rng([seed, 7, m])``.  Both estimates come from the same draws: the NTK's
+    forward passes give the CK as well (``empirical_ntk(..., ck_out=...)``, equal to
+    ``empirical_ck`` with the same seed), which saves one forward solve per draw."""
+    from deqfast.finite import empirical_ntk
 
     s = ws.sample(cfg.finite_p, 0)
     acts = tuple(cfg.spectra_activations)
@@ -349,15 +351,12 @@ def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) ->
     for act, i, w in bars.bar(steps, "finite width: empirical CK and NTK"):
         kr = ws.mixture_kernels(act, cfg.finite_p, 0)
         deq = ws.deq(act, s.stats.tau0)
-        C = empirical_ck(
+        C = np.empty((s.n, s.n))
+        N = empirical_ntk(
             deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 7, w]),
-            tol=cfg.finite_tol, progress=False,
+            method="adjoint", tol=cfg.finite_tol, progress=False, ck_out=C,
         )  # fmt: skip
         op[act][i], fro[act][i] = relative_errors(kr.G, C)
-        N = empirical_ntk(
-            deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 8, w]),
-            method="adjoint", tol=cfg.finite_tol, progress=False,
-        )  # fmt: skip
         ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
     return FiniteWidthResult(
         p=cfg.finite_p, n=s.n, widths=tuple(cfg.finite_widths), trials=cfg.finite_trials,

@@ -144,7 +144,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
             ))  # fmt: skip
         d = sub[1]
         deq = ws.deq(act, d.stats.tau0)
-        kr = deq.kernels(d.X)
+        kr = deq.kernels(d.X, hermite_terms=cfg.real_hermite_terms)
         errs[act][0][r] = relative_errors(kr.G, deq.ck_surrogate(d.X, d.stats))[0]
         errs[act][1][r] = relative_errors(kr.K, deq.ntk_surrogate(d.X, d.stats))[0]
 
@@ -152,7 +152,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
     matching = {}
     for act in bars.bar(list(cfg.real_activations), f"{ds.n} real samples: G*, K* vs surrogates"):
         deq = ws.deq(act, st.tau0)
-        full[act] = deq.kernels(ds.X)
+        full[act] = deq.kernels(ds.X, hermite_terms=cfg.real_hermite_terms)
         theory = st if act in cfg.spectra_activations else None
         matching[act] = match_kernels(
             deq, ds.X, st, ds.labels, top=cfg.top, kernels=full[act], theory_of=theory
@@ -160,7 +160,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
 
     def exact(act: str, target: str) -> np.ndarray:
         if act not in full:
-            full[act] = ws.deq(act, st.tau0).kernels(ds.X)
+            full[act] = ws.deq(act, st.tau0).kernels(ds.X, hermite_terms=cfg.real_hermite_terms)
         return full[act].G if target == "ck" else full[act].K
 
     rows = judge_designs(

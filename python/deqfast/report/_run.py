@@ -123,7 +123,7 @@ def _config_json(cfg: ReproduceConfig) -> dict[str, Any]:
         "seed=np.random.default_rng([seed, p, draw]))",
         "finite_generator": "empirical_ck(..., seed=np.random.default_rng([seed, 7, width]))",
         "finite_ntk_generator": "empirical_ntk(..., method='adjoint', "
-        "seed=np.random.default_rng([seed, 8, width]))",
+        "seed=np.random.default_rng([seed, 7, width])), the CK's draws",
         "real_subset_generator": "prepare(X, labels, n_per_class=real_subset_n // K, "
         "seed=np.random.default_rng([seed, real_subset_n, r]))",
         "rf_generator": "classification_grid(...): features(X, width, rf_seed) per seed",
