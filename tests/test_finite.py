@@ -152,6 +152,18 @@ def test_work_arrays_are_reused_without_changing_results(rng, solver):
     assert _core.release_workspace() == kept and _core.workspace_bytes() == 0
 
 
+def test_release_work_buffers_frees_what_forward_kept(rng):
+    """The public release gives back exactly the bytes the core reports as kept."""
+    deq = df.DEQ("tanh", sigma_a2=0.3, tau0=1.0)
+    X = rng.standard_normal((32, 16))
+    df.finite.release_work_buffers()
+    df.finite.forward(deq, X, 128, seed=0, solver="anderson")
+    kept = _core.workspace_bytes()
+    assert kept >= 2 * 128 * 32 * 8
+    assert df.finite.release_work_buffers() == kept
+    assert _core.workspace_bytes() == 0 and df.finite.release_work_buffers() == 0
+
+
 def test_anderson_accelerates_structured_map(rng):
     """A symmetric contracting linear map (real spectrum in [0, 0.95]): Anderson ≫ Picard."""
     m, n, p = 200, 16, 8

@@ -57,7 +57,14 @@ from deqfast._validation import (
 )
 from deqfast._vocabulary import check_kernel, deprecated_module_attributes
 
-__all__ = ["DEQForwardResult", "draw_weights", "empirical_ck", "empirical_ntk", "forward"]
+__all__ = [
+    "DEQForwardResult",
+    "draw_weights",
+    "empirical_ck",
+    "empirical_ntk",
+    "forward",
+    "release_work_buffers",
+]
 
 Solver = Literal["auto", "anderson", "picard"]
 _SOLVERS = ("auto", "anderson", "picard")
@@ -190,6 +197,16 @@ def _solver_options(
     return dict(
         solver=solver, tol=tol, max_iter=max_iter, memory=memory, damping=damping, dtype=name
     )
+
+
+def release_work_buffers() -> int:
+    """Give the finite-width solvers' idle work arrays back to the system.
+
+    :func:`forward`, :func:`empirical_ck` and :func:`empirical_ntk` keep up to 1 GiB
+    of work arrays between solves (see the notes of :func:`forward`). Returns the
+    number of bytes released.
+    """
+    return int(_core.release_workspace())
 
 
 def draw_weights(
@@ -383,6 +400,14 @@ def forward(
         the residual, the evaluation count and what to change.
     KeyboardInterrupt
         On Ctrl-C during the solve (nothing is returned).
+
+    Notes
+    -----
+    The solver's work arrays (Picard's second buffer, Anderson's window, the input
+    term) are kept after the solve for the next one of the same size, so repeated
+    solves do not pay the first-touch page faults of fresh memory again (about as much
+    as the solve's vector arithmetic). At most 1 GiB is kept; the system may reclaim it
+    under memory pressure, and :func:`release_work_buffers` gives it back at once.
     """
     sa2, sb2, phi = _deq_params(deq)
     X = as_data_matrix(X)
