@@ -140,27 +140,68 @@ def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, re
     return res
 
 
+def _recycle_pages(nbytes: int) -> None:
+    """Touch ``nbytes`` of fresh memory and free it again, so that the next allocation gets
+    pages the machine has just used. This VM returns freed memory to its host ("free page
+    reporting", about 2 s after a free) and a page the host took back costs a host fault on
+    its next first touch, several times the kernel's own zeroing: without this, whichever case
+    follows a slow one pays for it, and the floor and the kernels would not pay alike."""
+    buf = np.ones(nbytes // 8)
+    del buf
+
+
 def floor(n: int = 4096, repeat: int = 5) -> dict:
-    """Kernels against the machine floor, in one process: the Gram product ``X Xᵀ`` plus one
-    write of each output (fresh ``np.empty`` arrays, so the first-touch page faults are paid
-    as the kernels pay them), next to all four outputs (``S``, ``G``, ``Ġ``, ``K``) and the CK
-    alone, in float64 and float32. The cases run interleaved, ``repeat`` rounds, and each
-    reports its median (the machine may be shared: load drifts hit every case alike).
+    """Kernels against the machine floor, in one process, in float64 and float32: all four
+    outputs (``S``, ``G``, ``Ġ``, ``K``) next to the Gram product plus one write of each, and
+    the CK alone next to the Gram plus one write.
+
+    The floor is measured the way the kernels run: the Gram ``X Xᵀ`` by BLAS (two threads, into
+    a buffer allocated beforehand, so its page faults are not counted), then each output
+    allocated by ``np.empty`` as ``compute_kernels`` allocates it (all alive at once, as the
+    kernels return them) and written once, a copy of the Gram, by two threads, each first
+    touching the pages of its half as the kernels' threads touch theirs. So both pay the same
+    first-touch page faults (kernel zeroing) and the floor's writes are as parallel as the
+    kernels'. Before every case the same amount of memory is touched and freed
+    (:func:`_recycle_pages`), so that every case starts from recently used pages; the extra
+    cost of first touching pages the host took back is measured on its own
+    (``first_touch_4_outputs_cold_s`` against ``..._warm_s``: four outputs allocated and
+    filled, 3 s after the memory was freed, or right after).
+
+    The cases run interleaved, ``repeat`` rounds, and each reports its median (the machine may
+    be shared: load drifts hit every case alike).
 
     Acceptance ratios: ``all_four_over_floor`` (four outputs against the Gram plus four
     writes) and ``ck_over_floor`` (the CK against the Gram plus one write)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import deqfast as df
 
     sample = df.GaussianMixture.paper(P).sample(n, seed=0)
     X = np.ascontiguousarray(sample.X)
     deq = df.DEQ("relu", sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
     deq.ck(X[:64])  # warm-up (equilibrium, thread pool)
+    gram = np.empty((n, n))
+    pool = ThreadPoolExecutor(2)
+    halves = (slice(0, n // 2), slice(n // 2, n))
+
+    def write(outs: list[np.ndarray], src: np.ndarray) -> None:
+        def half(rows: slice) -> None:
+            for out in outs:
+                out[rows] = src[rows]  # NumPy releases the GIL for the copy
+
+        list(pool.map(half, halves))
 
     def gram_and_writes(k: int, dtype: type = np.float64) -> None:
-        gram = X @ X.T
-        for _ in range(k):
-            out = np.empty((n, n), dtype=dtype)
-            out[...] = gram
+        np.dot(X, X.T, out=gram)
+        write([np.empty((n, n), dtype=dtype) for _ in range(k)], gram)
+
+    def first_touch(cold: bool) -> float:
+        _recycle_pages(4 * n * n * 8)
+        if cold:
+            time.sleep(3.0)
+        t = time.perf_counter()
+        write([np.empty((n, n)) for _ in range(4)], gram)
+        return time.perf_counter() - t
 
     cases = {
         "floor_gram_plus_4_writes": lambda: gram_and_writes(4),
@@ -176,9 +217,14 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
     load = [os.getloadavg()[0]]
     for _ in range(repeat):
         for name, fn in cases.items():
+            _recycle_pages(4 * n * n * 8)
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
+        for cold in (False, True):
+            times.setdefault(f"first_touch_4_outputs_{'cold' if cold else 'warm'}", []).append(
+                first_touch(cold)
+            )
         load.append(os.getloadavg()[0])
     med = {k: float(np.median(v)) for k, v in times.items()}
     pairs = n * (n - 1) // 2
@@ -213,6 +259,11 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
             f"{res['ck_pairs_per_s' + suffix] / 1e6:.1f} M pairs/s",
             flush=True,
         )
+    print(
+        f"first touch of four float64 outputs (np.empty + one write, two threads): "
+        f"{med['first_touch_4_outputs_warm']:.3f} s right after freeing the memory, "
+        f"{med['first_touch_4_outputs_cold']:.3f} s 3 s after (pages back from the host)"
+    )
     return res
 
 

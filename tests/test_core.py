@@ -195,3 +195,29 @@ def test_symmetric_assembly_writes_each_requested_entry_once(rng, block):
     for got, want in ((S, full.S), (K, full.K)):
         np.testing.assert_allclose(got[written], want[written], rtol=1e-13, atol=0)
         assert np.all(np.isnan(got[~written]))
+
+
+@pytest.mark.parametrize(("dtype", "n"), [(np.float64, 64), (np.float32, 48)])
+def test_assembly_is_the_same_at_every_alignment_of_the_outputs(rng, dtype, n):
+    """Rows a whole number of cache lines long (64 float64, 48 float32 entries) let the assembly
+    write whole lines with streaming stores, grouping rows so that the transposed runs start
+    lines: outputs starting at each offset from a 64-byte boundary take every mix of streamed
+    and plain stores. Each must hold exactly the entries of the kernels (float32: the float64
+    kernels rounded), mirrored bitwise, and leave the memory around them untouched."""
+    X = rng.standard_normal((n, 7)) / np.sqrt(7)
+    phi = df.activations.relu()
+    A = diagonal(phi, X, sigma_a2=0.2, sigma_b2=0.8)
+    full = compute_kernels(phi, X, sigma_a2=0.2, sigma_b2=0.8, outputs=("S", "K"))
+    line = 64 // np.dtype(dtype).itemsize
+    for offset in range(line):
+        bufs = [np.full(n * n + 3 * line, np.nan, dtype=dtype) for _ in range(2)]
+        starts = [(-b.ctypes.data % 64) // b.itemsize + offset for b in bufs]
+        outs = [b[s : s + n * n].reshape(n, n) for b, s in zip(bufs, starts)]
+        _core.assemble(
+            phi.core, X, X, A, A, True, 0, n, 0, n, sigma_a2=0.2, sigma_b2=0.8, S=outs[0],
+            K=outs[1], block=16, num_threads=2, dtype=np.dtype(dtype).name,
+        )  # fmt: skip
+        for got, want, b, s in zip(outs, (full.S, full.K), bufs, starts):
+            np.testing.assert_array_equal(got, want.astype(dtype), err_msg=f"offset {offset}")
+            np.testing.assert_array_equal(got, got.T)
+            assert np.all(np.isnan(b[:s])) and np.all(np.isnan(b[s + n * n :]))

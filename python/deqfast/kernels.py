@@ -423,7 +423,9 @@ def _check_memory(
     mehler = phi.kind not in ("lrelu", "erf")
     per_sample = (3 + (3 * terms + 2 if mehler else 0)) * itemsize
     team = threads or (os.cpu_count() or 1)
-    per_thread = (block + 8 * len(outs)) * block * itemsize + (4 * terms * (block + 16) * itemsize)
+    group = 64 // out_itemsize  # rows of a write group: one cache line of the output type
+    per_thread = (block + group * len(outs)) * block * itemsize
+    per_thread += 4 * terms * (block + 16) * itemsize  # Mehler series workspace
     need = outputs + (n + n2) * per_sample + min(team, MAX_THREADS) * per_thread
     avail = _available_memory()
     if avail is None or need <= avail:

@@ -45,11 +45,34 @@ struct AssemblyStats {
   double max_error = 0;  // largest estimated absolute error of S over all pairs
 };
 
-/// Rows of a tile are solved in groups of this many, kept in small per-thread buffers, and each
-/// group is written to both triangles while it is in cache: its rows to their own rows of the
-/// output, and its columns, transposed, as runs of kGroup consecutive entries into the rows
-/// below the diagonal (one cache line for float64).
-constexpr Eigen::Index kGroup = 8;
+/// Rows of a tile are solved in groups of at most this many, kept in small per-thread buffers,
+/// and each group is written to both triangles while it is in cache: its rows to their own rows
+/// of the output, and its columns, transposed, as runs of consecutive entries into the rows below
+/// the diagonal. A group is one cache line of the output type (8 float64 or 16 float32 rows),
+/// aligned so that each transposed run is exactly one line of the output where the row stride
+/// allows it (see assemble).
+constexpr Eigen::Index kGroup = 16;
+
+/// Store the doubles src[0, m) into dst[0, m) rounded to T: the whole cache lines of dst with
+/// streaming stores, the partial lines at either end (shared with a neighbouring run) normally.
+/// Returns the number of float entries that overflowed to +-inf from a finite double (0 for double).
+template <class T>
+long long store_run(const double* src, T* dst, Eigen::Index m) {
+  long long over = 0;
+  if constexpr (!std::is_same_v<T, double>) {
+    constexpr double big = std::numeric_limits<double>::max(), top = std::numeric_limits<T>::max();
+#pragma omp simd reduction(+ : over)
+    for (Eigen::Index c = 0; c < m; ++c) over += std::abs(static_cast<T>(src[c])) > top && std::abs(src[c]) <= big;
+  }
+  constexpr Eigen::Index L = kLineEntries<T>;
+  Eigen::Index head = entries_to_line(dst);
+  if (head < 0 || head + L > m) head = m;  // no whole line to stream
+  for (Eigen::Index c = 0; c < head; ++c) dst[c] = static_cast<T>(src[c]);
+  Eigen::Index c = head;
+  for (; c + L <= m; c += L) stream_line(dst + c, src + c);
+  for (; c < m; ++c) dst[c] = static_cast<T>(src[c]);
+  return over;
+}
 
 /// Write the gn x nj group buffer `g` (row stride bs) of one output: row r from column up[r] on
 /// into dst row r (the upper part, stride ld), and, when `mirror`, entry (r, c) for c >= low[r]
@@ -60,18 +83,7 @@ long long write_group(const double* g, Eigen::Index bs, Eigen::Index gn, Eigen::
                       const Eigen::Index* up, const Eigen::Index* low, T* dst, T* tdst, Eigen::Index ld,
                       bool mirror) {
   long long over = 0;
-  for (Eigen::Index r = 0; r < gn; ++r) {
-    const double* src = g + r * bs;
-    T* d = dst + r * ld;
-    long long o = 0;
-    constexpr double big = std::numeric_limits<double>::max(), top = std::numeric_limits<T>::max();
-#pragma omp simd reduction(+ : o)
-    for (Eigen::Index c = up[r]; c < nj; ++c) {
-      d[c] = static_cast<T>(src[c]);
-      if constexpr (!std::is_same_v<T, double>) o += std::abs(d[c]) > top && std::abs(src[c]) <= big;
-    }
-    over += o;
-  }
+  for (Eigen::Index r = 0; r < gn; ++r) over += store_run(g + r * bs + up[r], dst + r * ld + up[r], nj - up[r]);
   if (!mirror) return over;
   // Columns every row of the group mirrors: full runs of gn entries; before them, a prefix.
   const Eigen::Index full = low[gn - 1];
@@ -79,11 +91,15 @@ long long write_group(const double* g, Eigen::Index bs, Eigen::Index gn, Eigen::
     T* d = tdst + c * ld;
     for (Eigen::Index r = 0; r < gn && low[r] <= c; ++r) d[r] = static_cast<T>(g[r * bs + c]);
   }
-  if (gn == kGroup) {
-    for (Eigen::Index c = full; c < nj; ++c) {
-      T* d = tdst + c * ld;
-      for (Eigen::Index r = 0; r < kGroup; ++r) d[r] = static_cast<T>(g[r * bs + c]);
-    }
+  constexpr Eigen::Index L = kLineEntries<T>;
+  if (gn % L == 0 && line_aligned(tdst) && (ld * Eigen::Index(sizeof(T))) % Eigen::Index(kLineBytes) == 0) {
+    // every run is whole cache lines: gather each line's column entries, stream the line
+    alignas(kLineBytes) double col[L];
+    for (Eigen::Index c = full; c < nj; ++c)
+      for (Eigen::Index l = 0; l < gn; l += L) {
+        for (Eigen::Index r = 0; r < L; ++r) col[r] = g[(l + r) * bs + c];
+        stream_line(tdst + c * ld + l, col);
+      }
   } else {
     for (Eigen::Index c = full; c < nj; ++c) {
       T* d = tdst + c * ld;
@@ -97,8 +113,9 @@ long long write_group(const double* g, Eigen::Index bs, Eigen::Index gn, Eigen::
 /// B (columns), in cache-sized tiles, in parallel. With `symmetric` (A == B), only entries on or
 /// above the diagonal are solved and each is also written to its mirror position, so rows
 /// [r0, r1) x columns [max(c0, r0), c1) and their transposes are written; diagonal entries come
-/// from the diagonal solve. Every output entry is stored once, from a group of kGroup tile rows
-/// still in cache; the pages of the outputs are first touched by the threads that write them.
+/// from the diagonal solve. Every output entry is stored once, from a group of tile rows still in
+/// cache, whole cache lines by streaming stores; the pages of the outputs are first touched by
+/// the threads that write them.
 inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowMatrix>& XA,
                               const Eigen::Ref<const RowMatrix>& XB, const SampleData& A, const SampleData& B,
                               bool symmetric, Eigen::Index r0, Eigen::Index r1, Eigen::Index c0,
@@ -148,6 +165,18 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
   float* const f32[5] = {out.S32, out.G32, out.Gdot32, out.K32, out.Theta32};
   bool want[5];
   for (int q = 0; q < 5; ++q) want[q] = f64[q] || f32[q];
+  // Rows per group: one cache line of the output type. Groups start at the rows i whose mirrored
+  // entries (c, i) begin a cache line of the first requested output (in every row c when the
+  // row stride is whole lines), so that each transposed run is one whole line, streamed.
+  const bool single = std::any_of(f32, f32 + 5, [](const float* p) { return p != nullptr; });
+  const Eigen::Index grp = single ? kLineEntries<float> : kLineEntries<double>;
+  Eigen::Index phase = 0;
+  for (int q = 0; q < 5; ++q)
+    if (want[q]) {
+      phase = single ? entries_to_line(f32[q]) : entries_to_line(f64[q]);
+      phase = std::max<Eigen::Index>(phase, 0);
+      break;
+    }
   long long over32 = 0;
   [[maybe_unused]] const int nt = resolve_threads(o.num_threads);
   ParallelErrors errors;
@@ -157,10 +186,10 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
     RowMatrix gram;
     std::optional<MehlerRun> mrun;
     if (mehler) mrun.emplace(A, B, o);
-    // kGroup rows of a tile for each requested output (row stride bs), written back by write_group
+    // grp rows of a tile for each requested output (row stride bs), written back by write_group
     RowMatrix buf[5];
     for (int q = 0; q < 5; ++q)
-      if (want[q]) buf[q].resize(kGroup, bs);
+      if (want[q]) buf[q].resize(grp, bs);
     std::vector<double> rs(bs), rg(bs), rgd(bs), rerr(bs);  // one row of a tile (vectorised path)
     std::vector<double> revals(bs);
     // Solve pair (i, j) by the scalar solve_pair into position k of the row arrays.
@@ -207,8 +236,9 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
         const Eigen::Index ni = std::min(bs, r1 - i0), nj = std::min(bs, c1 - j0);
         gram.noalias() = XA.middleRows(i0, ni) * XB.middleRows(j0, nj).transpose();
         if (mehler) mrun->load_columns(j0, nj);
-        for (Eigen::Index g0 = 0; g0 < ni; g0 += kGroup) {
-          const Eigen::Index gn = std::min(kGroup, ni - g0);
+        for (Eigen::Index g0 = 0, gn = 0; g0 < ni; g0 += gn) {
+          // up to the next row that starts a group (i - phase a multiple of grp)
+          gn = std::min(grp - ((i0 + g0 - phase) % grp + grp) % grp, ni - g0);
           // per row of the group: first column written into its own row (up) and first column
           // written, transposed, below the diagonal (low); columns left of the diagonal are the
           // transposes of earlier rows (symmetric assembly only)
@@ -283,6 +313,7 @@ inline AssemblyStats assemble(const Activation& phi, const Eigen::Ref<const RowM
         }
       });
     }
+    stream_fence();  // this thread's streamed lines are in memory before the region ends
   }
   finish_region(errors, o.cancel);
   st.pairs = pairs;
