@@ -57,6 +57,12 @@ from deqfast._validation import (
 )
 from deqfast._vocabulary import check_kernel, deprecated_module_attributes
 
+__size_reason__ = (
+    "one concept: the finite-width DEQ's solves (forward, adjoint) and the Monte-Carlo kernels "
+    "built on them, which share the weight-drawing convention, the solver options and their "
+    "checks; about half of the module is docstrings"
+)
+
 __all__ = [
     "DEQForwardResult",
     "draw_weights",
