@@ -1,4 +1,4 @@
-"""Out-of-core kernel ridge regression by conjugate gradients on a LocalCluster (issue 17).
+"""Out-of-core kernel ridge regression by conjugate gradients on a LocalCluster.
 
 The exact Implicit-CK ``G*`` (ReLU, σ_a² = 0.2, the authors' mixture
 ``GaussianMixture.paper(p)``) of ``n`` training samples is written tile by tile to a zarr

@@ -1,4 +1,4 @@
-"""Explicit-net design: the full grid of issue 13 (docs/theory.md §5, docs/design.md).
+"""Explicit-net design: every DEQ activation × kernel × σ_a² (docs/theory.md §5, docs/design.md).
 
 For every DEQ activation (relu, leaky_relu, elu, tanh, erf, swish, gelu, softplus),
 target (CK, default NTK, NTK with ``trained="all"``) and σ_a² ∈ {0.2, 0.5}, on

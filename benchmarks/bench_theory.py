@@ -1,4 +1,4 @@
-"""Benchmark and accuracy record of deqfast.theory (issue 8).
+"""Benchmark and accuracy record of deqfast.theory.
 
 1. Runtime of ``mp_mixture_density`` and ``theory_spectrum`` for p = 1000 diagonal
    covariances (K = 2, 3; n/p = 0.5, 2), best of 3.

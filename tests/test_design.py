@@ -1,6 +1,6 @@
-"""Explicit-net design (docs/theory.md §5; issue 5 acceptance 1, 2 at p = 256, and 4).
+"""Explicit-net design (docs/theory.md §5) on small probes (p = 256).
 
-The p = 1024 figures of acceptance 2 are produced by ``benchmarks/bench_design.py``.
+The p = 1024 and p = 2048 grid of distances is produced by ``benchmarks/bench_design.py``.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def test_selection_closer_unmatched_vs_farther_matched(paper256):
 
 def test_lrelu3_matches_relu_ntk_and_is_close(paper256):
     """Three L-ReLU layers: four free slopes meet a ReLU DEQ's NTK coefficients exactly,
-    and the kernels stay arc-cosine-like (acceptance 4 of the issue: within 1e-3)."""
+    and the kernels stay arc-cosine-like (within 1e-3 of the DEQ's NTK)."""
     s = paper256
     deq = df.DEQ("relu", sigma_a2=0.2, tau0=s.stats.tau0)
     res = design_explicit(deq, kernel="ntk", probe=s, family="lrelu3", matched_only=True)

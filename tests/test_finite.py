@@ -467,7 +467,7 @@ def test_monte_carlo_average_and_seeds(rng, relu_deq):
 
 
 # --------------------------------------------------------------------------- #
-# convergence to the infinite-width kernels (issue 4, acceptance 2)
+# convergence to the infinite-width kernels as the width grows
 # --------------------------------------------------------------------------- #
 def _paper_data(p):
     n = int(0.8 * p)

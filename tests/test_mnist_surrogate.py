@@ -1,4 +1,4 @@
-"""Issue 12, acceptance 2: on MNIST 6 vs 8 (n = 1000, p = 784, σ_a² = 0.2) the surrogate
+"""On MNIST 6 vs 8 (n = 1000, p = 784, σ_a² = 0.2) the surrogate
 errors ‖G* − Ḡ‖/‖G*‖ of deqfast agree with an independent NumPy computation.
 
 The reference (tests/reference.py, never importing deqfast) supplies the
