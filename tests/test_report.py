@@ -139,7 +139,10 @@ def test_the_ck_of_the_ntk_draws_is_the_empirical_ck(rng):
     np.testing.assert_allclose(C, ref, rtol=1e-12, atol=1e-14)
     alone = empirical_ntk(deq, X, 48, trials=2, seed=5, tol=1e-6, progress=False)
     np.testing.assert_array_equal(N, alone)
-    for bad in (np.empty((30, 29)), np.empty((30, 30), dtype=np.float32), [[0.0] * 30] * 30):
+    frozen = np.empty((30, 30))
+    frozen.setflags(write=False)
+    bad_outs = (np.empty((30, 29)), np.empty((30, 30), dtype=np.float32), [[0.0] * 30] * 30, frozen)
+    for bad in bad_outs:
         with pytest.raises(ValueError, match="ck_out"):
             empirical_ntk(deq, X, 48, seed=5, progress=False, ck_out=bad)
 

@@ -561,11 +561,16 @@ def empirical_ntk(
     rng = as_rng(seed)
     XX = X @ X.T if trained == "all" else None
     if ck_out is not None and (
-        not isinstance(ck_out, np.ndarray) or ck_out.shape != (n, n) or ck_out.dtype != np.float64
+        not isinstance(ck_out, np.ndarray)
+        or ck_out.shape != (n, n)
+        or ck_out.dtype != np.float64
+        or not ck_out.flags.writeable
     ):
         got = f"{ck_out.dtype} array of shape {ck_out.shape}" if isinstance(
             ck_out, np.ndarray) else type(ck_out).__name__  # fmt: skip
-        raise ValueError(f"ck_out must be a float64 array of shape ({n}, {n}); got {got}")
+        if isinstance(ck_out, np.ndarray) and not ck_out.flags.writeable:
+            got = "a read-only array"
+        raise ValueError(f"ck_out must be a writeable float64 array of shape ({n}, {n}); got {got}")
     acc = np.zeros((n, n))
     acc_ck = np.zeros((n, n)) if ck_out is not None else None
     for _ in progress_bar(progress, range(trials), desc=f"empirical NTK (m={m})", unit="draw"):
