@@ -317,6 +317,20 @@ def mixed_activation(
     return _act.polynomial(mono)
 
 
+def _mixed_layer(P: _Problem, th: np.ndarray) -> Any:
+    """The mixed layer ``α t + β φ(γ t) + δ (t² − τ0²)`` of ``th = (α, β, γ[, δ], ...)``
+    (``δ = 0`` and absent from ``th`` for odd φ)."""
+    d = 0.0 if P.odd else float(th[3])
+    return mixed_activation(P.base, float(th[0]), float(th[1]), float(th[2]), d, P.tau0)
+
+
+def _mixed_note(P: _Problem, th: np.ndarray) -> str:
+    """``[mixed layer, φ]`` of ``th`` in words, for the candidates' notes."""
+    d = 0.0 if P.odd else th[3]
+    return (f"[{th[0]:.4g} t + {th[1]:.4g} {P.base_name}({th[2]:.4g} t) + {d:.3g} (t² − τ0²)"
+            f" (degree-{_MIX_DEGREE} Hermite projection), {P.base_name}]")  # fmt: skip
+
+
 def _fit_mixed(P: _Problem) -> list[Candidate]:
     """``[α t + β φ(γ t) + δ (t² − τ0²), φ]``: a skip-like layer, then the DEQ's own φ."""
     K = P.kfit
@@ -325,9 +339,7 @@ def _fit_mixed(P: _Problem) -> list[Candidate]:
     odd = P.odd
 
     def build(th: np.ndarray) -> ExplicitNet:
-        d = 0.0 if odd else float(th[3])
-        mix = mixed_activation(base, float(th[0]), float(th[1]), float(th[2]), d, P.tau0)
-        return ExplicitNet([mix, base], tau0=P.tau0)
+        return ExplicitNet([_mixed_layer(P, th), base], tau0=P.tau0)
 
     sa, sb = math.sqrt(P.sigma_a2), math.sqrt(1.0 - min(P.sigma_a2, 0.99))
     starts: list[tuple[float, ...]] = [(sb, sa, 1.0, 0.0), (sb, sa, P.tau_star / P.tau0, 0.0)]
@@ -337,15 +349,10 @@ def _fit_mixed(P: _Problem) -> list[Candidate]:
         starts, lo, hi = [s[:3] for s in starts], lo[:3], hi[:3]
     theta = K.fit(build, starts, bounds=(lo, hi))
 
-    def note(th: np.ndarray) -> str:
-        d = 0.0 if odd else th[3]
-        return (f"[{th[0]:.4g} t + {th[1]:.4g} {P.base_name}({th[2]:.4g} t) + {d:.3g} (t² − τ0²)"
-                f" (degree-{_MIX_DEGREE} Hermite projection), {P.base_name}]")  # fmt: skip
-
     light = _refit(K, build, theta, bounds=(lo, hi))
     return [
-        P.candidate("mixed", build(theta), "kernel fit " + note(theta)),
-        P.candidate("mixed", build(light), f"{_LIGHT_NOTE} {note(light)}"),
+        P.candidate("mixed", build(theta), "kernel fit " + _mixed_note(P, theta)),
+        P.candidate("mixed", build(light), f"{_LIGHT_NOTE} {_mixed_note(P, light)}"),
     ]
 
 
@@ -370,17 +377,13 @@ def _fit_skip(P: _Problem) -> list[Candidate]:
     assert K is not None and P.base is not None
     base, odd = P.base, P.odd
 
-    def mix(th: np.ndarray) -> Any:
-        d = 0.0 if odd else float(th[3])
-        return mixed_activation(base, float(th[0]), float(th[1]), float(th[2]), d, P.tau0)
-
     def build(th: np.ndarray) -> ExplicitNet:
-        return ExplicitNet([mix(th), base], tau0=P.tau0, input_skip=float(th[-1]))
+        return ExplicitNet([_mixed_layer(P, th), base], tau0=P.tau0, input_skip=float(th[-1]))
 
     def build3(th: np.ndarray) -> ExplicitNet:
         w = float(th[-2])
         skips = (0.0, math.sqrt(max(1.0 - w, 0.0)), float(th[-1]))
-        return ExplicitNet([_act.linear(math.sqrt(w)), mix(th), base], tau0=P.tau0,
+        return ExplicitNet([_act.linear(math.sqrt(w)), _mixed_layer(P, th), base], tau0=P.tau0,
                            input_skip=skips)  # fmt: skip
 
     sa, sb = math.sqrt(P.sigma_a2), math.sqrt(1.0 - min(P.sigma_a2, 0.99))
@@ -390,11 +393,8 @@ def _fit_skip(P: _Problem) -> list[Candidate]:
         start, lo, hi = (v[:3] + v[4:] for v in (start, lo, hi))
 
     def note(th: np.ndarray, three: bool = False) -> str:
-        d = 0.0 if odd else th[3]
         pre = f"3 layers [√w t, ...], w={th[-2]:.4g}: " if three else ""
-        return (f"{pre}[{th[0]:.4g} t + {th[1]:.4g} {P.base_name}({th[2]:.4g} t) + {d:.3g} "
-                f"(t² − τ0²) (degree-{_MIX_DEGREE} Hermite projection), {P.base_name}], "
-                f"input skip {th[-1]:.4g}")  # fmt: skip
+        return f"{pre}{_mixed_note(P, th)}, input skip {th[-1]:.4g}"
 
     def fits(build: Any, start: list[float], bounds: tuple[Any, Any], three: bool) -> list:
         theta = K.fit(build, [start], bounds=bounds)
