@@ -51,10 +51,6 @@ inline double asin_vec(double x) {
   return x < 0 ? -t : t;
 }
 
-}  // namespace deqfast
-
-namespace deqfast {
-
 /// e^x without branches (Cephes exp.c, S. L. Moshier: x = k ln 2 + r, |r| <= ln 2 / 2,
 /// e^r = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)), times 2^k built in the exponent bits); relative
 /// error about 1 ulp. x is clamped to [-700, 700] (no overflow; e^-700 ~ 1e-304).
