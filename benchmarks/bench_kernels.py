@@ -171,10 +171,19 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
     be shared: load drifts hit every case alike).
 
     Acceptance ratios: ``all_four_over_floor`` (four outputs against the Gram plus four
-    writes) and ``ck_over_floor`` (the CK against the Gram plus one write)."""
+    writes) and ``ck_over_floor`` (the CK against the Gram plus one write).
+
+    Two more cases separate the computation from the output's first touch: ``ck_touched_output``
+    (the CK's diagonal solve and assembly into one float64 output allocated and written before
+    the rounds) next to ``floor_gram_plus_1_write_touched`` (the Gram plus one write into another
+    such output), ratio ``ck_touched_over_floor_touched``. Every case also reports the median CPU
+    seconds of the process (``*_cpu_s``, both threads): a case whose CPU seconds are close to
+    its wall seconds ran on one core's worth of time."""
     from concurrent.futures import ThreadPoolExecutor
 
     import deqfast as df
+    from deqfast import _core
+    from deqfast.kernels import default_block, diagonal
 
     sample = df.GaussianMixture.paper(P).sample(n, seed=0)
     X = np.ascontiguousarray(sample.X)
@@ -195,6 +204,24 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
         np.dot(X, X.T, out=gram)
         write([np.empty((n, n), dtype=dtype) for _ in range(k)], gram)
 
+    touched = [np.ones((n, n)) for _ in range(2)]  # outputs touched once, before the rounds
+    values = {"sigma_a2": deq.sigma_a2, "sigma_b2": deq.sigma_b2, "tol": 1e-12, "max_iter": 100}
+
+    def gram_and_touched_write() -> None:
+        np.dot(X, X.T, out=gram)
+        write([touched[0]], gram)
+
+    def ck_touched_output() -> None:
+        A = diagonal(deq.phi, X, **values, num_threads=2)
+        _core.assemble(
+            deq.phi.core, X, X, A, A, True, 0, n, 0, n, G=touched[1], **values,
+            block=default_block(n, n), num_threads=2,
+        )  # fmt: skip
+
+    ck_touched_output()
+    if not np.array_equal(touched[1], deq.ck(X, progress=False, num_threads=2)):
+        raise AssertionError("the CK into a touched output differs from deq.ck")
+
     def first_touch(cold: bool) -> float:
         _recycle_pages(4 * n * n * 8)
         if cold:
@@ -212,15 +239,19 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
         "all_four_f32": lambda: deq.kernels(X, progress=False, num_threads=2, dtype=np.float32),
         "floor_gram_plus_1_write_f32": lambda: gram_and_writes(1, np.float32),
         "ck_only_f32": lambda: deq.ck(X, progress=False, num_threads=2, dtype=np.float32),
+        "floor_gram_plus_1_write_touched": gram_and_touched_write,
+        "ck_touched_output": ck_touched_output,
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
     load = [os.getloadavg()[0]]
     for _ in range(repeat):
         for name, fn in cases.items():
             _recycle_pages(4 * n * n * 8)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
         for cold in (False, True):
             times.setdefault(f"first_touch_4_outputs_{'cold' if cold else 'warm'}", []).append(
                 first_touch(cold)
@@ -230,6 +261,10 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
     pairs = n * (n - 1) // 2
     res: dict = {"n": n, "p": P, "repeats": repeat, "load_1min": load, "cpus": os.cpu_count()}
     res.update({f"{k}_s": v for k, v in med.items()})
+    res.update({f"{k}_cpu_s": float(np.median(v)) for k, v in cpu.items()})
+    res["ck_touched_over_floor_touched"] = (
+        med["ck_touched_output"] / med["floor_gram_plus_1_write_touched"]
+    )
     for suffix in ("", "_f32"):
         res[f"all_four_over_floor{suffix}"] = (
             med[f"all_four{suffix}"] / med[f"floor_gram_plus_4_writes{suffix}"]
@@ -240,6 +275,7 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
         res[f"all_four_pairs_per_s{suffix}"] = pairs / med[f"all_four{suffix}"]
         res[f"ck_pairs_per_s{suffix}"] = pairs / med[f"ck_only{suffix}"]
     res["all_times_s"] = times
+    res["all_cpu_s"] = cpu
     print(
         f"n={n} p={P}, median of {repeat} interleaved rounds, load "
         + " -> ".join(f"{x:.1f}" for x in load)
@@ -259,6 +295,14 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
             f"{res['ck_pairs_per_s' + suffix] / 1e6:.1f} M pairs/s",
             flush=True,
         )
+    print(
+        f"[float64, outputs touched before] CK {med['ck_touched_output']:.3f} s / "
+        f"(Gram + 1 write) {med['floor_gram_plus_1_write_touched']:.3f} s = "
+        f"{res['ck_touched_over_floor_touched']:.2f}x; CPU seconds: CK {res['ck_only_cpu_s']:.3f} "
+        f"(touched before {res['ck_touched_output_cpu_s']:.3f}), floor "
+        f"{res['floor_gram_plus_1_write_cpu_s']:.3f} (touched before "
+        f"{res['floor_gram_plus_1_write_touched_cpu_s']:.3f})"
+    )
     print(
         f"first touch of four float64 outputs (np.empty + one write, two threads): "
         f"{med['first_touch_4_outputs_warm']:.3f} s right after freeing the memory, "
