@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.optimize
 
 import deqfast as df
@@ -15,13 +16,20 @@ from deqfast.random_features import (
     ClassificationResult,
     FeatureModel,
     classification_grid,
+    explicit_features,
     inference_timing,
     kernel_ridge_accuracy,
     paper_models,
     relu_features,
     relu_kernel,
 )
-from deqfast.random_features._readouts import _readout_estimator
+from deqfast.random_features._maps import shared_explicit_features
+from deqfast.random_features._readouts import (
+    _grid_readouts,
+    _logistic_lbfgs,
+    _readout_estimator,
+    _spd_solve,
+)
 from deqfast.random_features._timing import _explicit_hidden, _explicit_weights
 
 NAMES = (
@@ -138,6 +146,87 @@ def test_logistic_readout_minimises_penalised_cross_entropy(rng):
     assert loss(np.concatenate([W_sk.ravel(), est.intercept_])) <= ref.fun + 1e-6
 
 
+def _softmax_problem(rng, n=90, m=12, K=4):
+    F = rng.standard_normal((n, m)) / math.sqrt(m) + 0.3
+    y = np.arange(n) % K  # every class present
+    rng.shuffle(y)
+    return F, y
+
+
+# preconditioned (m ≤ n), and on the coefficients themselves (more features than samples)
+@pytest.mark.parametrize(("shape", "lam"), [((90, 12), 0.5), ((90, 12), 1e-2), ((30, 40), 0.5)])
+def test_preconditioned_logistic_readout_is_scikit_learns_optimum(rng, shape, lam):
+    """docs/theory.md §5: the grid's logistic read-out minimises scikit-learn's
+    LogisticRegression(C=1/λ) objective; both converged tightly, the coefficients agree
+    (the intercept up to the common shift no prediction sees)."""
+    F, y = _softmax_problem(rng, *shape)
+    sk = _readout_estimator("logistic", lam, 100_000, 1e-12).fit(F, y)
+    W, b, iterations, converged = _logistic_lbfgs(F, y, 4, lam, max_iter=2000, tol=1e-10)
+    assert converged and 0 < iterations < 2000
+    scale = np.abs(sk.coef_).max()
+    np.testing.assert_allclose(W, sk.coef_.T, atol=1e-6 * scale)
+    np.testing.assert_allclose(
+        b - b.mean(), sk.intercept_ - sk.intercept_.mean(), atol=1e-6 * scale
+    )
+    Ft = rng.standard_normal((50, shape[1]))
+    np.testing.assert_array_equal(np.argmax(Ft @ W + b, axis=1), sk.predict(Ft))
+
+
+def test_logistic_readout_with_a_given_gram_and_in_float32(rng):
+    """The caller's FᵀF gives the same preconditioner; float32 products stop near the same
+    optimum (the objective within the tolerance's reach)."""
+    F, y = _softmax_problem(rng)
+    lam = 1e-2
+    W0, b0, _, _ = _logistic_lbfgs(F, y, 4, lam, max_iter=2000, tol=1e-10)
+    W1, b1, _, _ = _logistic_lbfgs(F, y, 4, lam, max_iter=2000, tol=1e-10, gram=F.T @ F)
+    np.testing.assert_allclose(W1, W0, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(b1 - b1.mean(), b0 - b0.mean(), rtol=1e-6, atol=1e-8)
+    W2, b2, _, ok = _logistic_lbfgs(F, y, 4, lam, max_iter=2000, tol=1e-4, dtype=np.float32)
+    assert ok
+
+    def objective(W, b):
+        Z = F @ W + b
+        Z -= Z.max(axis=1, keepdims=True)
+        logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+        return (-logp[np.arange(len(y)), y].sum() + 0.5 * lam * np.sum(W**2)) / len(y)
+
+    assert objective(W0, b0) <= objective(W2, b2) <= objective(W0, b0) + 1e-5
+    _, _, it, ok = _logistic_lbfgs(F, y, 4, lam, max_iter=2, tol=1e-10)
+    assert it == 2 and not ok
+
+
+def test_grid_readouts_are_scikit_learns(rng):
+    """Ridge: RidgeClassifier(alpha=λ, fit_intercept=False) to rounding; logistic: the same
+    predictions as LogisticRegression converged tightly."""
+    F, y = _softmax_problem(rng, n=140)
+    ntr, lam = 100, 0.05
+    out = _grid_readouts(
+        F, ntr, y[:ntr], y[ntr:], 4, ("logistic", "ridge"), lam, max_iter=2000, tol=1e-10,
+        dtype=np.float64,
+    )  # fmt: skip
+    for ro, tol in (("ridge", 1e-4), ("logistic", 1e-12)):
+        est = _readout_estimator(ro, lam, 100_000, tol).fit(F[:ntr], y[:ntr])
+        te, tr, sec, ok = out[ro]
+        assert te == np.mean(est.predict(F[ntr:]) == y[ntr:]), ro
+        assert tr == np.mean(est.predict(F[:ntr]) == y[:ntr]), ro
+        assert sec >= 0 and ok
+
+
+def test_spd_solve_is_a_float64_solve(rng):
+    """Mixed-precision refinement reaches a float64 Cholesky solve's accuracy, and falls back to
+    float64 where float32 cannot factorise or refine the matrix."""
+    Q, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    B = rng.standard_normal((200, 3))
+    for cond in (1e2, 1e5, 1e9, 1e13):
+        A = (Q * np.geomspace(1.0, 1.0 / cond, 200)) @ Q.T
+        A = 0.5 * (A + A.T)
+        X = _spd_solve(A, B)
+        ref = scipy.linalg.solve(A, B, assume_a="pos")
+        # a backward-stable solve: residual at float64's rounding of ‖A‖‖X‖
+        assert np.linalg.norm(B - A @ X) <= 1e-13 * np.linalg.norm(A, 2) * np.linalg.norm(X)
+        assert np.linalg.norm(X - ref) <= 1e-14 * cond * np.linalg.norm(ref), cond
+
+
 # --------------------------------------------------------------------------- #
 # the grid
 # --------------------------------------------------------------------------- #
@@ -202,6 +291,35 @@ def test_classification_grid_rejects_bad_input(three_class):
         res.result("relu", "hinge")
     with pytest.raises(ValueError, match="width 9"):
         res.accuracy("relu", "ridge", 9)
+
+
+def test_classification_grid_in_parallel_is_the_serial_grid(three_class, models):
+    """Tasks on two threads (one OpenMP and BLAS thread each) give the serial results."""
+    Xtr, ytr, Xte, yte = three_class
+    kw = dict(widths=(8, 32), seeds=(0, 1), ridge=0.05)
+    a = classification_grid(models, Xtr, ytr, Xte, yte, n_jobs=1, **kw)
+    b = classification_grid(models, Xtr, ytr, Xte, yte, n_jobs=2, **kw)
+    for key, r in a.results.items():
+        np.testing.assert_array_equal(b.results[key].test_accuracy, r.test_accuracy)
+        np.testing.assert_array_equal(b.results[key].train_accuracy, r.train_accuracy)
+    assert b.kernel_accuracy == a.kernel_accuracy and list(b.kernel_accuracy) == list(models)
+    assert np.all(b.feature_seconds > 0)
+
+
+def test_shared_explicit_features_are_each_nets_features(rng):
+    """One first-layer product for nets drawn from the same seed: the same features, bit for bit."""
+    X = rng.standard_normal((9, 7)) / 3.0
+    nets = [
+        df.explicit.ExplicitNet(["relu", "tanh"], tau0=1.0),
+        df.explicit.ExplicitNet(["tanh"], tau0=1.0, input_skip=0.5),
+        df.explicit.ExplicitNet(["lrelu", "relu", "tanh"], tau0=1.0, input_skip=(0.3, 0.0, 0.2)),
+    ]
+    maps = [explicit_features(net) for net in nets]
+    shared = shared_explicit_features(maps, X, 24, 5)  # type: ignore[arg-type]
+    for fn, net, (F, sec) in zip(maps, nets, shared):
+        np.testing.assert_array_equal(F, fn(X, 24, 5))
+        np.testing.assert_array_equal(F, net.forward(X, 24, seed=5).features / math.sqrt(24))
+        assert sec >= 0
 
 
 def test_paper_models_on_a_small_grid(three_class, models):

@@ -376,18 +376,30 @@ class ExplicitNet:
         seed
             ``None``, a non-negative int or a ``numpy.random.Generator``.
         """
-        X = as_data_matrix(X, "X")
-        ws = self._widths(widths)
-        rng = as_rng(seed)
+        return self._forward(as_data_matrix(X, "X"), self._widths(widths), as_rng(seed))
+
+    def _forward(
+        self,
+        X: np.ndarray,
+        ws: tuple[int, ...],
+        rng: np.random.Generator,
+        first: np.ndarray | None = None,
+    ) -> ExplicitForwardResult:
+        """:meth:`forward` on checked arguments. ``first``, when given, is ``X W_1`` with
+        ``W_1 = rng.standard_normal((p, d_1))`` drawn by the caller, ``rng`` now after that
+        draw: nets drawn from the same seed share it (it is not written to)."""
         h = X
         hidden = []
         for k, (layer, w) in enumerate(zip(self._layers, ws)):
-            W = rng.standard_normal((h.shape[1], w))
-            if k > 0:
-                W *= 1.0 / math.sqrt(h.shape[1])
-            z = h @ W
+            if k == 0 and first is not None:
+                z = first
+            else:
+                W = rng.standard_normal((h.shape[1], w))
+                if k > 0:
+                    W *= 1.0 / math.sqrt(h.shape[1])
+                z = h @ W
             if self.input_skip[k] > 0:
-                z += self.input_skip[k] * (X @ rng.standard_normal((X.shape[1], w)))
+                z = z + self.input_skip[k] * (X @ rng.standard_normal((X.shape[1], w)))
             h = layer.activation(z)
             hidden.append(h)
         v = rng.standard_normal(ws[-1])

@@ -24,10 +24,11 @@ baseline's infinite-width kernel.
 The ten-class experiment of the paper: :func:`paper_models` builds the
 authors' six models (ReLU and tanh DEQs, the designed L-ReLU and H-tanh nets,
 the undesigned ReLU and tanh nets) with their exact kernels;
-:func:`classification_grid` trains scikit-learn's ``LogisticRegression``
-(cross-entropy, the authors' loss) and ``RidgeClassifier`` on the same
-features for every model, width and seed, adds each model's exact-kernel ridge
-accuracy (the ``m → ∞`` limit) and returns a :class:`ClassificationResult`;
+:func:`classification_grid` trains the read-outs of scikit-learn's
+``LogisticRegression`` (cross-entropy, the authors' loss; same objective, a
+preconditioned solver) and ``RidgeClassifier`` on the same features for every
+model, width and seed, adds each model's exact-kernel ridge accuracy (the
+``m → ∞`` limit) and returns a :class:`ClassificationResult`;
 :func:`inference_timing` measures the per-sample cost of a DEQ against an
 explicit net of the same width (:class:`InferenceTiming`).
 """

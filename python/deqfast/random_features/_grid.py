@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,13 +17,18 @@ from deqfast._validation import (
     check_integer,
     check_positive,
 )
-from deqfast.random_features._maps import FeatureFn, deq_features, explicit_features
+from deqfast.random_features._maps import (
+    ExplicitFeatures,
+    FeatureFn,
+    deq_features,
+    explicit_features,
+    shared_explicit_features,
+)
 from deqfast.random_features._readouts import (
     GRID_READOUTS,
     _check_split,
     _check_widths_seeds,
-    _readout_estimator,
-    _readout_work,
+    _grid_readouts,
     _threads_for,
     kernel_ridge_accuracy,
 )
@@ -184,14 +189,15 @@ class ClassificationResult:
         Kernel ridge with each model's exact kernel (same ``ridge``), the
         ``m → ∞`` limit of the ridge read-out (empty if not computed).
     feature_seconds : ndarray, shape (models, widths, seeds)
-        Wall time of each feature computation (all ``n_train + n_test`` samples).
+        Wall time of each feature computation (all ``n_train + n_test`` samples; an
+        explicit net's includes the first-layer product it shares with the others).
     fit_seconds : dict of str to ndarray (models, widths, seeds)
-        Wall time of each read-out fit.
+        Wall time of each read-out fit (each includes the Gram matrix both share).
     kernel_seconds : dict of str to float
         Wall time of each exact kernel and its kernel ridge fit.
     converged : dict of str to ndarray of bool (models, widths, seeds)
-        Whether each logistic fit converged within ``max_iter`` (all ``True``
-        for ridge).
+        Whether each logistic fit met a stopping test (gradient or relative decrease)
+        within ``max_iter`` iterations (all ``True`` for ridge).
     n_train, n_test : int
     ridge : float
         ``λ`` of both read-outs and of kernel ridge.
@@ -311,14 +317,17 @@ def classification_grid(
 
     For every model, width and seed the features of ``[Xtr; Xte]`` are computed
     once (same random weights for training and test samples) and every read-out
-    is trained on them: ``"logistic"`` — scikit-learn's multinomial
-    ``LogisticRegression`` (cross-entropy ``+ (λ/2)‖W‖²``, unpenalised
-    intercept, L-BFGS), the authors' loss; ``"ridge"`` — ``RidgeClassifier``
-    (targets ±1, no intercept).  With ``kernel_limit`` each model's exact
-    infinite-width kernel is computed on all samples and kernel ridge with the
-    same ``λ`` gives the ``m → ∞`` limit of the ridge read-out.
-
-    Small fits run on one BLAS thread.
+    is trained on them: ``"logistic"`` — the objective of scikit-learn's multinomial
+    ``LogisticRegression(C=1/λ)`` (mean cross-entropy ``+ (λ/2n)‖W‖²``, unpenalised
+    intercept), the authors' loss, minimised by L-BFGS preconditioned with the features'
+    Gram matrix to scikit-learn's stopping test (``max |gradient| ≤ logistic_tol``);
+    ``"ridge"`` — ``RidgeClassifier(alpha=λ, fit_intercept=False)``'s closed form (targets
+    ±1, no intercept).  Both share one Gram matrix ``FᵀF`` per features.  With
+    ``kernel_limit`` each model's exact infinite-width kernel is computed on all samples
+    and kernel ridge with the same ``λ`` gives the ``m → ∞`` limit of the ridge read-out.
+    Explicit nets of :func:`explicit_features` share their first layer's product (the
+    same ``W_1`` for the same seed): their features are those of separate passes, bit for
+    bit.
 
     Parameters
     ----------
@@ -336,8 +345,9 @@ def classification_grid(
         there is recorded in ``converged`` (no warning).
     logistic_tol : float
         L-BFGS stopping tolerance of the logistic read-out (scikit-learn's
-        default).  On the MNIST features of width 512, ``1e-6`` took 2.7 times
-        the CPU time for +0.2 % test accuracy (measured, benchmarks/bench_mnist.py).
+        default), on the largest entry of the gradient.  On the MNIST features of width
+        512, ``1e-6`` took 2.7 times the CPU time for +0.2 % test accuracy (measured with
+        scikit-learn's solver, benchmarks/bench_mnist.py).
     logistic_dtype : {numpy.float64, numpy.float32}
         Floating type of the features the logistic read-out is fitted on.  Its L-BFGS
         iterations stream the ``n × m`` features twice each, so ``float32`` halves their
@@ -347,11 +357,13 @@ def classification_grid(
     kernel_limit : bool
         Compute the exact-kernel ridge accuracies.
     n_jobs : int
-        Read-out fits run at once (threads, each with one BLAS thread): the fits of all
-        seeds of one model and width run together once their features are computed.
-        The logistic read-out's L-BFGS iterations are narrow products that gain little
-        from BLAS threads, so two fits side by side on two cores take about half the time
-        of one after the other.  The results do not depend on ``n_jobs``.
+        Tasks run at once, on threads with one BLAS and one OpenMP thread each.  A task
+        is one model's (or the explicit nets') features at one width and seed with their
+        read-outs, or one model's kernel limit; the longest start first.  Narrow products
+        and the elementwise work gain little from more threads, so two tasks side by side
+        on two cores take about half the time of one after the other.  With ``1`` the
+        tasks run in the calling thread, the small fits on one BLAS thread.  The results
+        do not depend on ``n_jobs``.
     progress : bool or None, default None
         A tqdm progress bar over the feature computations (``None``: on a terminal).
 
@@ -360,9 +372,6 @@ def classification_grid(
     ClassificationResult
     """
     import time
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
 
     A, B, ctr, cte = _check_split(Xtr, ytr, Xte, yte)
     if not isinstance(models, Mapping) or not models:
@@ -393,64 +402,76 @@ def classification_grid(
     fit_s = {ro: np.empty(shape) for ro in ros}
     conv = {ro: np.ones(shape, dtype=bool) for ro in ros}
     feat_s = np.empty(shape)
-    bar = progress_bar(progress, total=int(np.prod(shape)), desc="random features")
+    kacc: dict[str, float] = {}
+    ksec: dict[str, float] = {}
+    serial = jobs == 1
 
-    def fit(job: tuple[int, str], F: np.ndarray) -> tuple[float, float, float, bool]:
-        _, ro = job
-        est = _readout_estimator(ro, lam, iters, ltol)
-        Fr = F.astype(ldtype, copy=False) if ro == "logistic" else F
-        limit = _threads_for(_readout_work(ro, ntr, F.shape[1], n_classes)) if jobs == 1 else None
+    def features(group: tuple[int, ...], w: int, s: int) -> list[tuple[np.ndarray, float]]:
+        if len(group) > 1:  # explicit nets: one first-layer product for all
+            maps = [models[names[i]].features for i in group]
+            return shared_explicit_features(maps, X, w, s)  # type: ignore[arg-type]
         t0 = time.perf_counter()
-        with blas_threads(limit):
-            est.fit(Fr[:ntr], ctr)
-            te = float(np.mean(est.predict(Fr[ntr:]) == cte))
-            tr = float(np.mean(est.predict(Fr[:ntr]) == ctr))
-        # lbfgs stops at max_iter without converging (scikit-learn warns then; the warning
-        # is silenced below because the grid records it here instead)
-        ok = ro != "logistic" or int(np.max(est.n_iter_)) < iters
-        return te, tr, time.perf_counter() - t0, ok
+        F = models[names[group[0]]].features(X, w, s)
+        return [(F, time.perf_counter() - t0)]
 
+    def feature_task(group: tuple[int, ...], j: int, k: int) -> list[Any]:
+        out = []
+        for i, (F, sec) in zip(group, features(group, ws[j], ss[k])):
+            F = as_finite_array(F, f"{names[i]} features", ndim=2)
+            if F.shape != (X.shape[0], ws[j]):
+                raise ValueError(
+                    f"{names[i]}: features of shape {F.shape}; expected {(X.shape[0], ws[j])}"
+                )
+            limit = _threads_for(2.0 * ntr * ws[j] * min(ntr, ws[j])) if serial else None
+            with blas_threads(limit):
+                fits = _grid_readouts(
+                    F, ntr, ctr, cte, n_classes, ros, lam, max_iter=iters, tol=ltol, dtype=ldtype
+                )
+            out.append((i, j, k, sec, fits))
+        return out
+
+    def kernel_task(i: int) -> tuple[int, float, float]:
+        t0 = time.perf_counter()
+        K = np.asarray(models[names[i]].kernel(X), dtype=np.float64)
+        with blas_threads(_threads_for(ntr**3 / 3.0) if serial else None):
+            acc = kernel_ridge_accuracy(K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam)
+        return i, acc, time.perf_counter() - t0
+
+    # the longest tasks first, so that the last ones, which nothing overlaps, are short
+    tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    if kernel_limit:
+        tasks += [(kernel_task, (i,)) for i in range(len(names))]
+    groups = _feature_groups(models, names)
+    for j in sorted(range(len(ws)), key=lambda j: -ws[j]):
+        tasks += [(feature_task, (g, j, k)) for k in range(len(ss)) for g in groups]
+    bar = progress_bar(progress, total=int(np.prod(shape)), desc="random features")
     pool = None
     try:
-        if jobs > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        # one BLAS thread per concurrent task; threadpoolctl's limit is process-wide, so it
+        # is set once here, before any task starts, rather than by each task
+        with blas_threads(None if serial else 1):
+            if serial:
+                done: Iterator[Any] = (fn(*args) for fn, args in tasks)
+            else:
+                from concurrent.futures import ThreadPoolExecutor, as_completed
 
-            pool = ThreadPoolExecutor(max_workers=jobs)
-        # one BLAS thread per concurrent fit; threadpoolctl's limit is process-wide, so it
-        # is set once here rather than by each fit
-        with blas_threads(1 if jobs > 1 else None), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for i, name in enumerate(names):
-                for j, w in enumerate(ws):
-                    Fs = []
-                    for k, s in enumerate(ss):
-                        t0 = time.perf_counter()
-                        F = as_finite_array(
-                            models[name].features(X, w, s), f"{name} features", ndim=2
-                        )
-                        feat_s[i, j, k] = time.perf_counter() - t0
-                        if F.shape != (X.shape[0], w):
-                            raise ValueError(
-                                f"{name}: features of shape {F.shape}; expected {(X.shape[0], w)}"
-                            )
-                        Fs.append(F)
-                        if bar is not None:
-                            bar.update(1)
-                    # the seeds' fits of one width run together (after the features, whose
-                    # OpenMP threads would otherwise compete with them)
-                    todo = [(k, ro) for k in range(len(ss)) for ro in ros]
-                    feats = [Fs[k] for k, _ in todo]
-                    outs = list(
-                        pool.map(fit, todo, feats) if pool is not None else map(fit, todo, feats)
-                    )
-                    for (k, ro), (te, tr, sec, ok) in zip(todo, outs):
+                pool = ThreadPoolExecutor(max_workers=jobs, initializer=_one_openmp_thread)
+                futures = [pool.submit(fn, *args) for fn, args in tasks]
+                done = (f.result() for f in as_completed(futures))
+            for out in done:
+                if isinstance(out, tuple):  # a kernel limit; a feature task gives a list
+                    i, kacc[names[i]], ksec[names[i]] = out
+                    continue
+                for i, j, k, sec, fits in out:
+                    feat_s[i, j, k] = sec
+                    for ro, (te, tr, fsec, ok) in fits.items():
                         test[ro][i, j, k], train[ro][i, j, k] = te, tr
-                        fit_s[ro][i, j, k], conv[ro][i, j, k] = sec, ok
+                        fit_s[ro][i, j, k], conv[ro][i, j, k] = fsec, ok
+                    bar.update(1)
     finally:
         if pool is not None:
-            pool.shutdown()
-        if bar is not None:
-            bar.close()
+            pool.shutdown(cancel_futures=True)
+        bar.close()
     results = {
         (name, ro): RandomFeatureResult(
             widths=ws,
@@ -464,20 +485,32 @@ def classification_grid(
         for i, name in enumerate(names)
         for ro in ros
     }
-    kacc: dict[str, float] = {}
-    ksec: dict[str, float] = {}
-    if kernel_limit:
-        for name in names:
-            t0 = time.perf_counter()
-            K = np.asarray(models[name].kernel(X), dtype=np.float64)
-            with blas_threads(_threads_for(ntr**3 / 3.0)):
-                kacc[name] = kernel_ridge_accuracy(
-                    K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam
-                )
-            ksec[name] = time.perf_counter() - t0
+    kacc = {name: kacc[name] for name in names if name in kacc}
+    ksec = {name: ksec[name] for name in names if name in ksec}
     return ClassificationResult(
         models=names, widths=ws, seeds=ss, readouts=ros, results=results, kernel_accuracy=kacc,
         feature_seconds=feat_s, fit_seconds=fit_s, kernel_seconds=ksec, converged=conv,
         n_train=ntr, n_test=int(B.shape[0]), ridge=lam, max_iter=iters,
         model_notes={name: models[name].note for name in names},
     )  # fmt: skip
+
+
+def _feature_groups(
+    models: Mapping[str, FeatureModel], names: tuple[str, ...]
+) -> list[tuple[int, ...]]:
+    """Models whose features are computed together: the explicit nets of
+    :func:`explicit_features` (their first layers share one product), then one model each."""
+    shared = tuple(
+        i for i, n in enumerate(names) if isinstance(models[n].features, ExplicitFeatures)
+    )
+    grouped = shared if len(shared) > 1 else ()
+    groups: list[tuple[int, ...]] = [grouped] if grouped else []
+    return groups + [(i,) for i in range(len(names)) if i not in grouped]
+
+
+def _one_openmp_thread() -> None:
+    """Limit the calling thread's OpenMP regions (the C++ core's) to one thread: with
+    libgomp the limit is the calling thread's own, so each worker of a pool sets it."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,15 @@ from deqfast._validation import (
     check_integer,
 )
 
-__all__ = ["FeatureFn", "deq_features", "explicit_features", "relu_features", "relu_kernel"]
+__all__ = [
+    "ExplicitFeatures",
+    "FeatureFn",
+    "deq_features",
+    "explicit_features",
+    "relu_features",
+    "relu_kernel",
+    "shared_explicit_features",
+]
 
 FeatureFn = Callable[[np.ndarray, int, int], np.ndarray]
 
@@ -72,16 +80,56 @@ def deq_features(deq: Any, **forward_options: Any) -> FeatureFn:
     return fn
 
 
+class ExplicitFeatures:
+    """The feature map of an explicit net, ``h_L/√m`` (see :func:`explicit_features`)."""
+
+    __slots__ = ("net",)
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    def __call__(self, X: np.ndarray, width: int, seed: Any) -> np.ndarray:
+        return self._scaled(self.net.forward(X, width, seed=seed).features, width)
+
+    @staticmethod
+    def _scaled(h: np.ndarray, width: int) -> np.ndarray:
+        return np.asarray(h, dtype=np.float64) / math.sqrt(width)
+
+    def __repr__(self) -> str:
+        return f"explicit_features({self.net!r})"
+
+
 def explicit_features(net: Any) -> FeatureFn:
     """Feature map of an explicit net (e.g. ``design_explicit(...).net``): ``h_L/√m``.
 
     Every hidden layer gets the width ``m``; the weights are drawn from ``seed``
     by ``net.forward``.
     """
+    return ExplicitFeatures(net)
 
-    def fn(X: np.ndarray, width: int, seed: Any) -> np.ndarray:
-        h = net.forward(X, width, seed=seed).features
-        return np.asarray(h, dtype=np.float64) / math.sqrt(width)
 
-    fn.__name__ = f"explicit_features({net!r})"
-    return fn
+def shared_explicit_features(
+    maps: Sequence[ExplicitFeatures], X: np.ndarray, width: int, seed: int
+) -> list[tuple[np.ndarray, float]]:
+    """``[(fn(X, width, seed), seconds) for fn in maps]``, the same arrays bit for bit, with
+    the first layer's product ``X W_1`` computed once: every net draws ``W_1`` of shape
+    ``(p, m)`` first from the same seed.  Each net's seconds include that product's."""
+    import time
+
+    from deqfast._validation import as_rng
+
+    t0 = time.perf_counter()
+    Xm = as_data_matrix(X, "X")
+    rng = as_rng(seed, "seed")
+    first = Xm @ rng.standard_normal((Xm.shape[1], width))
+    state = rng.bit_generator.state
+    shared = time.perf_counter() - t0
+    out = []
+    for fn in maps:
+        t0 = time.perf_counter()
+        net = fn.net
+        r = np.random.Generator(type(rng.bit_generator)())
+        r.bit_generator.state = state
+        h = net._forward(Xm, net._widths(width), r, first=first).features
+        out.append((fn._scaled(h, width), shared + time.perf_counter() - t0))
+    return out

@@ -24,6 +24,12 @@ __all__ = [
 #: (DEQ, designed explicit net) pairs of :func:`deqfast.random_features.paper_models`.
 PAIRS = (("ReLU DEQ", "L-ReLU net (designed)"), ("tanh DEQ", "H-tanh net (designed)"))
 
+#: Timed passes of each model in the inference timing (the best is reported).  The DEQ's
+#: first pass is the slowest (its work buffers are new); in three runs of the default
+#: configuration on a busy machine the best of the first two was within 4.3 % of the best
+#: of three (0 % in four of the six pairs), for two thirds of the time.
+TIMING_REPEATS = 2
+
 
 @dataclasses.dataclass(frozen=True)
 class DesignedVsDEQ:
@@ -152,7 +158,9 @@ def compute_classification(
     left_out = tuple(w for w in cfg.rf_full_widths if w not in widths)
     width = max(w for w in widths if w <= cfg.timing_width)
     timings = {
-        deq: inference_timing(models[deq].model, models[net].model, Xte, width, seed=cfg.seed)
+        deq: inference_timing(
+            models[deq].model, models[net].model, Xte, width, seed=cfg.seed, repeats=TIMING_REPEATS
+        )
         for deq, net in bars.bar(list(PAIRS), "inference timing")
     }
     return ClassificationSection(
