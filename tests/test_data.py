@@ -273,6 +273,16 @@ def test_from_data_gram_path_matches_brute_force():
     np.testing.assert_array_equal(st_.labels, (labels == 7).astype(int))  # -2 -> 0, 7 -> 1
 
 
+def test_from_data_routes_match_brute_force():
+    # many small classes with p < n: every class's p x p Gram is built once (K p <= 2 n and
+    # p n below the block work); two classes with p > n_a: the n_a x n_b blocks
+    rng = np.random.default_rng(8)
+    labels = rng.permutation(np.repeat(np.arange(6), 10))
+    _assert_matches_brute_force(rng.standard_normal((60, 8)), labels)
+    labels = rng.permutation(np.repeat(["x", "y"], [9, 11]))
+    _assert_matches_brute_force(rng.standard_normal((20, 30)), labels)
+
+
 def test_from_data_approximates_population():
     rng = np.random.default_rng(10)
     p = 100
