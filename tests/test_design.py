@@ -424,3 +424,21 @@ def test_skip_against_reference(act, trained, tiny_probe):
             assert getattr(got, k) == pytest.approx(ref[k], rel=1e-8, abs=1e-11)
         K = R.explicit_net_kernels(X, acts, TAU0, trained, input_skip=net.input_skip, nodes=200)
         np.testing.assert_allclose(net.ntk(X, trained=trained), K["ntk"], rtol=1e-10, atol=1e-12)
+
+
+def test_skip_tries_three_layers_when_the_root_is_far(tiny_probe, monkeypatch):
+    """A matched two-layer root stops the three-layer variant only when it is near the
+    kernel fit (same kernel residual on the fit rows within ``_NEAR``): with every root
+    counted as far, the three-layer candidates are added (swish default NTK, where the
+    two-layer fit lands next to a root)."""
+    import deqfast.design._families as fam
+
+    deq = df.DEQ("swish", sigma_a2=0.2, tau0=TAU0)
+    res = design_explicit(deq, kernel="ntk", probe=tiny_probe, family="skip")
+    assert {c.net.depth for c in res.candidates} == {2} and res.exact.net.depth == 2
+    monkeypatch.setattr(fam, "_NEAR", 0.0)
+    far = design_explicit(deq, kernel="ntk", probe=tiny_probe, family="skip")
+    two = [c for c in far.candidates if c.net.depth == 2]
+    assert [c.distance for c in two] == [c.distance for c in res.candidates]
+    assert any(c.net.depth == 3 for c in far.candidates)
+    assert far.distance <= res.distance
