@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -186,18 +187,80 @@ def test_mixed_against_reference():
     probe = deqfast.design.default_probe(TAU0, p=24, seed=2)
     with pytest.warns(DesignWarning):  # a kernel fit: close, not matched
         res = design_explicit(deq, probe=probe, family=("mixed", "relu"))
-    net = next(c.net for c in res.candidates if c.family == "mixed")
     assert res.family == "mixed"  # closer than the undesigned ReLU baseline
-    assert net.depth == 2 and net.activations[0].kind == "polynomial"
-    assert net.activations[1].uncentered() == df.activations.swish()
-    acts = [R.polynomial(net.activations[0].coef), R.get("swish")]
-    ref = R.explicit_net_coefficients(acts, TAU0, "ck")
-    got = net.coefficients("ck")
+    mixed = [c for c in res.candidates if c.family == "mixed"]
+    assert sum(c.note.startswith("probe-weighted") for c in mixed) == 1
+    X = probe[:2]
+    for net in (c.net for c in mixed):  # kernel fit, kernel-led and probe-weighted fits
+        assert net.depth == 2 and net.activations[0].kind == "polynomial"
+        assert net.activations[1].uncentered() == df.activations.swish()
+        acts = [R.polynomial(net.activations[0].coef), R.get("swish")]
+        ref = R.explicit_net_coefficients(acts, TAU0, "ck")
+        got = net.coefficients("ck")
+        for k in ("d", "c1", "c2", "c3"):
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-8, abs=1e-11)
+        K = R.explicit_net_kernels(X, acts, TAU0)
+        np.testing.assert_allclose(net.ck(X), K["ck"], rtol=1e-8, atol=1e-10)
+
+
+def test_kernel_fit_weights_estimate_the_probe_distance(paper256):
+    """The probe-weighted fit residual estimates ``‖E‖₂/‖K_DEQ‖₂`` on the whole probe
+    (docs/theory.md §5): exactly for a diagonal error ``e I`` and to ``O(1/m)`` for a
+    constant off-diagonal error ``e (11ᵀ − I)`` (norm ``e (n − 1)``), computed here with
+    NumPy on the full ``n × n`` matrices. The first (m-row) weighting counts the diagonal
+    ``n/m`` times more than the off-diagonal, relative to the operator norm."""
+    from deqfast.design._problem import _KernelFit, _Problem
+
+    X = np.asarray(paper256.X)
+    n = X.shape[0]
+    deq = df.DEQ("swish", sigma_a2=0.2, tau0=paper256.stats.tau0)
+    A = deq.ck(X)
+    norm = float(np.linalg.norm(A, 2))
+    P = _Problem(deq, "ck", "hidden", 1e-10)
+    K = _KernelFit(P, deq, X, 0, norm)
+    m = K.X.shape[0]
+    assert m < n and _KernelFit(P, deq, X, 0).w_probe is None
+    net = ExplicitNet(["swish", "swish"], tau0=paper256.stats.tau0)
+    e = 1e-4
+    ratios = {}
+    for kind, E in (("diag", e * np.eye(n)), ("off", e * (np.ones((n, n)) - np.eye(n)))):
+        true = np.linalg.norm(E, 2) / norm
+        K.kernel = lambda _net, E=E: K.ref + E[:m, :m]  # type: ignore[method-assign]
+        probe = np.linalg.norm(K.residual(lambda th: net, 0.0, probe=True)(np.zeros(1)))
+        rows = np.linalg.norm(K.residual(lambda th: net, 0.0)(np.zeros(1)))
+        assert probe == pytest.approx(true, rel=1.0 / m)
+        ratios[kind] = rows / true
+    assert ratios["diag"] / ratios["off"] == pytest.approx(n / m, rel=1.0 / m)
+
+
+@pytest.mark.parametrize(
+    ("act", "kernel", "family", "chosen"),
+    [("swish", "ck", "mixed", "kernel-led"), ("relu", "ck", "lrelu", "probe-weighted")],
+)
+def test_probe_weighted_fit_is_an_additional_candidate(act, kernel, family, chosen, paper256):
+    """The probe-weighted kernel-led fit is one more candidate of the kernel-fit families;
+    the probe decides, both ways (p = 256: swish CK, the m-row kernel-led ``mixed`` fit
+    1.9e-5 against 2.1e-5; ReLU CK, the probe-weighted ``lrelu`` fit 3.5e-6 against
+    3.7e-6). Its coefficients are the docs/theory.md §5 algebra's."""
+    s = paper256
+    deq = df.DEQ(act, sigma_a2=0.2, tau0=s.stats.tau0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DesignWarning)
+        res = design_explicit(deq, kernel=kernel, probe=s, family=family)
+    usable = [c for c in res.candidates if c.net is not None]
+    probe = [c for c in usable if c.note.startswith("probe-weighted")]
+    assert len(probe) == 1 and not probe[0].matched
+    assert res.distance == min(c.distance for c in usable)
+    assert res.closest.note.startswith(chosen) and res.family == family
+    net = probe[0].net
+    if family == "lrelu":
+        acts = [R.get("lrelu", s_pos=a.params[0], s_neg=a.params[1]) for a in net.activations]
+    else:
+        acts = [R.polynomial(net.activations[0].coef), R.get(act)]
+    ref = R.explicit_net_coefficients(acts, s.stats.tau0, kernel)
+    got = net.coefficients(kernel)
     for k in ("d", "c1", "c2", "c3"):
         assert getattr(got, k) == pytest.approx(ref[k], rel=1e-8, abs=1e-11)
-    X = probe[:2]
-    K = R.explicit_net_kernels(X, acts, TAU0)
-    np.testing.assert_allclose(net.ck(X), K["ck"], rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("act", ["tanh", "erf"])
@@ -343,6 +406,7 @@ def test_skip_against_reference(act, trained, tiny_probe):
     deq = df.DEQ(act, sigma_a2=0.2, tau0=TAU0)
     res = design_explicit(deq, kernel="ntk", trained=trained, probe=tiny_probe, family="skip")
     assert {c.family for c in res.candidates} == {"skip"}
+    assert any(c.note.startswith("probe-weighted") for c in res.candidates)
     assert res.exact is not None and res.exact.residual <= 1e-10 and res.exact.net.depth == 2
     X = np.asarray(tiny_probe)[:3]
     for c in res.candidates:
@@ -360,3 +424,21 @@ def test_skip_against_reference(act, trained, tiny_probe):
             assert getattr(got, k) == pytest.approx(ref[k], rel=1e-8, abs=1e-11)
         K = R.explicit_net_kernels(X, acts, TAU0, trained, input_skip=net.input_skip, nodes=200)
         np.testing.assert_allclose(net.ntk(X, trained=trained), K["ntk"], rtol=1e-10, atol=1e-12)
+
+
+def test_skip_tries_three_layers_when_the_root_is_far(tiny_probe, monkeypatch):
+    """A matched two-layer root stops the three-layer variant only when it is near the
+    kernel fit (same kernel residual on the fit rows within ``_NEAR``): with every root
+    counted as far, the three-layer candidates are added (swish default NTK, where the
+    two-layer fit lands next to a root)."""
+    import deqfast.design._families as fam
+
+    deq = df.DEQ("swish", sigma_a2=0.2, tau0=TAU0)
+    res = design_explicit(deq, kernel="ntk", probe=tiny_probe, family="skip")
+    assert {c.net.depth for c in res.candidates} == {2} and res.exact.net.depth == 2
+    monkeypatch.setattr(fam, "_NEAR", 0.0)
+    far = design_explicit(deq, kernel="ntk", probe=tiny_probe, family="skip")
+    two = [c for c in far.candidates if c.net.depth == 2]
+    assert [c.distance for c in two] == [c.distance for c in res.candidates]
+    assert any(c.net.depth == 3 for c in far.candidates)
+    assert far.distance <= res.distance

@@ -12,12 +12,39 @@ from numpy.polynomial.hermite_e import herme2poly, hermegauss, hermevander
 from scipy.optimize import brentq, least_squares
 
 from deqfast import activations as _act
-from deqfast.design._problem import _LIGHT_NOTE, _match, _multistart, _Problem, _refit, _vec
+from deqfast.design._problem import (
+    _LIGHT_NOTE,
+    _PROBE_NOTE,
+    _match,
+    _multistart,
+    _Problem,
+    _refit,
+    _refit_probe,
+    _vec,
+)
 from deqfast.design._result import Candidate
 from deqfast.explicit import ExplicitNet
 
 #: Degree of the Hermite projection that turns a mixed activation into a polynomial.
 _MIX_DEGREE = 8
+
+
+def _probe_fit(
+    P: _Problem,
+    family: str,
+    build: Any,
+    starts: list[np.ndarray],
+    describe: Any = None,
+    *,
+    bounds: tuple[Any, Any] = (-np.inf, np.inf),
+) -> list[Candidate]:
+    """The probe-weighted kernel-led candidate of a family (none without the probe's
+    norm); ``describe(theta)`` adds the parameters to the note."""
+    assert P.kfit is not None
+    th = _refit_probe(P.kfit, build, starts, bounds=bounds)
+    if th is None:
+        return []
+    return [P.candidate(family, build(th), _PROBE_NOTE + (f" {describe(th)}" if describe else ""))]
 
 
 def _lrelu_net(theta: np.ndarray, tau0: float) -> ExplicitNet:
@@ -113,6 +140,8 @@ def _fit_scaled(P: _Problem) -> list[Candidate]:
     if P.kfit is not None:
         th = _refit(P.kfit, build, np.asarray(best.x), bounds=bounds)
         out.append(P.candidate("scaled", build(th), f"{_LIGHT_NOTE} γ={th[0]:.4g}, a={th[1]:.4g}"))
+        out += _probe_fit(P, "scaled", build, [np.asarray(best.x), th],
+                          lambda t: f"γ={t[0]:.4g}, a={t[1]:.4g}", bounds=bounds)  # fmt: skip
     return out
 
 
@@ -272,9 +301,11 @@ def _fit_lrelu_kernel(P: _Problem) -> list[Candidate]:
     build = lambda th: _lrelu_layers(th, P.tau0)  # noqa: E731
     starts = [(1.7, 0.0, 0.7, 0.4), (1.0, 0.5, 1.0, 0.5), _lrelu_start(P)]
     theta = K.fit(build, starts)
+    light = _refit(K, build, theta)
     return [
         P.candidate("lrelu", build(theta), "kernel fit (coefficients weighted in)"),
-        P.candidate("lrelu", build(_refit(K, build, theta)), _LIGHT_NOTE),
+        P.candidate("lrelu", build(light), _LIGHT_NOTE),
+        *_probe_fit(P, "lrelu", build, [theta, light]),
     ]
 
 
@@ -285,9 +316,11 @@ def _fit_lrelu3(P: _Problem) -> list[Candidate]:
     build = lambda th: _lrelu_layers(th, P.tau0)  # noqa: E731
     starts = [(*_lrelu_start(P), 1.0, 0.5), (1.7, 0.0, 0.7, 0.4, 1.0, 0.5)]
     theta = K.fit(build, starts)
+    light = _refit(K, build, theta)
     out = [
         P.candidate("lrelu3", build(theta), "kernel fit"),
-        P.candidate("lrelu3", build(_refit(K, build, theta)), _LIGHT_NOTE),
+        P.candidate("lrelu3", build(light), _LIGHT_NOTE),
+        *_probe_fit(P, "lrelu3", build, [theta, light]),
     ]
     matched = P.candidate("lrelu3", build(_match(P, build, theta)), "kernel fit, then matched")
     if matched.matched:
@@ -353,7 +386,15 @@ def _fit_mixed(P: _Problem) -> list[Candidate]:
     return [
         P.candidate("mixed", build(theta), "kernel fit " + _mixed_note(P, theta)),
         P.candidate("mixed", build(light), f"{_LIGHT_NOTE} {_mixed_note(P, light)}"),
+        *_probe_fit(
+            P, "mixed", build, [theta, light], lambda t: _mixed_note(P, t), bounds=(lo, hi)
+        ),
     ]
+
+
+#: A matched root is near the kernel fit (:func:`_fit_skip`) when its kernel residual on
+#: the fit rows is at most this factor times the fit's.
+_NEAR = 1.1
 
 
 def _fit_skip(P: _Problem) -> list[Candidate]:
@@ -366,6 +407,13 @@ def _fit_skip(P: _Problem) -> list[Candidate]:
     must not see, the mixed layer ``K₁ ≈ σ_a² G*`` the rest. Five parameters (four for
     odd φ) for four equations: the kernel fit, the kernel-led fit and, when a root is
     near the kernel fit, the matched net are the candidates.
+
+    A root counts as near when its kernel residual on the fit rows is at most ``_NEAR``
+    times the kernel fit's (it is the same net up to ~1e-6 when the fit lands next to a
+    root). A far root is still a candidate, but the three-layer variant is tried as if
+    there were none (ELU NTK ``trained="all"`` at σ_a² = 0.5, p = 1024: from a kernel fit
+    with β = 0.81, γ = 1.14 trust region reached a root at β = 1.64, γ = 0.69, 2.3× farther
+    on the probe, 9.4e-3, which had stopped the three-layer variant).
 
     When no root is near, the tangent term needs more than ``K₁`` can give without
     raising ``S₂``'s diagonal (``σ_a⁴ Ġ* ∘ K*`` is large at σ_a² = 0.5): a linear layer
@@ -396,19 +444,25 @@ def _fit_skip(P: _Problem) -> list[Candidate]:
         pre = f"3 layers [√w t, ...], w={th[-2]:.4g}: " if three else ""
         return f"{pre}{_mixed_note(P, th)}, input skip {th[-1]:.4g}"
 
-    def fits(build: Any, start: list[float], bounds: tuple[Any, Any], three: bool) -> list:
+    def fits(
+        build: Any, start: list[float], bounds: tuple[Any, Any], three: bool
+    ) -> tuple[list, bool]:
         theta = K.fit(build, [start], bounds=bounds)
         light = _refit(K, build, theta, bounds=bounds)
         out = [
             P.candidate("skip", build(theta), "kernel fit " + note(theta, three)),
             P.candidate("skip", build(light), f"{_LIGHT_NOTE} {note(light, three)}"),
+            *_probe_fit(P, "skip", build, [theta, light], lambda t: note(t, three), bounds=bounds),
         ]
         root = _match(P, build, theta, bounds=bounds)
         matched = P.candidate("skip", build(root), "kernel fit, then matched " + note(root, three))
-        return [*out, matched] if matched.matched else out
+        if not matched.matched:
+            return out, False
+        kres = lambda th: float(np.linalg.norm(K.residual(build, 0.0)(th)))  # noqa: E731
+        return [*out, matched], kres(root) <= _NEAR * kres(theta)
 
-    out = fits(build, start, (lo, hi), False)
-    if any(c.matched for c in out) or P.target == "ck":  # w changes the NTK only
+    out, near = fits(build, start, (lo, hi), False)
+    if near or P.target == "ck":  # w changes the NTK only
         return out
     start3, lo3, hi3 = [*start[:-1], 0.5, sb], [*lo[:-1], 0.01, 0.0], [*hi[:-1], 1.0, 2.0]
-    return out + fits(build3, start3, (lo3, hi3), True)
+    return out + fits(build3, start3, (lo3, hi3), True)[0]

@@ -115,13 +115,25 @@ class _KernelFit:
     """The DEQ's exact kernel on a subsample of the probe, and the residual of a net.
 
     The residual stacks the weighted relative coefficient residual and the entries of
-    ``K_net − K_DEQ`` on ``m`` probe rows, weighted so that its norm estimates the
-    relative operator-norm distance on the whole probe: off-diagonal entries by
-    ``√2/‖K_DEQ‖₂`` (a rank-one error of size ``e`` has norm ``≈ n e``, and ``m``
-    rows see ``m²/2`` such entries), diagonal entries by ``1/(√m ‖K_DEQ‖₂)``.
+    ``E = K_net − K_DEQ`` on ``m`` of the probe's ``n`` rows. Two weightings:
+
+    * ``probe=True`` (with ``probe_norm = ‖K_DEQ‖₂`` on the whole probe): the norm
+      estimates the relative operator-norm distance on the whole probe. A smooth
+      (rank-one-like) off-diagonal error of size ``e`` has norm ``≈ n e`` there, and the
+      ``m`` rows see ``m²/2`` such entries: weight ``√2 n / (m ‖K_DEQ‖₂)``. A diagonal
+      error ``e`` has norm ``≈ e``: weight ``1/(√m ‖K_DEQ‖₂)`` (their root mean square).
+    * ``probe=False`` (the first weighting, kept for the candidates it gives): the same
+      with the norm of ``K_DEQ`` on the ``m`` rows, ``√2/‖K_m‖₂`` and
+      ``1/(√m ‖K_m‖₂)``. ``‖K_m‖₂`` is not ``(m/n) ‖K_DEQ‖₂``: at ``m = 64`` the
+      kernel's own diagonal is a large part of it (``(n/m) ‖K_m‖₂ / ‖K_DEQ‖₂`` = 1.6–1.7
+      at p = 1024, 2.2–2.3 at p = 2048, smooth CKs at σ_a² = 0.2), so against the
+      off-diagonal this weighting counts the diagonal ``n/m`` times (12.8 at p = 1024,
+      25.6 at p = 2048) more than the operator norm does.
     """
 
-    def __init__(self, P: _Problem, deq: DEQ, X: np.ndarray, seed: int) -> None:
+    def __init__(
+        self, P: _Problem, deq: DEQ, X: np.ndarray, seed: int, probe_norm: float | None = None
+    ) -> None:
         n = X.shape[0]
         m = min(n, _FIT_ROWS)
         rows = np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
@@ -132,6 +144,12 @@ class _KernelFit:
         norm = float(np.linalg.norm(self.ref, 2))
         self.w_off = math.sqrt(2.0) / norm
         self.w_diag = 1.0 / (math.sqrt(m) * norm)
+        #: the probe weights (off-diagonal, diagonal); None without the probe's norm
+        self.w_probe = (
+            None
+            if probe_norm is None
+            else (math.sqrt(2.0) * n / (m * probe_norm), 1.0 / (math.sqrt(m) * probe_norm))
+        )
         self.size = 4 + len(self.iu[0]) + m
 
     def kernel(self, net: ExplicitNet) -> np.ndarray:
@@ -140,9 +158,17 @@ class _KernelFit:
         return net.ntk(self.X, trained=self.P.trained, num_threads=1)
 
     def residual(
-        self, build: Callable[[np.ndarray], ExplicitNet], coef_weight: float = _COEF_WEIGHT
+        self,
+        build: Callable[[np.ndarray], ExplicitNet],
+        coef_weight: float = _COEF_WEIGHT,
+        probe: bool = False,
     ) -> Callable[[np.ndarray], np.ndarray]:
         P = self.P
+        if probe:
+            assert self.w_probe is not None
+            w_off, w_diag = self.w_probe
+        else:
+            w_off, w_diag = self.w_off, self.w_diag
 
         def f(theta: np.ndarray) -> np.ndarray:
             try:
@@ -151,7 +177,7 @@ class _KernelFit:
                 rc = (_vec(P.achieved(net)) - P.t) / P.scale * coef_weight
             except (ValueError, ArithmeticError):  # degenerate parameters
                 return np.full(self.size, 1e3)
-            out = np.concatenate([rc, E[self.iu] * self.w_off, np.diag(E) * self.w_diag])
+            out = np.concatenate([rc, E[self.iu] * w_off, np.diag(E) * w_diag])
             return out if np.all(np.isfinite(out)) else np.full(self.size, 1e3)
 
         return f
@@ -164,9 +190,10 @@ class _KernelFit:
         bounds: tuple[Any, Any] = (-np.inf, np.inf),
         max_nfev: int = 60,
         coef_weight: float = _COEF_WEIGHT,
+        probe: bool = False,
     ) -> np.ndarray:
         """The best of the least-squares fits from ``starts`` (smallest residual norm)."""
-        f = self.residual(build, coef_weight)
+        f = self.residual(build, coef_weight, probe)
         best = None
         with threadpool_limits(limits=1, user_api="openmp"):
             for s in starts:
@@ -203,3 +230,21 @@ def _refit(
 ) -> np.ndarray:
     """The kernel fit again from ``theta`` with the light coefficient weight."""
     return K.fit(build, [theta], bounds=bounds, coef_weight=_LIGHT_WEIGHT)
+
+
+_PROBE_NOTE = f"probe-weighted kernel-led fit (coefficient weight {_LIGHT_WEIGHT:g})"
+
+
+def _refit_probe(
+    K: _KernelFit,
+    build: Callable[[np.ndarray], ExplicitNet],
+    starts: Sequence[np.ndarray],
+    *,
+    bounds: tuple[Any, Any] = (-np.inf, np.inf),
+) -> np.ndarray | None:
+    """The kernel-led fit with the probe weights (:class:`_KernelFit`), from the better of
+    ``starts`` (the family's kernel fit and kernel-led fit); ``None`` without the probe's
+    norm. An additional candidate: the selection keeps the closest on the probe."""
+    if K.w_probe is None:
+        return None
+    return K.fit(build, starts, bounds=bounds, coef_weight=_LIGHT_WEIGHT, probe=True)

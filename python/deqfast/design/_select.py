@@ -160,10 +160,16 @@ def design_explicit(
     else:
         X = as_data_matrix(probe, "probe", min_rows=2)
 
+    # the DEQ's exact kernel on the probe: its norm weights the kernel fits, and it
+    # judges every candidate
+    ref = deq.ck(X) if target == "ck" else deq.ntk(X, trained=trained)
+    ev = np.linalg.eigvalsh(ref)
+    norm_ref = float(np.max(np.abs(ev)))
+
     P = _Problem(deq, target, trained, tol)
     P.probe_sq = float(np.mean(np.einsum("ij,ij->i", X, X)))
     if any(f in families for f in ("lrelu", "lrelu3", "mixed", "skip", "scaled")):
-        P.kfit = _KernelFit(P, deq, X, seed_ if isinstance(seed_, int) else 0)
+        P.kfit = _KernelFit(P, deq, X, seed_ if isinstance(seed_, int) else 0, norm_ref)
     raw: list[Candidate] = []
     for fam in families:
         if fam in ("mixed", "skip", "scaled") and P.base is None:
@@ -171,10 +177,6 @@ def design_explicit(
             continue
         raw += _SOLVERS[fam](P)
 
-    # exact kernels on the probe
-    ref = deq.ck(X) if target == "ck" else deq.ntk(X, trained=trained)
-    ev = np.linalg.eigvalsh(ref)
-    norm_ref = float(np.max(np.abs(ev)))
     cands = []
     for c in raw:
         if c.net is None:
