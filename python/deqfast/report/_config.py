@@ -76,6 +76,9 @@ class ReproduceConfig:
     timing_width: int = 1024
     ridge: float = 1e-2
     figure_jobs: int = 2
+    #: Worker processes computing the explicit-net designs while the other sections run
+    #: (``0``: in the run's own process, when a section needs them; the same designs).
+    design_jobs: int = 1
 
     @classmethod
     def make(
@@ -110,7 +113,7 @@ class ReproduceConfig:
                 rf_full_widths=(), rf_seeds=(0, 1), cls_n_per_class=50, timing_width=512,
                 designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
                 real_subset_n=200, real_subsets=2,
-                real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
+                real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), design_jobs=0,
             )  # fmt: skip
         else:
             cfg = cls(seed=seed)

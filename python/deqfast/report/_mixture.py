@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from deqfast.report._background import DesignJobs, DesignKey
 from deqfast.report._config import (
     Progress,
     ReproduceConfig,
@@ -43,8 +44,10 @@ class Workspace:
     dimensions, draw 0) are kept, the others dropped after use.
     """
 
-    def __init__(self, cfg: ReproduceConfig) -> None:
+    def __init__(self, cfg: ReproduceConfig, *, design_jobs: int = 0) -> None:
         self.cfg = cfg
+        self.designs = DesignJobs(design_jobs)
+        self._real: Any = None
         self._keep = {(cfg.spectra_p, 0), (cfg.finite_p, 0)}
         self._samples: dict[tuple[int, int], Any] = {}
         self._last: tuple[tuple[int, int], Any] | None = None
@@ -70,6 +73,32 @@ class Workspace:
         if key not in self._deqs:
             self._deqs[key] = DEQ(activation, sigma_a2=self.cfg.sigma_a2, tau0=tau0)
         return self._deqs[key]
+
+    def real_data(self) -> Any:
+        """The run's real data set (:func:`~deqfast.report._realdata.load_real_data`)."""
+        if self._real is None:
+            from deqfast.report._realdata import load_real_data
+
+            self._real = load_real_data(self.cfg)
+        return self._real
+
+    def design_key(self, design: tuple[str, str, str], tau0: float) -> DesignKey:
+        act, target, family = design
+        return (act, float(self.cfg.sigma_a2), float(tau0), target, family)
+
+    def submit_designs(self) -> None:
+        """Queue the designs of both design sections (computed in the background with
+        ``design_jobs``; the real-data ones only when the data set loads)."""
+        cfg = self.cfg
+        tau0 = self.sample(cfg.spectra_p, 0).stats.tau0
+        for d in cfg.designs:
+            self.designs.submit(self.design_key(d, tau0))
+        try:
+            tau0 = self.real_data().stats.tau0
+        except Exception:  # the real-data section reports it
+            return
+        for d in cfg.real_designs:
+            self.designs.submit(self.design_key(d, tau0))
 
     def mixture_kernels(self, activation: str, p: int, draw: int) -> Any:
         """``deq.kernels(X)`` (``G*``, ``K*``, …) of the mixture sample ``(p, draw)``."""
@@ -254,13 +283,12 @@ class DesignSection:
 
 
 def judge_designs(
-    designs: Any, deq_of: Any, exact_of: Any, X: np.ndarray, labels: np.ndarray, tau0: float,
+    designs: Any, ws: Workspace, exact_of: Any, X: np.ndarray, labels: np.ndarray, tau0: float,
     *, top: int, bars: Progress, desc: str,
 ) -> tuple[DesignRow, ...]:  # fmt: skip
-    """Design an explicit net for each ``(activation, target, family)`` and compare its exact
-    kernel with the DEQ's (``exact_of(activation, target)``) and with an undesigned
-    one-layer ReLU net's."""
-    from deqfast.design import design_explicit
+    """Design an explicit net for each ``(activation, target, family)`` (for the DEQ with
+    ``tau0``, by ``ws.designs``) and compare its exact kernel with the DEQ's
+    (``exact_of(activation, target)``) and with an undesigned one-layer ReLU net's."""
     from deqfast.explicit import ExplicitNet
 
     base = ExplicitNet(["relu"], tau0=tau0)
@@ -268,7 +296,7 @@ def judge_designs(
     rows = []
     for act, target, family in bars.bar(list(designs), desc):
         ref = exact_of(act, target)
-        d = design_explicit(deq_of(act), kernel=target, family=family)
+        d = ws.designs.result(ws.design_key((act, target, family), tau0))
         net = d.net
         M = net.ck(X) if target == "ck" else net.ntk(X)
         if target not in base_kernel:
@@ -299,7 +327,7 @@ def compute_design(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Desig
         return kr.G if target == "ck" else kr.K
 
     rows = judge_designs(
-        cfg.designs, lambda a: ws.deq(a, s.stats.tau0), exact, s.X, s.labels, s.stats.tau0,
+        cfg.designs, ws, exact, s.X, s.labels, s.stats.tau0,
         top=cfg.top, bars=bars, desc="design: explicit nets",
     )  # fmt: skip
     return DesignSection(p=cfg.spectra_p, n=s.n, rows=rows)

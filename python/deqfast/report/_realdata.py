@@ -127,7 +127,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
     ``cfg.real_activations``; the designs ``cfg.real_designs`` judged by exact kernels."""
     from deqfast.datasets import prepare
 
-    ds = load_real_data(cfg)
+    ds = ws.real_data()
     st = ds.stats
     K = len(ds.class_names)
     per_class = max(2, cfg.real_subset_n // K)
@@ -164,7 +164,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
         return full[act].G if target == "ck" else full[act].K
 
     rows = judge_designs(
-        cfg.real_designs, lambda a: ws.deq(a, st.tau0), exact, ds.X, ds.labels, st.tau0,
+        cfg.real_designs, ws, exact, ds.X, ds.labels, st.tau0,
         top=cfg.top, bars=bars, desc="real data: designed nets",
     )  # fmt: skip
     return RealDataResult(
