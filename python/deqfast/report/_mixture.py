@@ -369,23 +369,42 @@ def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) ->
     the sample at ``finite_p`` (:ref:`§3 <theory-3>`); the weights of width ``m`` come from
     ``default_rng([seed, 7, m])``.  Both estimates come from the same draws: the NTK's
     forward passes give the CK as well (``empirical_ntk(..., ck_out=...)``, equal to
-    ``empirical_ck`` with the same seed), which saves one forward solve per draw."""
-    from deqfast.finite import empirical_ntk
+    ``empirical_ck`` with the same seed), which saves one forward solve per draw.  Every
+    activation gets the same draws of a width, drawn once (``empirical_ntk(...,
+    weights=...)``), the next width's by a thread while the solves of this one run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deqfast.finite import draw_weights, empirical_ntk
 
     s = ws.sample(cfg.finite_p, 0)
     acts = tuple(cfg.spectra_activations)
     op, fro, ntk = ({a: np.zeros(len(cfg.finite_widths)) for a in acts} for _ in range(3))
-    steps = [(a, i, w) for a in acts for i, w in enumerate(cfg.finite_widths)]
-    for act, i, w in bars.bar(steps, "finite width: empirical CK and NTK"):
-        kr = ws.mixture_kernels(act, cfg.finite_p, 0)
-        deq = ws.deq(act, s.stats.tau0)
-        C = np.empty((s.n, s.n))
-        N = empirical_ntk(
-            deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 7, w]),
-            method="adjoint", tol=cfg.finite_tol, progress=False, ck_out=C,
-        )  # fmt: skip
-        op[act][i], fro[act][i] = relative_errors(kr.G, C)
-        ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
+
+    def draws(w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([cfg.seed, 7, w])
+        return [draw_weights(w, s.p, seed=rng) for _ in range(cfg.finite_trials)]
+
+    steps = [(i, w, a) for i, w in enumerate(cfg.finite_widths) for a in acts]
+    pool = ThreadPoolExecutor(1)  # numpy's generators release the GIL while they fill arrays
+    try:
+        ahead = {0: pool.submit(draws, cfg.finite_widths[0])}
+        weights: Any = None
+        for i, w, act in bars.bar(steps, "finite width: empirical CK and NTK"):
+            if i in ahead:  # the first step of width i
+                weights = ahead.pop(i).result()
+                if i + 1 < len(cfg.finite_widths):
+                    ahead[i + 1] = pool.submit(draws, cfg.finite_widths[i + 1])
+            kr = ws.mixture_kernels(act, cfg.finite_p, 0)
+            deq = ws.deq(act, s.stats.tau0)
+            C = np.empty((s.n, s.n))
+            N = empirical_ntk(
+                deq, s.X, w, trials=cfg.finite_trials, weights=weights, method="adjoint",
+                tol=cfg.finite_tol, progress=False, ck_out=C,
+            )  # fmt: skip
+            op[act][i], fro[act][i] = relative_errors(kr.G, C)
+            ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return FiniteWidthResult(
         p=cfg.finite_p, n=s.n, widths=tuple(cfg.finite_widths), trials=cfg.finite_trials,
         activations=acts, ck_op=op, ck_fro=fro, ntk_op=ntk,
