@@ -14,6 +14,7 @@ from deqfast.report._background import DesignJobs, DesignKey
 from deqfast.report._config import (
     Progress,
     ReproduceConfig,
+    load_real_data,
     relative_errors,
     sample_mixture,
     single_blas,
@@ -75,10 +76,8 @@ class Workspace:
         return self._deqs[key]
 
     def real_data(self) -> Any:
-        """The run's real data set (:func:`~deqfast.report._realdata.load_real_data`)."""
+        """The run's real data set (:func:`~deqfast.report._config.load_real_data`)."""
         if self._real is None:
-            from deqfast.report._realdata import load_real_data
-
             self._real = load_real_data(self.cfg)
         return self._real
 
