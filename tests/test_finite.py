@@ -433,6 +433,28 @@ def test_empirical_ntk_adjoint_matches_finite_differences(rng, name):
     np.testing.assert_allclose(T, full, rtol=1e-6, atol=1e-8)
 
 
+def test_empirical_ntk_weights_are_the_draws_of_the_seed(rng, relu_deq):
+    """Explicit weights (one triple per trial, drawn as the module docstring says) give the
+    result of the seed, CK included; the same draws serve a second DEQ."""
+    X = rng.standard_normal((10, 6)) / math.sqrt(6)
+    g = np.random.default_rng([4, 7])
+    weights = [finite.draw_weights(48, 6, seed=g) for _ in range(2)]
+    tanh = df.DEQ("tanh", sigma_a2=0.3)
+    for deq in (relu_deq, tanh):
+        C1, C2 = np.empty((10, 10)), np.empty((10, 10))
+        kw = dict(trials=2, progress=False, tol=1e-10)
+        N1 = finite.empirical_ntk(deq, X, 48, seed=np.random.default_rng([4, 7]), ck_out=C1, **kw)
+        N2 = finite.empirical_ntk(deq, X, 48, weights=weights, ck_out=C2, **kw)
+        np.testing.assert_array_equal(N1, N2)
+        np.testing.assert_array_equal(C1, C2)
+    with pytest.raises(ValueError, match="either seed or weights"):
+        finite.empirical_ntk(relu_deq, X, 48, trials=2, seed=1, weights=weights)
+    with pytest.raises(ValueError, match="trials = 3 triples"):
+        finite.empirical_ntk(relu_deq, X, 48, trials=3, weights=weights)
+    with pytest.raises(ValueError, match="shape"):
+        finite.empirical_ntk(relu_deq, X, 40, trials=2, weights=weights)
+
+
 def test_empirical_ntk_elementwise_formula(rng, relu_deq):
     m = 80
     X = rng.standard_normal((12, 7)) / math.sqrt(7)

@@ -483,3 +483,73 @@ def test_figures_drawn_by_workers_are_the_same_files(tmp_path):
     for fig in doc.figures:
         a = (tmp_path / "serial" / fig.path).read_bytes()
         assert a[:4] == b"\x89PNG" and a == (tmp_path / "forked" / fig.path).read_bytes()
+
+
+# --------------------------------------------------------------------------- concurrency
+def _numbers(results):
+    """A results dictionary without its timings (wall and CPU seconds, speed-ups)."""
+    if isinstance(results, dict):
+        return {
+            k: _numbers(v)
+            for k, v in results.items()
+            if k not in ("created", "load_average")
+            and not any(t in k for t in ("seconds", "speedup", "per_sample", "speed-up"))
+        }
+    if isinstance(results, list):
+        return [_numbers(v) for v in results]
+    return results
+
+
+def test_designs_in_a_worker_and_early_figures_change_nothing(tmp_path):
+    """The designs computed by the worker process and the figures drawn during the last
+    section give the same results.json numbers and the same figure files as the run with
+    both in the run's own process, one after the other."""
+    pytest.importorskip("matplotlib")
+    base = dataclasses.replace(
+        ReproduceConfig.make(p=24, seed=3),
+        designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip"), ("relu", "ntk", "hermite")),
+        real_designs=(("relu", "ck", "lrelu"), ("tanh", "ntk", "hermite")),
+    )  # fmt: skip
+    runs = {}
+    for name, jobs in (("serial", 0), ("parallel", 1)):
+        cfg = dataclasses.replace(base, design_jobs=jobs, figure_jobs=jobs)
+        res = reproduce(tmp_path / name, config=cfg, progress=False)
+        figures = tmp_path / name / "figures"
+        runs[name] = (_numbers(res), {f: (figures / f).read_bytes() for f in os.listdir(figures)})
+    assert runs["serial"][0] == runs["parallel"][0]
+    assert runs["serial"][1] == runs["parallel"][1] and len(runs["serial"][1]) > 10
+
+
+def test_design_jobs_fall_back_to_this_process_when_the_worker_dies():
+    from deqfast.report._background import DesignJobs, _design
+
+    keys = [("relu", 0.2, 1.1, "ck", "lrelu"), ("tanh", 0.2, 1.1, "ck", "clip")]
+    jobs = DesignJobs(1)
+    for k in keys:
+        jobs.submit(k)
+    first = jobs.result(keys[0])
+    assert jobs.cpu_seconds > 0
+    assert jobs._proc is not None
+    jobs._proc.kill()
+    jobs._proc.wait()
+    second = jobs.result(keys[1])  # read fails: computed here instead
+    assert jobs._proc is None and jobs.jobs == 0
+    for k, d in zip(keys, (first, second)):
+        alone = _design(k)[0]
+        assert repr(d.net) == repr(alone.net) and d.distance == alone.distance
+    jobs.close()
+
+
+def test_design_jobs_re_emit_the_workers_warnings():
+    from deqfast.design import DesignWarning
+    from deqfast.report._background import DesignJobs
+
+    key = ("tanh", 0.2, 1.0, "ntk", "lrelu")  # an L-ReLU net cannot match a tanh NTK
+    jobs = DesignJobs(1)
+    jobs.submit(key)
+    try:
+        with pytest.warns(DesignWarning, match="NOT the DEQ's"):
+            d = jobs.result(key)
+    finally:
+        jobs.close()
+    assert not d.converged

@@ -217,6 +217,23 @@ def test_repeated_references_reuse_their_decomposition_by_content(rng, monkeypat
     assert not np.allclose(edited.eigvals_a, again.eigvals_a)
 
 
+def test_the_cache_keeps_a_reference_through_ten_labelled_comparisons(rng, monkeypatch):
+    """The report's pattern: ten labelled comparisons (40 cached decompositions), then the
+    first reference against a new matrix: only the new matrix is decomposed."""
+    import scipy.linalg
+
+    labels = np.repeat([0, 1], 60)
+    refs = [_wishart(rng, 120, 200) for _ in range(10)]
+    for A in refs:
+        compare_spectra(A, A + 0.01 * _wishart(rng, 120, 200), labels=labels, top=2)
+    calls = []
+    real = scipy.linalg.eigvalsh
+    monkeypatch.setattr(scipy.linalg, "eigvalsh", lambda M: calls.append(M.shape) or real(M))
+    c = compare_spectra(refs[0], 2.0 * refs[0], labels=labels, top=2)
+    assert len(calls) == 1
+    np.testing.assert_allclose(c.eigvals_b, 2.0 * np.linalg.eigvalsh(refs[0]), atol=1e-11)
+
+
 @pytest.mark.parametrize("n, top", [(300, 3), (300, 75), (40, 3), (300, 76)])
 def test_top_eigenvectors_by_lanczos_match_a_full_eigh(rng, n, top):
     """The top eigenvectors (Lanczos above n = 64 for top <= n/4, a full eigh otherwise)

