@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -256,3 +257,44 @@ def test_bad_parameters_name_the_activation_and_parameter(name, params, exc, mat
         df.activations.get(name, **params)
     with pytest.raises(exc, match=match):
         df.DEQ(name, **params)
+
+
+# --------------------------------------------------------------------------- #
+# Normalised Hermite coefficients (Mehler's series, docs/theory.md §3) vs adaptive quadrature
+# (a Gauss–Hermite reference is not accurate enough: tanh(2.5 x) has poles at ±0.63i); tanh,
+# sigmoid and swish take the vectorised evaluation path, softplus and gelu the scalar one
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "swish", "softplus", "gelu"])
+@pytest.mark.parametrize("tau", [0.3, 1.0, 2.5])
+def test_hermite_coefficients_match_quadrature(name, tau):
+    import warnings
+
+    from scipy.integrate import quad
+
+    sig = scipy.special.expit
+    phi = {
+        "tanh": np.tanh,
+        "sigmoid": sig,
+        "swish": lambda x: x * sig(x),
+        "softplus": lambda x: np.logaddexp(0.0, x),
+        "gelu": lambda x: 0.5 * x * scipy.special.erfc(-x / np.sqrt(2.0)),
+    }[name]
+    K = 12
+    he = np.polynomial.hermite_e.HermiteE
+
+    def expect(g):
+        def f(t):
+            return g(t) * np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quad(f, -40, 40, points=[0.0], limit=400, epsabs=1e-17, epsrel=1e-14)[0]
+
+    want = np.array([
+        expect(lambda t, k=k: phi(tau * t) * he(np.eye(K)[k])(t)) / math.sqrt(math.factorial(k))
+        for k in range(K)
+    ])  # fmt: skip
+    h, _, _ = df.activations.get(name).core.hermite(tau, K)
+    np.testing.assert_allclose(h, want, rtol=0, atol=2e-14)

@@ -8,6 +8,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <vector>
 
 #include "deqfast/activation.hpp"
@@ -47,7 +48,7 @@ inline Rule gauss_legendre(int n) {
 
 /// n-point Gauss–Hermite rule for the standard normal weight (probabilists'),
 /// by Golub–Welsch; exact for polynomials of degree <= 2n - 1.
-inline Rule gauss_hermite_prob(int n) {
+inline Rule gauss_hermite_prob_uncached(int n) {
   Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n, n);
   for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = std::sqrt(double(k));
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(J);
@@ -60,6 +61,17 @@ inline Rule gauss_hermite_prob(int n) {
     r.w[i] = v * v;
   }
   return r;
+}
+
+/// gauss_hermite_prob_uncached(n), computed once per n and thread: the explicit layers' per-sample
+/// moments and Hermite expansions of polynomial activations ask for the same few rules for every
+/// sample, and each Golub–Welsch eigendecomposition cost more than the sums it serves.
+/// The reference stays valid for the thread's lifetime (map nodes do not move).
+inline const Rule& gauss_hermite_prob(int n) {
+  thread_local std::map<int, Rule> cache;
+  auto it = cache.find(n);
+  if (it == cache.end()) it = cache.emplace(n, gauss_hermite_prob_uncached(n)).first;
+  return it->second;
 }
 
 /// Nodes and weights (including the N(0,1) density) of a composite Gauss–Legendre
