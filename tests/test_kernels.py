@@ -74,6 +74,10 @@ def test_vectorised_exp_tanh_sigmoid_are_accurate(rng):
     assert np.abs(_core._tanh_vec(y) - np.tanh(y)).max() <= 3e-16
     assert np.abs(_core._sigmoid_vec(y) - special.expit(y)).max() <= 3e-16
     np.testing.assert_array_equal(_core._tanh_vec(-y), -_core._tanh_vec(y))  # odd, as used
+    # relative accuracy down to tiny arguments (explicit layers and diagonals at tiny scales
+    # evaluate it at the quadrature nodes): the small-|y| rational, 2 ulp
+    t = np.concatenate([np.logspace(-300, 0.5, 20_001), [0.6249999, 0.625, 0.6250001]])
+    assert np.all(np.abs(_core._tanh_vec(t) - np.tanh(t)) <= 2 * np.spacing(np.tanh(t)))
 
 
 def test_relu_over_the_whole_correlation_range(rng):
