@@ -46,7 +46,7 @@ inline Moments moments_from_sums(double tau, double s0, double s1, double s2, do
 }
 
 /// phi.raw(t x_i) and phi'(t x_i) at n nodes. Tanh, sigmoid and swish use the branch-free
-/// tanh_vec and sigmoid_vec of simd_math.hpp (absolute error about 1e-16), which vectorise: the
+/// tanh_vec and sigmoid_vec of simd_math.hpp (about 1 ulp), which vectorise: the
 /// scalar C library calls were half the cost of an explicit layer's per-sample moments and
 /// Hermite expansions (samples_at). Other activations call the scalar functions.
 inline void raw_and_deriv(const Activation& phi, double t, const double* x, std::size_t n, double* f, double* d) {
