@@ -38,12 +38,10 @@ def _probe_fit(
     *,
     bounds: tuple[Any, Any] = (-np.inf, np.inf),
 ) -> list[Candidate]:
-    """The probe-weighted kernel-led candidate of a family (none without the probe's
-    norm); ``describe(theta)`` adds the parameters to the note."""
+    """The probe-weighted kernel-led candidate of a family; ``describe(theta)`` adds the
+    parameters to the note."""
     assert P.kfit is not None
     th = _refit_probe(P.kfit, build, starts, bounds=bounds)
-    if th is None:
-        return []
     return [P.candidate(family, build(th), _PROBE_NOTE + (f" {describe(th)}" if describe else ""))]
 
 

@@ -131,9 +131,7 @@ class _KernelFit:
       25.6 at p = 2048) more than the operator norm does.
     """
 
-    def __init__(
-        self, P: _Problem, deq: DEQ, X: np.ndarray, seed: int, probe_norm: float | None = None
-    ) -> None:
+    def __init__(self, P: _Problem, deq: DEQ, X: np.ndarray, seed: int, probe_norm: float) -> None:
         n = X.shape[0]
         m = min(n, _FIT_ROWS)
         rows = np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
@@ -144,12 +142,8 @@ class _KernelFit:
         norm = float(np.linalg.norm(self.ref, 2))
         self.w_off = math.sqrt(2.0) / norm
         self.w_diag = 1.0 / (math.sqrt(m) * norm)
-        #: the probe weights (off-diagonal, diagonal); None without the probe's norm
-        self.w_probe = (
-            None
-            if probe_norm is None
-            else (math.sqrt(2.0) * n / (m * probe_norm), 1.0 / (math.sqrt(m) * probe_norm))
-        )
+        #: the probe weights (off-diagonal, diagonal)
+        self.w_probe = (math.sqrt(2.0) * n / (m * probe_norm), 1.0 / (math.sqrt(m) * probe_norm))
         self.size = 4 + len(self.iu[0]) + m
 
     def kernel(self, net: ExplicitNet) -> np.ndarray:
@@ -164,11 +158,7 @@ class _KernelFit:
         probe: bool = False,
     ) -> Callable[[np.ndarray], np.ndarray]:
         P = self.P
-        if probe:
-            assert self.w_probe is not None
-            w_off, w_diag = self.w_probe
-        else:
-            w_off, w_diag = self.w_off, self.w_diag
+        w_off, w_diag = self.w_probe if probe else (self.w_off, self.w_diag)
 
         def f(theta: np.ndarray) -> np.ndarray:
             try:
@@ -241,10 +231,8 @@ def _refit_probe(
     starts: Sequence[np.ndarray],
     *,
     bounds: tuple[Any, Any] = (-np.inf, np.inf),
-) -> np.ndarray | None:
+) -> np.ndarray:
     """The kernel-led fit with the probe weights (:class:`_KernelFit`), from the better of
-    ``starts`` (the family's kernel fit and kernel-led fit); ``None`` without the probe's
-    norm. An additional candidate: the selection keeps the closest on the probe."""
-    if K.w_probe is None:
-        return None
+    ``starts`` (the family's kernel fit and kernel-led fit). An additional candidate: the
+    selection keeps the closest on the probe."""
     return K.fit(build, starts, bounds=bounds, coef_weight=_LIGHT_WEIGHT, probe=True)
