@@ -472,14 +472,14 @@ def test_classification_section_with_full_and_the_statement_without():
 def test_figures_drawn_by_workers_are_the_same_files(tmp_path):
     pytest.importorskip("matplotlib")
     from deqfast.plots import plot_errors_vs_p
-    from deqfast.report._document import draw_figures
+    from deqfast.report._document import FigureDrawing
 
     doc = Document()
     for k in range(3):
         curve = {"relu": np.array([0.3, 0.2, 0.1]) * (k + 1)}
         doc.figure(lambda c=curve: plot_errors_vs_p([16, 32, 64], c), f"f{k}.png", f"figure {k}")
-    draw_figures(doc, str(tmp_path / "serial"), jobs=1)
-    draw_figures(doc, str(tmp_path / "forked"), jobs=2)
+    FigureDrawing(doc.figures, str(tmp_path / "serial"), jobs=1).wait()
+    FigureDrawing(doc.figures, str(tmp_path / "forked"), jobs=2).wait()
     for fig in doc.figures:
         a = (tmp_path / "serial" / fig.path).read_bytes()
         assert a[:4] == b"\x89PNG" and a == (tmp_path / "forked" / fig.path).read_bytes()

@@ -25,7 +25,6 @@ __all__ = [
     "Paragraph",
     "Pre",
     "Table",
-    "draw_figures",
     "fmt",
     "pct",
     "to_html",
@@ -170,12 +169,6 @@ class FigureDrawing:
             pool.terminate()
             pool.join()
             _PENDING.pop(self._key, None)
-
-
-def draw_figures(doc: Document, out: str, *, jobs: int = 1) -> None:
-    """Draw every figure of ``doc`` to ``out/figures/<name>`` (PNG), in ``jobs`` forked
-    worker processes (:class:`FigureDrawing`); the files are the same either way."""
-    FigureDrawing(doc.figures, out, jobs=jobs).wait()
 
 
 def fmt(x: float, digits: int = 4) -> str:
