@@ -18,6 +18,7 @@ from deqfast.random_features import (
     classification_grid,
     explicit_features,
     inference_timing,
+    kernel_limits,
     kernel_ridge_accuracy,
     paper_models,
     relu_features,
@@ -304,6 +305,12 @@ def test_classification_grid_in_parallel_is_the_serial_grid(three_class, models)
         np.testing.assert_array_equal(b.results[key].train_accuracy, r.train_accuracy)
     assert b.kernel_accuracy == a.kernel_accuracy and list(b.kernel_accuracy) == list(models)
     assert np.all(b.feature_seconds > 0)
+    # the limits on their own (as a background worker computes them for the report)
+    alone = kernel_limits({n: m.kernel for n, m in models.items()}, Xtr, ytr, Xte, yte, ridge=0.05)
+    assert {n: acc for n, (acc, _) in alone.items()} == a.kernel_accuracy
+    assert all(sec > 0 for _, sec in alone.values())
+    with pytest.raises(TypeError, match="kernels must be a non-empty mapping"):
+        kernel_limits({}, Xtr, ytr, Xte, yte)
 
 
 def test_shared_explicit_features_are_each_nets_features(rng):

@@ -521,35 +521,36 @@ def test_designs_in_a_worker_and_early_figures_change_nothing(tmp_path):
 
 
 def test_design_jobs_fall_back_to_this_process_when_the_worker_dies():
-    from deqfast.report._background import DesignJobs, _design
+    from deqfast.report._background import BackgroundJobs, design
 
     keys = [("relu", 0.2, 1.1, "ck", "lrelu"), ("tanh", 0.2, 1.1, "ck", "clip")]
-    jobs = DesignJobs(1)
+    jobs = BackgroundJobs(1)
     for k in keys:
-        jobs.submit(k)
-    first = jobs.result(keys[0])
+        jobs.submit(k, design, k)
+    assert all(jobs.submitted(k) for k in keys)
+    first = jobs.result(keys[0], design, keys[0])
     assert jobs.cpu_seconds > 0
     assert jobs._proc is not None
     jobs._proc.kill()
     jobs._proc.wait()
-    second = jobs.result(keys[1])  # read fails: computed here instead
+    second = jobs.result(keys[1], design, keys[1])  # read fails: computed here instead
     assert jobs._proc is None and jobs.jobs == 0
     for k, d in zip(keys, (first, second)):
-        alone = _design(k)[0]
+        alone = design(k)
         assert repr(d.net) == repr(alone.net) and d.distance == alone.distance
     jobs.close()
 
 
 def test_design_jobs_re_emit_the_workers_warnings():
     from deqfast.design import DesignWarning
-    from deqfast.report._background import DesignJobs
+    from deqfast.report._background import BackgroundJobs, design
 
     key = ("tanh", 0.2, 1.0, "ntk", "lrelu")  # an L-ReLU net cannot match a tanh NTK
-    jobs = DesignJobs(1)
-    jobs.submit(key)
+    jobs = BackgroundJobs(1)
+    jobs.submit(key, design, key)
     try:
         with pytest.warns(DesignWarning, match="NOT the DEQ's"):
-            d = jobs.result(key)
+            d = jobs.result(key, design, key)
     finally:
         jobs.close()
     assert not d.converged

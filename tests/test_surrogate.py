@@ -249,3 +249,33 @@ def test_large_but_representable_scale_is_exact_and_overflow_raises(small):
     big = df.KernelCoefficients(d=1.0, c1=1e30, c2=0.0, c3=0.0)  # c1 ‖x‖² = 1e330
     with pytest.raises(ValueError, match=r"surrogate overflows float64 .*c1 = 1e\+30"):
         df.surrogate_matrix(sample.X * 1e150, st, big)
+
+
+def test_shared_gram_gives_the_same_surrogates(small):
+    # X Xᵀ passed in (shared by several models on one sample) gives the same matrices as
+    # computing it inside, bit for bit, and against the NumPy reference
+    sample, deq = small
+    st = sample.stats
+    G = sample.X @ sample.X.T
+    for kind in ("ck", "ntk"):
+        cf = deq.coefficients(kind)
+        got = df.surrogate_matrix(sample.X, st, cf, gram=G)
+        np.testing.assert_array_equal(got, df.surrogate_matrix(sample.X, st, cf))
+        ref = R.surrogate_matrix(G, st.J, st.psi, st.t, st.T, st.tau0, st.p, *cf.as_tuple())
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_array_equal(
+        deq.ck_surrogate(sample.X, st, gram=G), deq.ck_surrogate(sample.X, st)
+    )
+    np.testing.assert_array_equal(
+        deq.ntk_surrogate(sample.X, st, gram=G), deq.ntk_surrogate(sample.X, st)
+    )
+    assert not np.shares_memory(deq.ck_surrogate(sample.X, st, gram=G), G)  # not written in
+
+
+@pytest.mark.parametrize(
+    "bad", (np.eye(3), np.eye(40, dtype=np.float32), [[1.0]], np.zeros((40, 41)))
+)
+def test_gram_of_wrong_shape_or_type_raises(small, bad):
+    sample, deq = small
+    with pytest.raises(ValueError, match=r"gram must be X @ X.T, a float64 array of shape"):
+        deq.ck_surrogate(sample.X, sample.stats, gram=bad)

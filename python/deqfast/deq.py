@@ -202,23 +202,27 @@ class DEQ:
 
     # -- surrogates (docs/theory.md §4) -------------------------------------------------------
     def _surrogate(
-        self, X: Any, stats: MixtureStats, kernel: str, trained: str = "hidden"
+        self, X: Any, stats: MixtureStats, kernel: str, trained: str = "hidden", gram: Any = None
     ) -> np.ndarray:
         stats = check_stats(stats, self._equilibrium.tau0, "DEQ")
-        return surrogate_matrix(X, stats, self.coefficients(kernel, trained=trained))
+        return surrogate_matrix(X, stats, self.coefficients(kernel, trained=trained), gram=gram)
 
     def pre_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
         """``S̄``: the surrogate of the pre-activation kernel ``S*`` (:ref:`§4 <theory-4>`)."""
         return self._surrogate(X, stats, "pre")
 
-    def ck_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
-        """``Ḡ``: the surrogate of the Implicit-CK ``G*`` (:ref:`§4 <theory-4>`)."""
-        return self._surrogate(X, stats, "ck")
+    def ck_surrogate(self, X: Any, stats: MixtureStats, *, gram: Any = None) -> np.ndarray:
+        """``Ḡ``: the surrogate of the Implicit-CK ``G*`` (:ref:`§4 <theory-4>`); ``gram`` is
+        ``X Xᵀ`` when already computed (see :func:`~deqfast.surrogate_matrix`)."""
+        return self._surrogate(X, stats, "ck", gram=gram)
 
-    def ntk_surrogate(self, X: Any, stats: MixtureStats, *, trained: str = "hidden") -> np.ndarray:
-        """``K̄`` (``trained="hidden"``, the paper's NTK) or ``Θ̄`` (``trained="all"``)."""
+    def ntk_surrogate(
+        self, X: Any, stats: MixtureStats, *, trained: str = "hidden", gram: Any = None
+    ) -> np.ndarray:
+        """``K̄`` (``trained="hidden"``, the paper's NTK) or ``Θ̄`` (``trained="all"``);
+        ``gram`` as in :meth:`ck_surrogate`."""
         _, t = check_kernel("ntk", trained)
-        return self._surrogate(X, stats, "ntk", t)
+        return self._surrogate(X, stats, "ntk", t, gram=gram)
 
     # -- exact kernels (docs/theory.md §3) ----------------------------------------------------
     def kernels(

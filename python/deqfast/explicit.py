@@ -329,17 +329,22 @@ class ExplicitNet:
     def _check_stats(self, stats: Any) -> MixtureStats:
         return check_stats(stats, self.tau0, "net")
 
-    def ck_surrogate(self, X: Any, stats: MixtureStats) -> np.ndarray:
-        """The RMT surrogate ``M̄`` of the CK (:ref:`§4 <theory-4>`) with this net's coefficients."""
-        return surrogate_matrix(X, self._check_stats(stats), self.coefficients("ck"))
+    def ck_surrogate(self, X: Any, stats: MixtureStats, *, gram: Any = None) -> np.ndarray:
+        """The RMT surrogate ``M̄`` of the CK (:ref:`§4 <theory-4>`) with this net's
+        coefficients; ``gram`` is ``X Xᵀ`` when already computed (see
+        :func:`~deqfast.surrogate_matrix`)."""
+        return surrogate_matrix(X, self._check_stats(stats), self.coefficients("ck"), gram=gram)
 
-    def ntk_surrogate(self, X: Any, stats: MixtureStats, *, trained: str = "hidden") -> np.ndarray:
-        """The RMT surrogate of the NTK with this net's coefficients.
+    def ntk_surrogate(
+        self, X: Any, stats: MixtureStats, *, trained: str = "hidden", gram: Any = None
+    ) -> np.ndarray:
+        """The RMT surrogate of the NTK with this net's coefficients; ``gram`` as in
+        :meth:`ck_surrogate`.
 
         See :ref:`§4 <theory-4>`–:ref:`§5 <theory-5>`.
         """
         coef = self.coefficients("ntk", trained=trained)
-        return surrogate_matrix(X, self._check_stats(stats), coef)
+        return surrogate_matrix(X, self._check_stats(stats), coef, gram=gram)
 
     # -- finite width ---------------------------------------------------------------------------
     def _widths(self, widths: Any) -> tuple[int, ...]:

@@ -42,8 +42,11 @@ def low_rank_factors(
     return V, A
 
 
-def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> np.ndarray:
-    """Dense ``M̄(d, c1, c2, c3)`` of :ref:`§4 <theory-4>` for data ``X`` (n, p), in ``O(n² p)``.
+def surrogate_matrix(
+    X: Any, stats: MixtureStats, coef: KernelCoefficients, *, gram: np.ndarray | None = None
+) -> np.ndarray:
+    """Dense ``M̄(d, c1, c2, c3)`` of :ref:`§4 <theory-4>` for data ``X`` (n, p), in ``O(n² p)``
+    (``O(n²)`` with ``gram``).
 
     Parameters
     ----------
@@ -53,14 +56,18 @@ def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> n
         Mixture statistics of the same samples (``τ0, t, T, ψ, labels``).
     coef
         Surrogate coefficients, e.g. ``DEQ.coefficients("ck")``.
+    gram : ndarray, shape (n, n), optional
+        ``X Xᵀ`` when the caller already has it (the surrogates of several models on the
+        same data share it): used as given, not recomputed, so it must be that product.
 
     Raises
     ------
     ValueError
-        If ``X`` is invalid (see :func:`deqfast._validation.as_data_matrix`:
-        NaN/inf, or row norms outside ``[1.49e-154, 1.34e154]``), does not
-        match ``stats``, or the matrix overflows float64 (data far from the
-        ``‖x_i‖² ≈ τ0²`` scale of :ref:`§1 <theory-1>`): never a non-finite entry.
+        If ``gram`` is not a float64 ``(n, n)`` array, if ``X`` is invalid (see
+        :func:`deqfast._validation.as_data_matrix`: NaN/inf, or row norms outside
+        ``[1.49e-154, 1.34e154]``), does not match ``stats``, or the matrix overflows
+        float64 (data far from the ``‖x_i‖² ≈ τ0²`` scale of :ref:`§1 <theory-1>`):
+        never a non-finite entry.
     """
     X = as_data_matrix(X, "X")
     n, p = X.shape
@@ -68,10 +75,20 @@ def surrogate_matrix(X: Any, stats: MixtureStats, coef: KernelCoefficients) -> n
         raise ValueError(
             f"stats describe n={stats.n}, p={stats.p} samples but X has shape {X.shape}"
         )
+    if gram is not None and (
+        not isinstance(gram, np.ndarray) or gram.dtype != np.float64 or gram.shape != (n, n)
+    ):
+        raise ValueError(
+            f"gram must be X @ X.T, a float64 array of shape {(n, n)}; got "
+            f"{getattr(gram, 'dtype', type(gram).__name__)} of shape {np.shape(gram)}"
+        )
     V, A = low_rank_factors(stats, coef)
     with np.errstate(over="ignore", invalid="ignore"):
-        M = X @ X.T
-        M *= coef.c1
+        if gram is None:
+            M = X @ X.T
+            M *= coef.c1
+        else:
+            M = coef.c1 * gram
         M += (V @ A) @ V.T
         M[np.diag_indices(n)] += coef.d - coef.c1 * stats.tau0**2
     if not np.all(np.isfinite(M)):

@@ -40,6 +40,7 @@ from deqfast.random_features._grid import (
     ClassificationResult,
     FeatureModel,
     classification_grid,
+    kernel_limits,
     paper_models,
 )
 from deqfast.random_features._grid import (
@@ -84,6 +85,7 @@ __all__ = [
     "explicit_features",
     "fit_readout",
     "inference_timing",
+    "kernel_limits",
     "kernel_ridge_accuracy",
     "paper_models",
     "random_feature_accuracy",

@@ -39,6 +39,7 @@ __all__ = [
     "ClassificationResult",
     "FeatureModel",
     "classification_grid",
+    "kernel_limits",
     "paper_models",
 ]
 
@@ -293,6 +294,44 @@ class ClassificationResult:
         )
 
 
+def _kernel_limit(
+    kernel: KernelFn, X: np.ndarray, ntr: int, ctr: np.ndarray, cte: np.ndarray, lam: float,
+    threads: int | None,
+) -> tuple[float, float]:  # fmt: skip
+    """Kernel ridge test accuracy with ``kernel`` on ``X`` (its first ``ntr`` rows train) and
+    the wall seconds of the kernel and the fit (the fit on ``threads`` BLAS threads)."""
+    import time
+
+    t0 = time.perf_counter()
+    K = np.asarray(kernel(X), dtype=np.float64)
+    with blas_threads(threads):
+        acc = kernel_ridge_accuracy(K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam)
+    return acc, time.perf_counter() - t0
+
+
+def kernel_limits(
+    kernels: Mapping[str, KernelFn], Xtr: Any, ytr: Any, Xte: Any, yte: Any, *,
+    ridge: float = 1e-2,
+) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """The kernel-limit accuracies of :func:`classification_grid`, computed on their own.
+
+    For each ``kernels[name]`` (a :class:`FeatureModel`'s ``kernel``), the exact kernel of
+    ``[Xtr; Xte]`` and the test accuracy of kernel ridge with ``ridge`` (the ``m → ∞`` limit
+    of the ridge read-out, :ref:`§5 <theory-5>`), with the seconds both took: ``{name:
+    (accuracy, seconds)}``, one model after the other on the calling thread: the grid's
+    ``kernel_accuracy`` and ``kernel_seconds``, when they are computed elsewhere (another
+    process, say) while ``classification_grid(..., kernel_limit=False)`` runs.
+    """
+    A, B, ctr, cte = _check_split(Xtr, ytr, Xte, yte)
+    lam = check_positive(ridge, "ridge")
+    if not isinstance(kernels, Mapping) or not kernels:
+        raise TypeError("kernels must be a non-empty mapping of names to kernel functions")
+    X = np.vstack([A, B])
+    return {
+        name: _kernel_limit(k, X, A.shape[0], ctr, cte, lam, None) for name, k in kernels.items()
+    }
+
+
 def classification_grid(
     models: Mapping[str, FeatureModel],
     Xtr: Any,
@@ -355,7 +394,8 @@ def classification_grid(
         the CPU time, with test accuracies within 0.4 % of ``float64`` (measured on the
         DEQ features of three seeds).  Ridge and kernel ridge always run in ``float64``.
     kernel_limit : bool
-        Compute the exact-kernel ridge accuracies.
+        Compute the exact-kernel ridge accuracies (:func:`kernel_limits` computes them on
+        their own, e.g. in another process while the grid runs without them).
     n_jobs : int
         Tasks run at once, on threads with one BLAS and one OpenMP thread each.  A task
         is one model's (or the explicit nets') features at one width and seed with their
@@ -431,11 +471,8 @@ def classification_grid(
         return out
 
     def kernel_task(i: int) -> tuple[int, float, float]:
-        t0 = time.perf_counter()
-        K = np.asarray(models[names[i]].kernel(X), dtype=np.float64)
-        with blas_threads(_threads_for(ntr**3 / 3.0) if serial else None):
-            acc = kernel_ridge_accuracy(K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam)
-        return i, acc, time.perf_counter() - t0
+        threads = _threads_for(ntr**3 / 3.0) if serial else None
+        return i, *_kernel_limit(models[names[i]].kernel, X, ntr, ctr, cte, lam, threads)
 
     # the longest tasks first, so that the last ones, which nothing overlaps, are short
     tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []

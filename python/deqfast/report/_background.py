@@ -1,21 +1,22 @@
-"""A worker process for the explicit-net designs of a ``reproduce`` run.
+"""A worker process for the long single-threaded jobs of a ``reproduce`` run.
 
 :func:`deqfast.design.design_explicit` is single-threaded Python (its kernel fits run on one
 OpenMP thread, :ref:`§5 <theory-5>`) and depends only on the DEQ (activation, σ_a², τ0), the
-target kernel and the family, not on the sections' data. So the run asks for all its designs
-at the start and a worker process computes them, one after the other, on the core that the
-mixture and finite-width sections leave idle; a section that needs a design takes the
-finished result (or waits for it). The worker calls the same function with the same
-arguments and the same thread limits as the run itself (one BLAS thread, the default OpenMP
-team), so every design, and every number of the report, is the one the run would compute
-alone: ``jobs=0`` computes in the run's own process instead, and the tests compare the two.
+target kernel and the family, not on the sections' data; the ten-class section's
+kernel limits (:func:`deqfast.random_features.kernel_limits`) depend only on its data. So
+the run asks for all of them at the start and a worker process computes them, one after the
+other, on the core that the mixture and finite-width sections leave idle; a section that
+needs a result takes it when finished (or waits for it). The worker calls the same function
+with the same arguments and the same thread limits as the run itself would (one BLAS
+thread), so every number of the report is the one the run would compute alone: ``jobs=0``
+computes in the run's own process instead, and the tests compare the two.
 
 The worker is a fresh interpreter (``python -c``, not ``multiprocessing``: it neither
 re-imports the caller's main script nor inherits an OpenMP runtime across ``fork``) that
-reads pickled jobs on its standard input and writes pickled results on its standard output.
-It ignores SIGINT (Ctrl-C interrupts the run, which then ends the worker) and exits when its
-input closes or the run's process is gone. If it cannot start or dies, the designs
-are computed in the run's process.
+reads pickled jobs (a module-level function and its arguments) on its standard input and
+writes pickled results on its standard output. It ignores SIGINT (Ctrl-C interrupts the run,
+which then ends the worker) and exits when its input closes or the run's process is gone. If
+it cannot start or dies, the jobs are computed in the run's process.
 """
 
 from __future__ import annotations
@@ -28,43 +29,55 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Hashable
 from typing import IO, Any
 
-__all__ = ["DesignJobs", "DesignKey"]
+__all__ = ["BackgroundJobs", "DesignKey", "design"]
 
 #: ``(activation, σ_a², τ0, target kernel, family)``: everything a design depends on.
 DesignKey = tuple[str, float, float, str, str]
 
-#: A design, the warnings it emitted (message, category, file, line) and its CPU seconds.
+#: A job: a module-level function (pickled by name) and its arguments.
+Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+#: A job's result, the warnings it emitted (message, category, file, line) and its CPU
+#: seconds.
 _Outcome = tuple[Any, list[tuple[Warning, type[Warning], str, int]], float]
 
 
-def _design(key: DesignKey) -> _Outcome:
-    """``design_explicit`` of the DEQ of ``key`` on one BLAS thread; with the warnings it
-    emitted and its CPU seconds."""
-    from deqfast._shared import blas_threads
+def design(key: DesignKey) -> Any:
+    """``design_explicit`` of the DEQ of ``key``."""
     from deqfast.deq import DEQ
     from deqfast.design import design_explicit
 
     act, sigma_a2, tau0, target, family = key
+    return design_explicit(DEQ(act, sigma_a2=sigma_a2, tau0=tau0), kernel=target, family=family)
+
+
+def _run(job: Job) -> _Outcome:
+    """``fn(*args, **kwargs)`` of ``job`` on one BLAS thread; with the warnings it emitted
+    and its CPU seconds."""
+    from deqfast._shared import blas_threads
+
+    fn, args, kwargs = job
     c0 = time.process_time()
     with warnings.catch_warnings(record=True) as caught, blas_threads(1):
         warnings.simplefilter("always")
-        d = design_explicit(DEQ(act, sigma_a2=sigma_a2, tau0=tau0), kernel=target, family=family)
+        value = fn(*args, **kwargs)
     emitted = [(w.message, w.category, w.filename, w.lineno) for w in caught]
-    return d, emitted, time.process_time() - c0  # type: ignore[return-value]
+    return value, emitted, time.process_time() - c0  # type: ignore[return-value]
 
 
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
-    """The worker's loop: a pickled :data:`DesignKey` in, ``("ok", outcome)`` or
+    """The worker's loop: a pickled :data:`Job` in, ``("ok", outcome)`` or
     ``("error", exception)`` out, until ``inp`` ends."""
     while True:
         try:
-            key = pickle.load(inp)
+            job = pickle.load(inp)
         except EOFError:
             return
         try:
-            reply: tuple[str, Any] = ("ok", _design(key))
+            reply: tuple[str, Any] = ("ok", _run(job))
         except Exception as exc:  # handed to the run, which raises it
             reply = ("error", exc)
         pickle.dump(reply, out)
@@ -85,21 +98,21 @@ def _main() -> None:  # pragma: no cover - the worker process
     serve(sys.stdin.buffer, out)
 
 
-class DesignJobs:
-    """Designs computed by a worker process (``jobs >= 1``) or here (``0``), on demand.
+class BackgroundJobs:
+    """Jobs computed by a worker process (``jobs >= 1``) or here (``0``), on demand.
 
-    :meth:`submit` queues a design; :meth:`result` returns it (computing it here if it was
-    not submitted), re-emits the warnings it raised and, for a worker's design, adds its
-    CPU seconds to :attr:`cpu_seconds` (so a section's CPU time counts the worker's share).
-    :meth:`close` ends the worker.
+    :meth:`submit` queues a job under a key; :meth:`result` returns its result (computing
+    it here if it was not computed by the worker), re-emits the warnings it raised and, for
+    a worker's job, adds its CPU seconds to :attr:`cpu_seconds` (so a section's CPU time
+    counts the worker's share). :meth:`close` ends the worker.
     """
 
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = int(jobs)
         self.cpu_seconds = 0.0
-        self._queue: list[DesignKey] = []  # sent to the worker, reply not read yet
-        self._done: dict[DesignKey, _Outcome] = {}
-        self._results: dict[DesignKey, Any] = {}
+        self._queue: list[Hashable] = []  # sent to the worker, reply not read yet
+        self._done: dict[Hashable, _Outcome] = {}
+        self._results: dict[Hashable, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> bool:
@@ -119,14 +132,16 @@ class DesignJobs:
             return False
         return True
 
-    def submit(self, key: DesignKey) -> None:
+    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Send ``fn(*args, **kwargs)`` to the worker, to be returned by ``result(key)``
+        (nothing with ``jobs=0``: :meth:`result` computes it)."""
         if self.jobs <= 0 or key in self._queue or key in self._done or key in self._results:
             return
         if self._proc is None and not self._start():
             return
         assert self._proc is not None and self._proc.stdin is not None
         try:
-            pickle.dump(key, self._proc.stdin)
+            pickle.dump((fn, args, kwargs), self._proc.stdin)
             self._proc.stdin.flush()
         except OSError:  # the worker is gone: compute here
             self._lost()
@@ -138,7 +153,11 @@ class DesignJobs:
         self._queue.clear()
         self.jobs = 0
 
-    def _read(self, key: DesignKey) -> None:
+    def submitted(self, key: Hashable) -> bool:
+        """Whether ``key`` went to the worker (its result may still be on the way)."""
+        return key in self._queue or key in self._done
+
+    def _read(self, key: Hashable) -> None:
         """Read the worker's replies up to the one for ``key``."""
         assert self._proc is not None and self._proc.stdout is not None
         while key in self._queue:
@@ -153,16 +172,21 @@ class DesignJobs:
             self._done[done] = value
             self.cpu_seconds += value[2]
 
-    def result(self, key: DesignKey) -> Any:
+    def result(self, key: Hashable, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The result of the job ``key``: the worker's, or ``fn(*args, **kwargs)`` computed
+        here when it did not go to the worker (or the worker was lost)."""
         if key in self._results:
             return self._results[key]
         if key in self._queue:
             self._read(key)
-        d, caught, _ = self._done.pop(key) if key in self._done else _design(key)
+        if key in self._done:
+            value, caught, _ = self._done.pop(key)
+        else:
+            value, caught, _ = _run((fn, args, kwargs))
         for message, category, filename, lineno in caught:
             warnings.warn_explicit(message, category, filename, lineno)
-        self._results[key] = d
-        return d
+        self._results[key] = value
+        return value
 
     def close(self) -> None:
         """End the worker (at once: a design not yet read is dropped)."""

@@ -130,6 +130,40 @@ class ClassificationSection:
         }
 
 
+def ten_class_data(cfg: ReproduceConfig) -> tuple[Any, Any, Any, Any, Any]:
+    """The ten-class data set of the run and its split: ``(ds, Xtr, ytr, Xte, yte)``."""
+    from deqfast.datasets import load_mnist, load_path, train_test_split
+
+    ds = load_mnist() if cfg.data is None else load_path(cfg.data)
+    ds = cap_per_class(ds, cfg.cls_n_per_class, np.random.default_rng([cfg.seed, 12]))
+    return ds, *train_test_split(ds.X, ds.labels, test_size=cfg.cls_test_size, seed=cfg.seed)
+
+
+def _models(cfg: ReproduceConfig, ds: Any) -> dict[str, Any]:
+    from deqfast.random_features import paper_models
+
+    options = cfg.rf_forward_options
+    return paper_models(ds.stats.tau0, sigma_a2=cfg.sigma_a2, forward_options=options)
+
+
+#: The key of the kernel limits among a run's background jobs.
+KERNEL_LIMITS = ("classification", "kernel_limits")
+
+
+def ten_class_kernel_limits(cfg: ReproduceConfig) -> dict[str, tuple[float, float]]:
+    """:func:`deqfast.random_features.kernel_limits` of the six models on the run's ten-class
+    data, on one OpenMP thread (as the grid's own tasks): the section's kernel limits, when a
+    background worker computes them (:meth:`Workspace.submit_jobs`)."""
+    from threadpoolctl import threadpool_limits
+
+    from deqfast.random_features import kernel_limits
+
+    ds, Xtr, ytr, Xte, yte = ten_class_data(cfg)
+    kernels = {name: m.kernel for name, m in _models(cfg, ds).items()}
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return kernel_limits(kernels, Xtr, ytr, Xte, yte, ridge=cfg.ridge)
+
+
 def compute_classification(
     cfg: ReproduceConfig, ws: Workspace, bars: Progress
 ) -> ClassificationSection:
@@ -139,22 +173,24 @@ def compute_classification(
     ``cfg.rf_seeds`` with both read-outs and the kernel limits (the DEQs' features solved with
     ``cfg.rf_forward_options``), each designed net against its DEQ at the largest width, the
     cost of the widths left out, then the inference timings."""
-    from deqfast.datasets import load_mnist, load_path, train_test_split
-    from deqfast.random_features import classification_grid, inference_timing, paper_models
+    from deqfast.random_features import classification_grid, inference_timing
 
-    ds = load_mnist() if cfg.data is None else load_path(cfg.data)
-    ds = cap_per_class(ds, cfg.cls_n_per_class, np.random.default_rng([cfg.seed, 12]))
-    Xtr, ytr, Xte, yte = train_test_split(
-        ds.X, ds.labels, test_size=cfg.cls_test_size, seed=cfg.seed
-    )
+    ds, Xtr, ytr, Xte, yte = ten_class_data(cfg)
     options = cfg.rf_forward_options
-    models = paper_models(ds.stats.tau0, sigma_a2=cfg.sigma_a2, forward_options=options)
+    models = _models(cfg, ds)
     widths = cfg.classification_widths
+    elsewhere = ws.jobs.submitted(KERNEL_LIMITS)  # a worker computes the kernel limits
     grid = classification_grid(
         models, Xtr, ytr, Xte, yte, widths=widths, seeds=cfg.rf_seeds, ridge=cfg.ridge,
-        logistic_dtype=np.dtype(cfg.rf_logistic_dtype), n_jobs=cfg.rf_fit_jobs,
-        progress=bars.enabled,
+        logistic_dtype=np.dtype(cfg.rf_logistic_dtype), kernel_limit=not elsewhere,
+        n_jobs=cfg.rf_fit_jobs, progress=bars.enabled,
     )  # fmt: skip
+    if elsewhere:
+        limits = ws.jobs.result(KERNEL_LIMITS, ten_class_kernel_limits, cfg)
+        grid = dataclasses.replace(
+            grid, kernel_accuracy={n: acc for n, (acc, _) in limits.items()},
+            kernel_seconds={n: sec for n, (_, sec) in limits.items()},
+        )  # fmt: skip
     left_out = tuple(w for w in cfg.rf_full_widths if w not in widths)
     width = max(w for w in widths if w <= cfg.timing_width)
     timings = {

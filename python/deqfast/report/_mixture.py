@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from deqfast.report._background import DesignJobs, DesignKey
+from deqfast.report._background import BackgroundJobs, DesignKey, design
 from deqfast.report._config import (
     Progress,
     ReproduceConfig,
@@ -38,7 +38,8 @@ _ERROR_KEYS = ("ck_op", "ck_fro", "ntk_op", "ntk_fro")
 
 
 class Workspace:
-    """Samples, DEQs and exact kernels shared by the sections of one run.
+    """Samples, DEQs and exact kernels shared by the sections of one run, and its
+    background jobs (:class:`~deqfast.report._background.BackgroundJobs`).
 
     Each DEQ is built once per ``(activation, τ0)``; the mixture samples and exact
     kernels that a later section needs again (the spectra and finite-width
@@ -47,7 +48,7 @@ class Workspace:
 
     def __init__(self, cfg: ReproduceConfig, *, design_jobs: int = 0) -> None:
         self.cfg = cfg
-        self.designs = DesignJobs(design_jobs)
+        self.jobs = BackgroundJobs(design_jobs)
         self._real: Any = None
         self._keep = {(cfg.spectra_p, 0), (cfg.finite_p, 0)}
         self._samples: dict[tuple[int, int], Any] = {}
@@ -85,19 +86,28 @@ class Workspace:
         act, target, family = design
         return (act, float(self.cfg.sigma_a2), float(tau0), target, family)
 
-    def submit_designs(self) -> None:
-        """Queue the designs of both design sections (computed in the background with
-        ``design_jobs``; the real-data ones only when the data set loads)."""
+    def submit_jobs(self) -> None:
+        """Queue the designs of both design sections (the real-data ones only when the data
+        set loads) and the ten-class section's kernel limits, for the background worker
+        (nothing without one: each section then computes its own)."""
+        from deqfast.report._classification import KERNEL_LIMITS, ten_class_kernel_limits
+
         cfg = self.cfg
         tau0 = self.sample(cfg.spectra_p, 0).stats.tau0
         for d in cfg.designs:
-            self.designs.submit(self.design_key(d, tau0))
+            self.jobs.submit(self.design_key(d, tau0), design, self.design_key(d, tau0))
         try:
             tau0 = self.real_data().stats.tau0
         except Exception:  # the real-data section reports it
-            return
-        for d in cfg.real_designs:
-            self.designs.submit(self.design_key(d, tau0))
+            tau0 = None
+        if tau0 is not None:
+            for d in cfg.real_designs:
+                self.jobs.submit(self.design_key(d, tau0), design, self.design_key(d, tau0))
+        self.jobs.submit(KERNEL_LIMITS, ten_class_kernel_limits, cfg)
+
+    def design(self, key: DesignKey) -> Any:
+        """The design of ``key`` (:meth:`design_key`), the worker's if it was submitted."""
+        return self.jobs.result(key, design, key)
 
     def mixture_kernels(self, activation: str, p: int, draw: int) -> Any:
         """``deq.kernels(X)`` (``G*``, ``K*``, …) of the mixture sample ``(p, draw)``."""
@@ -212,11 +222,15 @@ def compute_mixture(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Mixt
     err = {a: {k: np.zeros((len(cfg.ps), cfg.draws)) for k in _ERROR_KEYS} for a in cfg.activations}
     steps = [(p, r, a) for p in cfg.ps for r in range(cfg.draws) for a in cfg.activations]
     surrogates = {}
+    gram: tuple[tuple[int, int], np.ndarray] | None = None  # X Xᵀ, shared by the activations
     for p, r, act in bars.bar(steps, "mixture: exact kernels vs surrogates"):
         s = ws.sample(p, r)
         deq = ws.deq(act, s.stats.tau0)
         kr = ws.mixture_kernels(act, p, r)
-        Gb, Kb = deq.ck_surrogate(s.X, s.stats), deq.ntk_surrogate(s.X, s.stats)
+        if gram is None or gram[0] != (p, r):
+            gram = ((p, r), s.X @ s.X.T)
+        Gb = deq.ck_surrogate(s.X, s.stats, gram=gram[1])
+        Kb = deq.ntk_surrogate(s.X, s.stats, gram=gram[1])
         if (p, r) == (cfg.spectra_p, 0) and act in cfg.spectra_activations:
             surrogates[act] = (Gb, Kb)
         i = cfg.ps.index(p)
@@ -286,7 +300,7 @@ def judge_designs(
     *, top: int, bars: Progress, desc: str,
 ) -> tuple[DesignRow, ...]:  # fmt: skip
     """Design an explicit net for each ``(activation, target, family)`` (for the DEQ with
-    ``tau0``, by ``ws.designs``) and compare its exact kernel with the DEQ's
+    ``tau0``, by ``ws.design``) and compare its exact kernel with the DEQ's
     (``exact_of(activation, target)``) and with an undesigned one-layer ReLU net's."""
     from deqfast.explicit import ExplicitNet
 
@@ -295,7 +309,7 @@ def judge_designs(
     rows = []
     for act, target, family in bars.bar(list(designs), desc):
         ref = exact_of(act, target)
-        d = ws.designs.result(ws.design_key((act, target, family), tau0))
+        d = ws.design(ws.design_key((act, target, family), tau0))
         net = d.net
         M = net.ck(X) if target == "ck" else net.ntk(X)
         if target not in base_kernel:

@@ -76,17 +76,17 @@ def compute_sections(
     results: dict[str, Any] = {}
     try:
         with single_blas():  # the OpenMP kernels keep their threads; BLAS calls run on one
-            ws.submit_designs()  # computed by a worker while the first sections run
+            ws.submit_jobs()  # computed by a worker while the first sections run
             for key in COMPUTE_ORDER:
                 if before is not None:
                     before(key, results)
-                worker = ws.designs.cpu_seconds
+                worker = ws.jobs.cpu_seconds
                 with timed(timings, key, cpu, load):
                     results[key] = computes[key](cfg, ws, bars)
-                if cpu is not None:  # the designs this section took from the worker
-                    cpu[key] = round(cpu[key] + ws.designs.cpu_seconds - worker, 3)
+                if cpu is not None:  # the jobs this section took from the worker
+                    cpu[key] = round(cpu[key] + ws.jobs.cpu_seconds - worker, 3)
     finally:
-        ws.designs.close()
+        ws.jobs.close()
     for d in (timings, cpu, load):  # in the report's order
         if d is not None:
             for key, _, _ in SECTIONS:
