@@ -5,10 +5,12 @@ formats or draws."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
 
+from deqfast._shared import blas_threads
 from deqfast.report._config import Progress, ReproduceConfig
 from deqfast.report._mixture import Workspace
 from deqfast.report._realdata import cap_per_class
@@ -101,7 +103,8 @@ def full_width_estimate(grid: Any, widths: tuple[int, ...]) -> dict[str, Any]:
 class ClassificationSection:
     """The accuracy grid (:class:`~deqfast.random_features.ClassificationResult`) of the
     authors' six models and, per (DEQ, designed net) pair, the measured inference times
-    (:class:`~deqfast.random_features.InferenceTiming`) at ``timing_width``."""
+    (:class:`~deqfast.random_features.InferenceTiming`) at ``timing_width``, on
+    ``timing_threads`` BLAS and OpenMP threads."""
 
     source: str
     n_classes: int
@@ -113,6 +116,7 @@ class ClassificationSection:
     designed_vs_deq: tuple[DesignedVsDEQ, ...]
     full: bool
     left_out: dict[str, Any]
+    timing_threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +131,7 @@ class ClassificationSection:
             "full": self.full,
             "left_out_widths": self.left_out,
             "efficiency": {deq: t.to_dict() for deq, t in self.timings.items()},
+            "timing_threads": self.timing_threads,
         }
 
 
@@ -193,15 +198,21 @@ def compute_classification(
         )  # fmt: skip
     left_out = tuple(w for w in cfg.rf_full_widths if w not in widths)
     width = max(w for w in widths if w <= cfg.timing_width)
-    timings = {
-        deq: inference_timing(
-            models[deq].model, models[net].model, Xte, width, seed=cfg.seed, repeats=TIMING_REPEATS
-        )
-        for deq, net in bars.bar(list(PAIRS), "inference timing")
-    }
+    # inference on every core, as a user would run it (the rest of the run keeps BLAS on one
+    # thread per task); nothing else of the run is computing by now
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = threads or 1
+    with blas_threads(threads):
+        timings = {
+            deq: inference_timing(
+                models[deq].model, models[net].model, Xte, width, seed=cfg.seed,
+                repeats=TIMING_REPEATS, num_threads=threads,
+            )
+            for deq, net in bars.bar(list(PAIRS), "inference timing")
+        }  # fmt: skip
     return ClassificationSection(
         source="mnist" if cfg.data is None else str(cfg.data), n_classes=len(ds.class_names),
         p=ds.p, grid=grid, timing_width=width, timings=timings, forward_options=options,
         designed_vs_deq=compare_designed(grid, max(widths)), full=cfg.full,
-        left_out=full_width_estimate(grid, left_out),
+        left_out=full_width_estimate(grid, left_out), timing_threads=threads,
     )  # fmt: skip

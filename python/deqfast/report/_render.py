@@ -354,9 +354,10 @@ def render_classification(r: ClassificationSection, doc: Document, headline: Hea
     doc.h(3, "Efficiency: inference time at the same width")
     doc.p(
         f"Per-sample time to compute the last hidden layer of the {g.n_test} test samples at "
-        f"width m = {r.timing_width}, measured in this run: the DEQ solves its fixed point "
-        "(Anderson to the default tolerance), the designed net does one matrix product per "
-        "layer. Accuracies at the same width next to them."
+        f"width m = {r.timing_width}, measured in this run on {r.timing_threads} "
+        f"thread{'s' if r.timing_threads > 1 else ''} (the machine's cores): the DEQ solves its "
+        "fixed point (Anderson to the default tolerance), the designed net does one matrix "
+        "product per layer. Accuracies at the same width next to them."
     )
     rows = []
     for deq, net in PAIRS:
