@@ -88,7 +88,7 @@ inline void raw_and_deriv(const Activation& phi, double t, const double* x, std:
 inline Moments raw_moments_quadrature(const Activation& phi, double tau) {
   static const Rule smooth = gaussian_half_rule({});  // no kinks: the rule does not depend on tau
   const std::vector<double> kinks = scaled_kinks(phi, tau);
-  const Rule r = kinks.empty() ? smooth : gaussian_half_rule(kinks);
+  const Rule& r = kinks.empty() ? smooth : cached_rule(kinks, 12.0, 0.5, true);
   const std::size_t n = r.x.size();
   thread_local std::vector<double> buf;
   buf.resize(4 * n);
@@ -185,8 +185,7 @@ inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int
   out.h.assign(K, 0.0);
   // He_k(xi) e^{-xi^2/4} / sqrt(k!) lives in |xi| < 2 sqrt(k); beyond that the Gaussian wins.
   const double L = std::max(12.0, 2.0 * std::sqrt(double(K)) + 8.0);
-  Rule r;
-  const Rule* rule = &r;
+  const Rule* rule = nullptr;
   if (phi.is_polynomial()) {
     rule = &gauss_hermite_prob(int(phi.coef.size()) + K / 2 + 4);
   } else {
@@ -200,7 +199,7 @@ inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int
       }
       rule = &cached;
     } else {
-      r = gaussian_composite_rule(kinks, L, 0.5);
+      rule = &cached_rule(kinks, L, 0.5, false);
     }
   }
   // normalised recurrence h_{k+1} = xi h_k / sqrt(k+1) - sqrt(k / (k+1)) h_{k-1}

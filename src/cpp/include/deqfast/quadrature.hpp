@@ -118,6 +118,29 @@ inline Rule gaussian_half_rule(std::vector<double> breaks, double L = 12.0, doub
   return r;
 }
 
+/// The last rule built on this thread for (breaks, L, h), one slot for half rules and one for
+/// full ones: an activation whose kinks do not move with the scale (ELU's at 0, for one) asks
+/// for the same two rules (the moments' half rule, the Hermite expansion's full one) for every
+/// sample of a diagonal solve or an explicit layer, and building them (hundreds of nodes, an exp
+/// each) cost more than the sums they serve. The reference stays valid until the thread's next
+/// call with the same `half`.
+inline const Rule& cached_rule(const std::vector<double>& breaks, double L, double h, bool half) {
+  struct Slot {
+    std::vector<double> breaks;
+    double L = -1.0, h = -1.0;
+    Rule rule;
+  };
+  thread_local Slot slots[2];
+  Slot& s = slots[half ? 1 : 0];
+  if (s.L != L || s.h != h || s.breaks != breaks) {
+    s.rule = half ? gaussian_half_rule(breaks, L, h) : gaussian_composite_rule(breaks, L, h);
+    s.breaks = breaks;
+    s.L = L;
+    s.h = h;
+  }
+  return s.rule;
+}
+
 /// Breakpoints in xi-space of phi(tau * xi).
 inline std::vector<double> scaled_kinks(const Activation& phi, double tau) {
   std::vector<double> k = phi.kinks();
