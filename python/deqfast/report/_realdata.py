@@ -115,25 +115,29 @@ def compute_real_data(cfg: ReproduceConfig, ws: Workspace, bars: Progress) -> Re
     sub = None
     for r, act in bars.bar(steps, f"{ds.n} real samples: subsets of {per_class * K}"):
         if sub is None or sub[0] != r:
-            sub = (r, prepare(
+            d = prepare(
                 ds.X, ds.labels, n_per_class=per_class, class_names=ds.class_names,
                 seed=np.random.default_rng([cfg.seed, cfg.real_subset_n, r]),
-            ))  # fmt: skip
-        d = sub[1]
+            )  # fmt: skip
+            sub = (r, d, d.X @ d.X.T)  # X Xᵀ, shared by the activations' surrogates
+        _, d, gram = sub
         deq = ws.deq(act, d.stats.tau0)
         kr = deq.kernels(d.X, hermite_terms=cfg.real_hermite_terms)
-        errs[act][0][r] = relative_errors(kr.G, deq.ck_surrogate(d.X, d.stats))[0]
-        errs[act][1][r] = relative_errors(kr.K, deq.ntk_surrogate(d.X, d.stats))[0]
+        errs[act][0][r] = relative_errors(kr.G, deq.ck_surrogate(d.X, d.stats, gram=gram))[0]
+        errs[act][1][r] = relative_errors(kr.K, deq.ntk_surrogate(d.X, d.stats, gram=gram))[0]
 
     full: dict[str, Any] = {}
     matching = {}
+    gram = ds.X @ ds.X.T
     for act in bars.bar(list(cfg.real_activations), f"{ds.n} real samples: G*, K* vs surrogates"):
         deq = ws.deq(act, st.tau0)
         full[act] = deq.kernels(ds.X, hermite_terms=cfg.real_hermite_terms)
         theory = st if act in cfg.spectra_activations else None
+        surrogates = (deq.ck_surrogate(ds.X, st, gram=gram), deq.ntk_surrogate(ds.X, st, gram=gram))
         matching[act] = match_kernels(
-            deq, ds.X, st, ds.labels, top=cfg.top, kernels=full[act], theory_of=theory
-        )
+            deq, ds.X, st, ds.labels, top=cfg.top, kernels=full[act], surrogates=surrogates,
+            theory_of=theory,
+        )  # fmt: skip
 
     def exact(act: str, target: str) -> np.ndarray:
         if act not in full:
