@@ -109,7 +109,8 @@ def main() -> None:
                 print(f"p={p} n={n} {name:8s} {task:16s} {v:8s} {row['cpu_s']:.4f} s{extra}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
-        json.dump({"load": os.getloadavg(), "rows": rows}, fh, indent=1)
+        meta = {"load": os.getloadavg(), "baseline": args.baseline, "repeats": args.repeats}
+        json.dump({**meta, "rows": rows}, fh, indent=1)
 
 
 def _difference(a: Any, b: Any) -> float:
