@@ -190,6 +190,24 @@ def test_spectral_norm_matches_the_full_eigensolver(rng):
         spectral_norm(W)
 
 
+def _count_decompositions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """From now on, the shape of every matrix that compare_spectra decomposes (a spectrum,
+    top eigenvectors, or both at once) is appended to the returned list."""
+    import scipy.linalg
+
+    import deqfast.spectra as spectra
+
+    calls: list[tuple[int, ...]] = []
+
+    def counting(f):
+        return lambda M, *args: calls.append(M.shape) or f(M, *args)
+
+    monkeypatch.setattr(scipy.linalg, "eigvalsh", counting(scipy.linalg.eigvalsh))
+    for name in ("_top_eigvecs_uncached", "_spectrum_and_top_uncached"):
+        monkeypatch.setattr(spectra, name, counting(getattr(spectra, name)))
+    return calls
+
+
 def test_repeated_references_reuse_their_decomposition_by_content(rng, monkeypatch):
     """compare_spectra caches eigendecompositions by matrix content: a repeated reference
     gives bit-identical results, an edited matrix (same object, new content) is
@@ -202,13 +220,9 @@ def test_repeated_references_reuse_their_decomposition_by_content(rng, monkeypat
     np.testing.assert_allclose(vals, np.linalg.eigvalsh(A), rtol=0, atol=1e-12)
     first.eigvals_a[:] = 0.0  # a caller scribbling on its result
     first.eigvecs_a[:] = 0.0
-    import scipy.linalg
-
-    calls = []
-    real = scipy.linalg.eigvalsh
-    monkeypatch.setattr(scipy.linalg, "eigvalsh", lambda M: calls.append(M.shape) or real(M))
+    calls = _count_decompositions(monkeypatch)
     again = compare_spectra(A, 0.5 * B, labels=labels, top=2)
-    assert len(calls) == 1  # only the new B was decomposed
+    assert calls == [(120, 120)]  # only the new B was decomposed
     np.testing.assert_array_equal(again.eigvals_a, vals)
     np.testing.assert_array_equal(again.eigvecs_a, vecs)
     A[0, 0] += 1.0  # same array, new content
@@ -220,17 +234,13 @@ def test_repeated_references_reuse_their_decomposition_by_content(rng, monkeypat
 def test_the_cache_keeps_a_reference_through_ten_labelled_comparisons(rng, monkeypatch):
     """The report's pattern: ten labelled comparisons (40 cached decompositions), then the
     first reference against a new matrix: only the new matrix is decomposed."""
-    import scipy.linalg
-
     labels = np.repeat([0, 1], 60)
     refs = [_wishart(rng, 120, 200) for _ in range(10)]
     for A in refs:
         compare_spectra(A, A + 0.01 * _wishart(rng, 120, 200), labels=labels, top=2)
-    calls = []
-    real = scipy.linalg.eigvalsh
-    monkeypatch.setattr(scipy.linalg, "eigvalsh", lambda M: calls.append(M.shape) or real(M))
+    calls = _count_decompositions(monkeypatch)
     c = compare_spectra(refs[0], 2.0 * refs[0], labels=labels, top=2)
-    assert len(calls) == 1
+    assert calls == [(120, 120)]
     np.testing.assert_allclose(c.eigvals_b, 2.0 * np.linalg.eigvalsh(refs[0]), atol=1e-11)
 
 
@@ -252,3 +262,104 @@ def test_top_eigenvectors_by_lanczos_match_a_full_eigh(rng, n, top):
     np.testing.assert_allclose(U, ref, rtol=0, atol=1e-10)
     c = compare_spectra(M, M + 1e-3 * np.eye(n), labels=np.arange(n) % 2, top=top)
     np.testing.assert_allclose(c.eigvecs_a, ref, rtol=0, atol=1e-10)
+
+
+def _top_reference(M: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy's full eigendecomposition: the spectrum and the ``top`` eigenvectors of the
+    largest eigenvalues, each with its largest-magnitude entry positive."""
+    lam, V = np.linalg.eigh(M)
+    ref = V[:, ::-1][:, :top]
+    return lam, ref * np.sign(ref[np.argmax(np.abs(ref), axis=0), np.arange(top)])
+
+
+def _check_top(M: np.ndarray, top: int, lam: np.ndarray, U: np.ndarray) -> None:
+    """``lam`` is M's spectrum and ``U`` spans the eigenspace of its ``top`` largest
+    eigenvalues, orthonormally (whatever basis a degenerate eigenspace gets)."""
+    ref_lam, ref = _top_reference(M, top)
+    norm = np.abs(ref_lam).max()
+    np.testing.assert_allclose(lam, ref_lam, rtol=0, atol=1e-13 * norm)
+    assert U.shape == (M.shape[0], top)
+    np.testing.assert_allclose(U.T @ U, np.eye(top), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(M @ U, U * ref_lam[::-1][:top], rtol=0, atol=1e-12 * norm)
+    np.testing.assert_allclose(U @ U.T, ref @ ref.T, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "n, top, kind",
+    [(300, 3, "separated"), (300, 3, "triple"), (300, 4, "close"), (300, 3, "split"),
+     (200, 200, "separated"), (5, 2, "separated"), (2, 1, "separated"), (2, 2, "triple")],
+)  # fmt: skip
+def test_spectrum_and_top_eigenvectors_from_one_reduction(rng, n, top, kind):
+    """The spectrum and top eigenvectors from one reduction to tridiagonal form agree with
+    NumPy's full eigh: a separated top, an exactly threefold top eigenvalue, four top
+    eigenvalues 1e-9 apart, a block-diagonal matrix (its tridiagonal form splits), all of
+    a 200 × 200 matrix, and 5 × 5 and 2 × 2 matrices."""
+    from deqfast.spectra import _spectrum_and_top_uncached, _tridiagonal_path
+
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    bulk = rng.uniform(-1.0, 1.0, n)
+    if kind == "triple":
+        bulk[: min(3, n)] = 4.0
+    elif kind == "close":
+        bulk[:4] = 4.0 + 1e-9 * np.arange(4)
+    else:
+        bulk[:top] = np.linspace(9.0, 5.0, top)
+    M = (Q * bulk) @ Q.T
+    if kind == "split":  # two blocks, the top eigenvalues shared between them
+        M[: n // 2, n // 2 :] = M[n // 2 :, : n // 2] = 0.0
+    M = 0.5 * (M + M.T)
+    assert _tridiagonal_path(M, top) is not None  # the one-reduction path, no fallback
+    lam, U = _spectrum_and_top_uncached(M, top)
+    _check_top(M, top, lam, U)
+    if kind in ("separated", "split"):  # a unique basis: the vectors themselves agree
+        np.testing.assert_allclose(U, _top_reference(M, top)[1], rtol=0, atol=1e-10)
+
+
+def test_spectrum_and_top_eigenvectors_fallback(rng, monkeypatch):
+    """Outside the unscaled range of dsyevr (here max|M| ~ 1e-150), or when a check of the
+    one-reduction path fails, both results come from scipy's full eigh."""
+    import deqfast.spectra as spectra
+
+    Q, _ = np.linalg.qr(rng.standard_normal((100, 100)))
+    M = (Q * np.r_[9.0, 7.0, 5.0, rng.uniform(-1, 1, 97)]) @ Q.T
+    M = 0.5 * (M + M.T)
+    tiny = 1e-150 * M
+    assert spectra._tridiagonal_path(tiny, 3) is None
+    lam, U = spectra._spectrum_and_top_uncached(tiny, 3)
+    _check_top(tiny, 3, lam, U)
+    monkeypatch.setattr(spectra, "_tridiagonal_path", lambda M, top: None)
+    lam, U = spectra._spectrum_and_top_uncached(M, 3)
+    _check_top(M, 3, lam, U)
+    np.testing.assert_allclose(U, _top_reference(M, 3)[1], rtol=0, atol=1e-10)
+
+
+def test_labelled_comparison_with_a_cached_spectrum_only(rng):
+    """A matrix whose spectrum is cached (an unlabelled comparison) but not its top
+    eigenvectors gets them by Lanczos: the same vectors as the one-reduction path."""
+    A = _wishart(rng, 150, 300, spikes=(5.0, 3.0))
+    B = A + 0.01 * _wishart(rng, 150, 300)
+    labels = np.arange(150) % 2
+    joint = compare_spectra(2.0 * A, B, labels=labels)  # 2A: a matrix not seen before
+    compare_spectra(A, B)
+    mixed = compare_spectra(A, B, labels=labels)
+    np.testing.assert_allclose(2.0 * mixed.eigvals_a, joint.eigvals_a, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mixed.eigvecs_a, joint.eigvecs_a, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(mixed.eigvecs_a, _top_reference(A, 3)[1], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("n, block", [(300, 256), (300, 7), (3, 256)])
+def test_symmetry_check_by_blocks(rng, monkeypatch, n, block):
+    """The blocked max|M − Mᵀ| equals the whole-matrix expression; a symmetric matrix
+    passes unchanged (no copy), an almost symmetric one becomes (M + Mᵀ)/2 bit for bit."""
+    import deqfast.spectra as spectra
+
+    monkeypatch.setattr(spectra, "_SYM_BLOCK", block)
+    W = rng.standard_normal((n, n))
+    assert spectra._asymmetry(W) == np.abs(W - W.T).max()
+    S = W + W.T
+    assert spectra._asymmetry(S) == 0.0
+    assert spectra._as_symmetric(S, "S") is S
+    E = S.copy()
+    E[n - 1, 0] += 1e-12
+    assert spectra._asymmetry(E) == np.abs(E - E.T).max() > 0
+    np.testing.assert_array_equal(spectra._as_symmetric(E, "E"), 0.5 * (E + E.T))
