@@ -34,6 +34,12 @@ inside its products vs the whole solve, ``core_non_product_fraction``) and the
 full-length array passes per evaluation outside the products (the core's count), which
 stay meaningful when the machine is too loaded for wall-time ratios.
 
+Activation section (``"activations"`` in the JSON; ``--activations-only`` runs it alone and
+writes ``benchmarks/results/forward_activations.json``): single-thread CPU seconds of the
+forward pass for ReLU, tanh, ELU and swish DEQs in the settings of ``reproduce`` (MNIST
+digits, float32), one float64 row and the adjoint empirical NTK, each against ReLU's (see
+``activation_section``; about two minutes with the default three rounds).
+
 Every method's final iterate is scored with the same metric,
 ``‖f(Z) − Z‖_F / ‖f(Z)‖_F``, and against deqfast's Anderson equilibrium.
 Writes ``benchmarks/results/forward.json``. Run: ``python benchmarks/bench_forward.py``
@@ -49,6 +55,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +73,8 @@ OUT_SOLVERS = OUT.with_name("forward_solvers.json")
 SOLVERS = ("picard", "anderson", "auto")
 STRUCTURED_SIGMA_A2 = 0.35
 REPEATS = 3  # interleaved rounds per cell of the solver section (medians reported)
+ACTIVATIONS = ("relu", "tanh", "elu", "swish")  # the activation section's forward rows
+OUT_ACTIVATIONS = OUT.with_name("forward_activations.json")
 
 
 def rel_residual(deq: Any, A: np.ndarray, B: np.ndarray, X: np.ndarray, Z: np.ndarray) -> float:
@@ -302,6 +311,64 @@ def load_note() -> dict[str, Any]:
         return {"loadavg": None, "cpu_count": os.cpu_count()}
 
 
+def activation_section(repeats: int = REPEATS) -> dict[str, Any]:
+    """CPU seconds (time.process_time, one thread, median of ``repeats`` interleaved rounds)
+    of the forward pass per activation, against ReLU's in the same setting: the elementwise
+    activation work (src/cpp/include/deqfast/elementwise.hpp) is what differs between them.
+    The ``reproduce`` settings: 5000 MNIST digits, m = 1024, float32, tol 1e-4, sigma_a2 = 0.2
+    (evaluation counts recorded: equal counts make the ratio a per-evaluation cost); one
+    float64 tol 1e-8 row on 2000 digits; and the adjoint empirical NTK (forward + adjoint,
+    float32, tol 1e-5) at m = 4096 on 410 mixture samples of p = 512, as ``reproduce`` runs it."""
+    from threadpoolctl import threadpool_limits
+
+    ds = df.datasets.load_mnist()
+    X = np.ascontiguousarray(ds.X[:5000])
+    W = finite.draw_weights(1024, X.shape[1], seed=SEED)
+    mix = df.GaussianMixture.paper(512).sample(410, seed=SEED)
+    Wn = [finite.draw_weights(4096, 512, seed=SEED)]
+
+    def forward(act: str, n: int, dtype: Any, tol: float) -> Callable[[], dict[str, Any]]:
+        deq = df.DEQ(act, sigma_a2=0.2, tau0=ds.stats.tau0)
+        return lambda: {
+            "evaluations": finite.forward(
+                deq, X[:n], 1024, weights=W, dtype=dtype, tol=tol, num_threads=1
+            ).evaluations
+        }
+
+    def ntk(act: str) -> Callable[[], dict[str, Any]]:
+        deq = df.DEQ(act, sigma_a2=0.2, tau0=mix.stats.tau0)
+        return lambda: {
+            "shape": finite.empirical_ntk(
+                deq, mix.X, 4096, weights=Wn, tol=1e-5, progress=False, num_threads=1
+            ).shape
+        }
+
+    # (activation, setting) -> the timed call
+    cases: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {}
+    for act in ACTIVATIONS:
+        cases[act, "float32 tol=1e-4 n=5000"] = forward(act, 5000, np.float32, 1e-4)
+    for act in ("relu", "tanh"):
+        cases[act, "float64 tol=1e-8 n=2000"] = forward(act, 2000, np.float64, 1e-8)
+        cases[act, "empirical NTK (adjoint) m=4096 n=410"] = ntk(act)
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
+    info: dict[tuple[str, str], dict[str, Any]] = {}
+    load_before = load_note()
+    with threadpool_limits(1):
+        for r in range(repeats):
+            for key, fn in cases.items():
+                t = time.process_time()
+                info[key] = fn()
+                times[key].append(time.process_time() - t)
+            print(f"activation round {r + 1}/{repeats} done", flush=True)
+    cells: dict[str, Any] = {}
+    for (act, setting), ts in times.items():
+        cpu = float(np.median(ts))
+        ratio = cpu / float(np.median(times["relu", setting]))
+        cells[f"{act} {setting}"] = {**info[act, setting], "cpu_seconds": cpu, "over_relu": ratio}
+        print(f"{act} {setting}: {cpu:.3f} s CPU, {ratio:.3f}x relu", flush=True)
+    return {"load_before": load_before, "cells": cells, "load_after": load_note()}
+
+
 def main_solvers(repeats: int = REPEATS) -> dict[str, Any]:
     sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
     X = np.ascontiguousarray(sample.X)
@@ -440,6 +507,7 @@ def main(repeats: int = REPEATS) -> dict[str, Any]:
     results["acceptance_1"] = acc
     print(json.dumps(acc, indent=2), flush=True)
     results["solvers"] = solver_section(sample, X, (A, B, v), repeats)
+    results["activations"] = activation_section(repeats)
     results["load_after"] = load_note()
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -463,8 +531,18 @@ if __name__ == "__main__":
         default=REPEATS,
         help=f"interleaved rounds per cell of the solver section (default {REPEATS})",
     )
+    parser.add_argument(
+        "--activations-only",
+        action="store_true",
+        help="run only the activation section (see above)",
+    )
     args = parser.parse_args()
     if args.solvers_only:
         main_solvers(args.repeats)
+    elif args.activations_only:
+        act = activation_section(args.repeats)
+        OUT_ACTIVATIONS.parent.mkdir(parents=True, exist_ok=True)
+        OUT_ACTIVATIONS.write_text(json.dumps(act, indent=2) + "\n")
+        print(f"wrote {OUT_ACTIVATIONS}")
     else:
         main(args.repeats)

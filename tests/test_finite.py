@@ -414,9 +414,9 @@ def _fd_gradients(phi, A, B, v, x, sigma_a2, sigma_b2, h=1e-6):
     return grad(A, 0), grad(B, 1), grad(v, 2)
 
 
-@pytest.mark.parametrize("name", ["tanh", "relu"])
+@pytest.mark.parametrize("name", ["tanh", "relu", "elu", "swish"])
 def test_empirical_ntk_adjoint_matches_finite_differences(rng, name):
-    deq = df.DEQ(name, sigma_a2=0.1, sigma_b2=0.9, tau0=1.0 if name == "relu" else None)
+    deq = df.DEQ(name, sigma_a2=0.1, sigma_b2=0.9, tau0=None if name == "tanh" else 1.0)
     m, n, p, seed = 6, 3, 4, 11
     X = rng.standard_normal((n, p)) / math.sqrt(p)
     A, B, v = finite.draw_weights(m, p, seed=seed)

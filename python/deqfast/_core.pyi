@@ -152,6 +152,10 @@ def _acos_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]
     """
     The vectorisable arccos of the arc-cosine pair solver (exposed for its accuracy test).
     """
+def _activation_elementwise(phi: Activation, x: numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32], derivative: bool) -> numpy.typing.NDArray[numpy.float64] | numpy.typing.NDArray[numpy.float32]:
+    """
+    phi(x) (or phi'(x)) of a C-contiguous float64 or float32 array, in its dtype, by the DEQ forward map's loops (exposed for tests).
+    """
 def _asin_vec(x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
     """
     The vectorisable arcsin of the arcsine (erf) pair solver (exposed for its accuracy test).

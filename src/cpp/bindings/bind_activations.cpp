@@ -1,6 +1,7 @@
 // Activations, Gaussian moments and Hermite expansions (docs/theory.md §2).
 #include "bindings/pybind11.hpp"
 #include "deqfast/activation.hpp"
+#include "deqfast/elementwise.hpp"
 #include "deqfast/moments.hpp"
 #include "deqfast/simd_math.hpp"
 
@@ -20,6 +21,19 @@ py::array_t<double> apply(const Activation& a, py::array_t<double, py::array::c_
       for (py::ssize_t i = 0; i < n; ++i) o[i] = a.deriv(in[i]);
     else
       for (py::ssize_t i = 0; i < n; ++i) o[i] = a(in[i]);
+  }
+  return out;
+}
+
+/// phi (or phi') of x by the loops of the DEQ forward map and adjoint (elementwise.hpp).
+template <class Scalar>
+py::array_t<Scalar> elementwise(const Activation& a, py::array_t<Scalar, py::array::c_style> x, bool derivative) {
+  py::array_t<Scalar> out(x.request().shape);
+  const Scalar* in = x.data();
+  Scalar* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    deqfast::activation_elementwise<Scalar>(a, in, o, std::ptrdiff_t(x.size()), derivative);
   }
   return out;
 }
@@ -58,6 +72,10 @@ void bind_activations(py::module_& m) {
           },
           py::arg("tau"), py::arg("terms"),
           "Normalised Hermite coefficients h_k = E[phi(tau xi) He_k(xi)]/sqrt(k!) and Parseval remainders.");
+  m.def("_activation_elementwise", &elementwise<float>, py::arg("phi"), py::arg("x"), py::arg("derivative"),
+        "phi(x) (or phi'(x)) of a C-contiguous float32 array by the DEQ forward map's loops (exposed for tests).");
+  m.def("_activation_elementwise", &elementwise<double>, py::arg("phi"), py::arg("x"), py::arg("derivative"),
+        "phi(x) (or phi'(x)) of a C-contiguous float64 array by the DEQ forward map's loops (exposed for tests).");
   using Vec = Eigen::ArrayXd;
   m.def(
       "_exp_vec", [](const Eigen::Ref<const Vec>& x) -> Vec { return x.unaryExpr(&deqfast::exp_vec); }, py::arg("x"),

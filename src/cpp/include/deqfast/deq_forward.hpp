@@ -27,6 +27,7 @@
 
 #include "deqfast/activation.hpp"
 #include "deqfast/anderson.hpp"
+#include "deqfast/elementwise.hpp"
 #include "deqfast/matrix.hpp"
 #include "deqfast/parallel.hpp"
 #include "deqfast/workspace.hpp"
@@ -101,23 +102,10 @@ class ProductPacer {
   Cancel* cancel_;
 };
 
+/// phi (or phi') elementwise on a range: see elementwise.hpp (vectorised for the smooth kinds).
 template <class Scalar>
 void apply_activation(const Activation& phi, const Scalar* in, Scalar* out, Eigen::Index len, bool deriv) {
-  if (phi.kind == Kind::PiecewiseLinear) {  // the common case, branch-light
-    const Scalar sp = Scalar(phi.p0), sn = Scalar(phi.p1);
-    if (deriv) {
-      for (Eigen::Index i = 0; i < len; ++i) out[i] = in[i] > Scalar(0) ? sp : sn;
-    } else {
-      const Scalar sh = Scalar(phi.shift);
-      for (Eigen::Index i = 0; i < len; ++i) out[i] = (in[i] > Scalar(0) ? sp : sn) * in[i] - sh;
-    }
-    return;
-  }
-  if (deriv) {
-    for (Eigen::Index i = 0; i < len; ++i) out[i] = Scalar(phi.deriv(double(in[i])));
-  } else {
-    for (Eigen::Index i = 0; i < len; ++i) out[i] = Scalar(phi(double(in[i])));
-  }
+  activation_elementwise<Scalar>(phi, in, out, std::ptrdiff_t(len), deriv);
 }
 
 template <class Scalar>

@@ -51,6 +51,16 @@ inline double asin_vec(double x) {
   return x < 0 ? -t : t;
 }
 
+/// e^r - 1 for |r| <= 1/2 as 2 r P(r^2) / (Q(r^2) - r P(r^2)) (Cephes exp.c and unity.c,
+/// S. L. Moshier): the reduced step of exp_vec and the small-argument branch of expm1_vec.
+inline double expm1_reduced(double r) {
+  const double rr = r * r;
+  const double p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1);
+  const double q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr +
+                   2.00000000000000000009e0;
+  return 2.0 * p / (q - p);
+}
+
 /// e^x without branches (Cephes exp.c, S. L. Moshier: x = k ln 2 + r, |r| <= ln 2 / 2,
 /// e^r = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)), times 2^k built in the exponent bits); relative
 /// error about 1 ulp. x is clamped to [-700, 700] (no overflow; e^-700 ~ 1e-304).
@@ -65,11 +75,36 @@ inline double exp_vec(double x) {
   const std::int64_t e = (bits - std::int64_t(0x4338000000000000) + 1023) << 52;  // 2^k
   double scale;
   std::memcpy(&scale, &e, sizeof scale);
-  const double r = (x - k * c1) - k * c2, rr = r * r;
-  const double p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1);
-  const double q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr +
-                   2.00000000000000000009e0;
-  return (1.0 + 2.0 * p / (q - p)) * scale;
+  const double r = (x - k * c1) - k * c2;
+  return (1.0 + expm1_reduced(r)) * scale;
+}
+
+/// e^x - 1 without branches, accurate relative to the result near 0 (Cephes expm1 of unity.c,
+/// S. L. Moshier: the rational of expm1_reduced on |x| <= 1/2, else exp_vec(x) - 1, which
+/// cancels at most one bit there); both are computed, one is selected. About 1 ulp relative.
+inline double expm1_vec(double x) {
+  const double small = expm1_reduced(x);
+  const double big = exp_vec(x) - 1.0;
+  return std::abs(x) <= 0.5 ? small : big;
+}
+
+/// log(1 + u) for u in [0, 1] without branches (the softplus argument e^-|x|), about 1 ulp
+/// relative: log(1 + t) = t - t^2/2 + t^3 P(t)/Q(t) on 1 + t in [sqrt(1/2), sqrt(2)] (Cephes
+/// log1p of unity.c, S. L. Moshier); for u > sqrt(2) - 1 as ln 2 + log(1 + (u - 1)/2), whose
+/// argument (u - 1)/2 lies in (1 - sqrt(2))/2 .. 0, inside that interval.
+inline double log1p_unit_vec(double u) {
+  constexpr double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+  const bool big = u > 0.41421356237309504880;
+  const double t = big ? 0.5 * (u - 1.0) : u;
+  const double tt = t * t;
+  const double p = (((((4.5270000862445199635215e-5 * t + 4.9854102823193375972212e-1) * t + 6.5787325942061044846969e0) *
+                          t + 2.9911919328553073277375e1) * t + 6.0949667980987787057556e1) * t +
+                    5.7112963590585538103336e1) * t + 2.0039553499201281259648e1;
+  const double q = (((((t + 1.5062909083469192043167e1) * t + 8.3047565967967209469434e1) * t +
+                      2.2176239823732856465394e2) * t + 3.0909872225312059774938e2) * t +
+                    2.1642788614495947685003e2) * t + 6.0118660497603843919306e1;
+  const double l = t + (-0.5 * tt + t * (tt * p / q));
+  return big ? (l + ln2_lo) + ln2_hi : l;
 }
 
 /// tanh(y) without branches, to about 1 ulp relative: for |y| >= 0.625 as
