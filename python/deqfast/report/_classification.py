@@ -11,9 +11,15 @@ from typing import Any
 import numpy as np
 
 from deqfast._shared import blas_threads
-from deqfast.report._config import Progress, ReproduceConfig
+from deqfast.report._config import (
+    KERNEL_LIMITS,
+    Progress,
+    ReproduceConfig,
+    paper_models_of,
+    ten_class_data,
+    ten_class_kernel_limits,
+)
 from deqfast.report._mixture import Workspace
-from deqfast.report._realdata import cap_per_class
 
 __all__ = [
     "ClassificationSection",
@@ -135,40 +141,6 @@ class ClassificationSection:
         }
 
 
-def ten_class_data(cfg: ReproduceConfig) -> tuple[Any, Any, Any, Any, Any]:
-    """The ten-class data set of the run and its split: ``(ds, Xtr, ytr, Xte, yte)``."""
-    from deqfast.datasets import load_mnist, load_path, train_test_split
-
-    ds = load_mnist() if cfg.data is None else load_path(cfg.data)
-    ds = cap_per_class(ds, cfg.cls_n_per_class, np.random.default_rng([cfg.seed, 12]))
-    return ds, *train_test_split(ds.X, ds.labels, test_size=cfg.cls_test_size, seed=cfg.seed)
-
-
-def _models(cfg: ReproduceConfig, ds: Any) -> dict[str, Any]:
-    from deqfast.random_features import paper_models
-
-    options = cfg.rf_forward_options
-    return paper_models(ds.stats.tau0, sigma_a2=cfg.sigma_a2, forward_options=options)
-
-
-#: The key of the kernel limits among a run's background jobs.
-KERNEL_LIMITS = ("classification", "kernel_limits")
-
-
-def ten_class_kernel_limits(cfg: ReproduceConfig) -> dict[str, tuple[float, float]]:
-    """:func:`deqfast.random_features.kernel_limits` of the six models on the run's ten-class
-    data, on one OpenMP thread (as the grid's own tasks): the section's kernel limits, when a
-    background worker computes them (:meth:`Workspace.submit_jobs`)."""
-    from threadpoolctl import threadpool_limits
-
-    from deqfast.random_features import kernel_limits
-
-    ds, Xtr, ytr, Xte, yte = ten_class_data(cfg)
-    kernels = {name: m.kernel for name, m in _models(cfg, ds).items()}
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return kernel_limits(kernels, Xtr, ytr, Xte, yte, ridge=cfg.ridge)
-
-
 def compute_classification(
     cfg: ReproduceConfig, ws: Workspace, bars: Progress
 ) -> ClassificationSection:
@@ -182,7 +154,7 @@ def compute_classification(
 
     ds, Xtr, ytr, Xte, yte = ten_class_data(cfg)
     options = cfg.rf_forward_options
-    models = _models(cfg, ds)
+    models = paper_models_of(cfg, ds)
     widths = cfg.classification_widths
     elsewhere = ws.jobs.submitted(KERNEL_LIMITS)  # a worker computes the kernel limits
     grid = classification_grid(

@@ -18,13 +18,17 @@ from deqfast._validation import check_integer
 from deqfast.spectra import relative_errors
 
 __all__ = [
+    "KERNEL_LIMITS",
     "Progress",
     "ReproduceConfig",
     "cap_per_class",
     "load_real_data",
+    "paper_models_of",
     "relative_errors",
     "sample_mixture",
     "single_blas",
+    "ten_class_data",
+    "ten_class_kernel_limits",
 ]
 
 
@@ -198,6 +202,41 @@ def load_real_data(cfg: ReproduceConfig) -> Any:
         ds = load_path(cfg.data, classes=classes)
     ds = cap_per_class(ds, cfg.real_n_per_class, np.random.default_rng([cfg.seed, 11]))
     return ds
+
+
+def ten_class_data(cfg: ReproduceConfig) -> tuple[Any, Any, Any, Any, Any]:
+    """The ten-class data set of the run (classification section) and its split:
+    ``(ds, Xtr, ytr, Xte, yte)``."""
+    from deqfast.datasets import load_mnist, load_path, train_test_split
+
+    ds = load_mnist() if cfg.data is None else load_path(cfg.data)
+    ds = cap_per_class(ds, cfg.cls_n_per_class, np.random.default_rng([cfg.seed, 12]))
+    return ds, *train_test_split(ds.X, ds.labels, test_size=cfg.cls_test_size, seed=cfg.seed)
+
+
+def paper_models_of(cfg: ReproduceConfig, ds: Any) -> dict[str, Any]:
+    from deqfast.random_features import paper_models
+
+    options = cfg.rf_forward_options
+    return paper_models(ds.stats.tau0, sigma_a2=cfg.sigma_a2, forward_options=options)
+
+
+#: The key of the kernel limits among a run's background jobs.
+KERNEL_LIMITS = ("classification", "kernel_limits")
+
+
+def ten_class_kernel_limits(cfg: ReproduceConfig) -> dict[str, tuple[float, float]]:
+    """:func:`deqfast.random_features.kernel_limits` of the six models on the run's ten-class
+    data, on one OpenMP thread (as the grid's own tasks): the section's kernel limits, when a
+    background worker computes them (``Workspace.submit_jobs``)."""
+    from threadpoolctl import threadpool_limits
+
+    from deqfast.random_features import kernel_limits
+
+    ds, Xtr, ytr, Xte, yte = ten_class_data(cfg)
+    kernels = {name: m.kernel for name, m in paper_models_of(cfg, ds).items()}
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return kernel_limits(kernels, Xtr, ytr, Xte, yte, ridge=cfg.ridge)
 
 
 class Progress:

@@ -12,12 +12,14 @@ import numpy as np
 
 from deqfast.report._background import BackgroundJobs, DesignKey, design
 from deqfast.report._config import (
+    KERNEL_LIMITS,
     Progress,
     ReproduceConfig,
     load_real_data,
     relative_errors,
     sample_mixture,
     single_blas,
+    ten_class_kernel_limits,
 )
 from deqfast.spectra import SpectralComparison, compare_spectra
 
@@ -90,8 +92,6 @@ class Workspace:
         """Queue the designs of both design sections (the real-data ones only when the data
         set loads) and the ten-class section's kernel limits, for the background worker
         (nothing without one: each section then computes its own)."""
-        from deqfast.report._classification import KERNEL_LIMITS, ten_class_kernel_limits
-
         cfg = self.cfg
         tau0 = self.sample(cfg.spectra_p, 0).stats.tau0
         for d in cfg.designs:
