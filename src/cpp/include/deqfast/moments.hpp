@@ -188,19 +188,8 @@ inline HermiteExpansion hermite_expansion(const Activation& phi, double tau, int
   const Rule* rule = nullptr;
   if (phi.is_polynomial()) {
     rule = &gauss_hermite_prob(int(phi.coef.size()) + K / 2 + 4);
-  } else {
-    const std::vector<double> kinks = scaled_kinks(phi, tau);
-    if (kinks.empty()) {  // smooth activation: the same rule for every sample (one per thread)
-      thread_local double cached_L = -1.0;
-      thread_local Rule cached;
-      if (cached_L != L) {
-        cached = gaussian_composite_rule({}, L, 0.5);
-        cached_L = L;
-      }
-      rule = &cached;
-    } else {
-      rule = &cached_rule(kinks, L, 0.5, false);
-    }
+  } else {  // the same rule for every sample of a smooth activation or fixed kinks (per thread)
+    rule = &cached_rule(scaled_kinks(phi, tau), L, 0.5, false);
   }
   // normalised recurrence h_{k+1} = xi h_k / sqrt(k+1) - sqrt(k / (k+1)) h_{k-1}
   std::vector<double> a(K + 1), b(K + 1);
