@@ -215,6 +215,7 @@ def ten_class_data(cfg: ReproduceConfig) -> tuple[Any, Any, Any, Any, Any]:
 
 
 def paper_models_of(cfg: ReproduceConfig, ds: Any) -> dict[str, Any]:
+    """:func:`deqfast.random_features.paper_models` for the data set ``ds`` of the run."""
     from deqfast.random_features import paper_models
 
     options = cfg.rf_forward_options

@@ -93,16 +93,18 @@ class Workspace:
         set loads) and the ten-class section's kernel limits, for the background worker
         (nothing without one: each section then computes its own)."""
         cfg = self.cfg
-        tau0 = self.sample(cfg.spectra_p, 0).stats.tau0
-        for d in cfg.designs:
-            self.jobs.submit(self.design_key(d, tau0), design, self.design_key(d, tau0))
+
+        def submit(designs: Any, tau0: float) -> None:
+            for key in (self.design_key(d, tau0) for d in designs):
+                self.jobs.submit(key, design, key)
+
+        submit(cfg.designs, self.sample(cfg.spectra_p, 0).stats.tau0)  # the worker starts now
         try:
             tau0 = self.real_data().stats.tau0
         except Exception:  # the real-data section reports it
-            tau0 = None
-        if tau0 is not None:
-            for d in cfg.real_designs:
-                self.jobs.submit(self.design_key(d, tau0), design, self.design_key(d, tau0))
+            pass
+        else:
+            submit(cfg.real_designs, tau0)
         self.jobs.submit(KERNEL_LIMITS, ten_class_kernel_limits, cfg)
 
     def design(self, key: DesignKey) -> Any:
