@@ -4,6 +4,7 @@ skip net, plain ReLU."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -326,6 +327,21 @@ def _fit_lrelu3(P: _Problem) -> list[Candidate]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _projection_rule(degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, √w, √w·V)`` of :func:`mixed_activation`'s projection: the ``4·degree``
+    Gauss–Hermite nodes, the square roots of their normalised weights and the weighted
+    Hermite–Vandermonde matrix (read-only; a design builds thousands of mixed layers of one
+    degree, and these do not depend on the layer)."""
+    x, w = hermegauss(4 * degree)
+    w = w / w.sum()
+    sw = np.sqrt(w)
+    Vw = hermevander(x, degree) * sw[:, None]
+    for a in (x, sw, Vw):
+        a.flags.writeable = False
+    return x, sw, Vw
+
+
 def mixed_activation(
     base: Any, alpha: float, beta: float, gamma: float, delta: float, tau: float,
     *, degree: int = _MIX_DEGREE,
@@ -336,13 +352,10 @@ def mixed_activation(
     The polynomial is the activation of the net (its kernels are exact for it); the
     projection only decides how closely it follows the mixed function around scale τ.
     """
-    x, w = hermegauss(4 * degree)
-    w = w / w.sum()
+    x, sw, Vw = _projection_rule(degree)
     t = tau * x
     f = alpha * t + beta * np.asarray(base(gamma * t)) + delta * (t * t - tau * tau)
-    V = hermevander(x, degree)
-    sw = np.sqrt(w)
-    coef = np.linalg.lstsq(V * sw[:, None], f * sw, rcond=None)[0]
+    coef = np.linalg.lstsq(Vw, f * sw, rcond=None)[0]
     mono = herme2poly(coef)  # in x = t/τ; trailing zeros (odd functions) are trimmed
     mono = mono / tau ** np.arange(mono.size)
     return _act.polynomial(mono)
