@@ -24,6 +24,7 @@ from deqfast.random_features import (
     relu_features,
     relu_kernel,
 )
+from deqfast.random_features._grid import _takes_gram
 from deqfast.random_features._maps import shared_explicit_features
 from deqfast.random_features._readouts import (
     _grid_readouts,
@@ -305,7 +306,10 @@ def test_classification_grid_in_parallel_is_the_serial_grid(three_class, models)
         np.testing.assert_array_equal(b.results[key].train_accuracy, r.train_accuracy)
     assert b.kernel_accuracy == a.kernel_accuracy and list(b.kernel_accuracy) == list(models)
     assert np.all(b.feature_seconds > 0)
-    # the limits on their own (as a background worker computes them for the report)
+    # the limits on their own (as a background worker computes them for the report), where
+    # the explicit nets' kernels share one X Xᵀ (the DEQs' do not take one)
+    takes = [_takes_gram(m.kernel) for m in models.values()]
+    assert takes == [m.kind == "explicit" for m in models.values()] and any(takes)
     alone = kernel_limits({n: m.kernel for n, m in models.items()}, Xtr, ytr, Xte, yte, ridge=0.05)
     assert {n: acc for n, (acc, _) in alone.items()} == a.kernel_accuracy
     assert all(sec > 0 for _, sec in alone.values())

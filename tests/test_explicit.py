@@ -303,3 +303,23 @@ def test_input_skip_identity_pickle_and_validation(small):
         ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip="0.5")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="one scale per hidden layer"):
         ExplicitNet(["relu", "tanh"], tau0=1.0, input_skip=(0.1, 0.2, 0.3))
+
+
+def test_given_gram_gives_the_same_kernels_and_is_not_written(small):
+    """``gram=X @ X.T`` (as :func:`deqfast.random_features.kernel_limits` shares it) gives the
+    kernels bit for bit, with an input skip and the trained-input NTK too; the cross kernel
+    takes ``X @ X2.T``; a gram of the wrong shape or dtype raises."""
+    X = np.asarray(small.X)[:40]
+    X2 = np.asarray(small.X)[40:55]
+    net = ExplicitNet([A.polynomial(_POLY), "tanh"], tau0=small.stats.tau0, input_skip=SKIP)
+    G = X @ X.T
+    before = G.copy()
+    np.testing.assert_array_equal(net.ck(X, gram=G), net.ck(X))
+    for trained in ("hidden", "all"):
+        got = net.ntk(X, trained=trained, gram=G)
+        np.testing.assert_array_equal(got, net.ntk(X, trained=trained))
+    np.testing.assert_array_equal(net.ck(X, X2, gram=X @ X2.T), net.ck(X, X2))
+    np.testing.assert_array_equal(G, before)
+    for bad in (G[:-1], G.astype(np.float32), G.tolist(), X @ X2.T):
+        with pytest.raises(ValueError, match=r"gram must be X @ X2.T .* of shape \(40, 40\)"):
+            net.ck(X, gram=bad)

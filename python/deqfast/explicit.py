@@ -247,12 +247,21 @@ class ExplicitNet:
         trained: str,
         hermite_terms: int,
         num_threads: int | None,
+        gram: Any = None,
     ) -> np.ndarray:
         X = as_data_matrix(X, "X")
         symmetric = X2 is None
         Y = X if symmetric else as_data_matrix(X2, "X2")
         if Y.shape[1] != X.shape[1]:
             raise ValueError(f"X2 must have p={X.shape[1]} columns like X, got shape {Y.shape}")
+        shape = (X.shape[0], Y.shape[0])
+        if gram is not None and (
+            not isinstance(gram, np.ndarray) or gram.dtype != np.float64 or gram.shape != shape
+        ):
+            raise ValueError(
+                f"gram must be X @ X2.T (X @ X.T without X2), a float64 array of shape {shape}; "
+                f"got {getattr(gram, 'dtype', type(gram).__name__)} of shape {np.shape(gram)}"
+            )
         terms = check_integer(hermite_terms, "hermite_terms", min_value=2, max_value=400)
         threads = resolve_threads(num_threads)
         cores = [layer.activation.core for layer in self._layers]  # TypeError for callables
@@ -265,19 +274,19 @@ class ExplicitNet:
                     f"{name} has all-zero rows (first: row {zero[0]}); the kernel at zero input "
                     "variance is degenerate and not supported"
                 )
-        S = np.ascontiguousarray(X @ Y.T)
+        S = np.ascontiguousarray(X @ Y.T if gram is None else gram)
         theta = S.copy() if (ntk and trained == "all") else None
         last = len(cores) - 1
-        gram = (S, dA, dB)  # not written to: the layers make new arrays
+        inputs = (S, dA, dB)  # not written to (nor is a caller's gram): new arrays per layer
         for k, core in enumerate(cores):
             s2 = self.input_skip[k] ** 2
             if s2 > 0:  # the input skip: S_ℓ gains s_ℓ² XXᵀ
-                S = S + s2 * gram[0]
-                dA = dA + s2 * gram[1]
-                dB = dA if symmetric else dB + s2 * gram[2]
+                S = S + s2 * inputs[0]
+                dA = dA + s2 * inputs[1]
+                dB = dA if symmetric else dB + s2 * inputs[2]
                 if ntk and trained == "all":  # U_ℓ is trained too
                     assert theta is not None
-                    theta = theta + s2 * gram[0]
+                    theta = theta + s2 * inputs[0]
             A = _core.samples_at(core, dA, terms)
             B = A if symmetric else _core.samples_at(core, dB, terms)
             G = np.empty_like(S)
@@ -294,17 +303,27 @@ class ExplicitNet:
         return S
 
     def ck(
-        self, X: Any, X2: Any = None, *, hermite_terms: int = 64, num_threads: int | None = None
+        self,
+        X: Any,
+        X2: Any = None,
+        *,
+        hermite_terms: int = 64,
+        num_threads: int | None = None,
+        gram: Any = None,
     ) -> np.ndarray:
         """The exact infinite-width CK ``K_L`` (:ref:`§5 <theory-5>`), ``(n, n)`` or ``(n, n2)``.
 
         One C++ Gaussian map per layer (closed forms for the piecewise-linear family and
         ``erf``, exact Mehler series for polynomials, ``hermite_terms`` Mehler terms or
-        quadrature otherwise); ``X2`` gives the cross kernel.
+        quadrature otherwise); ``X2`` gives the cross kernel. ``gram`` is ``X @ X2.T``
+        (``X @ X.T`` without ``X2``) when the caller already has it, e.g. for several nets
+        on the same data: it is used as given (not recomputed or checked beyond its shape and
+        dtype), and the kernel is the same as without it.
         """
         return self._exact(
-            X, X2, ntk=False, trained="hidden", hermite_terms=hermite_terms, num_threads=num_threads
-        )
+            X, X2, ntk=False, trained="hidden", hermite_terms=hermite_terms,
+            num_threads=num_threads, gram=gram,
+        )  # fmt: skip
 
     def ntk(
         self,
@@ -314,16 +333,18 @@ class ExplicitNet:
         trained: str = "hidden",
         hermite_terms: int = 64,
         num_threads: int | None = None,
+        gram: Any = None,
     ) -> np.ndarray:
         """The exact infinite-width NTK ``K_L + K̇_L ∘ Θ^z_L`` (:ref:`§5 <theory-5>`).
 
         ``trained="hidden"`` (default): ``W_2..W_L`` and ``v`` trained, ``Θ^z_1 = 0``;
-        ``trained="all"``: ``W_1`` too, ``Θ^z_1 = XXᵀ``.
+        ``trained="all"``: ``W_1`` too, ``Θ^z_1 = XXᵀ``. ``gram`` as in :meth:`ck`.
         """
         _, trained = check_kernel("ntk", trained)
         return self._exact(
-            X, X2, ntk=True, trained=trained, hermite_terms=hermite_terms, num_threads=num_threads
-        )
+            X, X2, ntk=True, trained=trained, hermite_terms=hermite_terms,
+            num_threads=num_threads, gram=gram,
+        )  # fmt: skip
 
     # -- surrogates ---------------------------------------------------------------------------
     def _check_stats(self, stats: Any) -> MixtureStats:

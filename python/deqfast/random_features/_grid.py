@@ -296,17 +296,29 @@ class ClassificationResult:
 
 def _kernel_limit(
     kernel: KernelFn, X: np.ndarray, ntr: int, ctr: np.ndarray, cte: np.ndarray, lam: float,
-    threads: int | None,
+    threads: int | None, gram: Callable[[], np.ndarray] | None = None,
 ) -> tuple[float, float]:  # fmt: skip
     """Kernel ridge test accuracy with ``kernel`` on ``X`` (its first ``ntr`` rows train) and
-    the wall seconds of the kernel and the fit (the fit on ``threads`` BLAS threads)."""
+    the wall seconds of the kernel and the fit (the fit on ``threads`` BLAS threads).
+    ``gram`` (for a kernel that takes a ``gram`` keyword) gives ``X Xᵀ``."""
     import time
 
     t0 = time.perf_counter()
-    K = np.asarray(kernel(X), dtype=np.float64)
+    K = np.asarray(kernel(X) if gram is None else kernel(X, gram=gram()), dtype=np.float64)
     with blas_threads(threads):
         acc = kernel_ridge_accuracy(K[:ntr, :ntr], K[ntr:, :ntr], ctr, cte, ridge=lam)
     return acc, time.perf_counter() - t0
+
+
+def _takes_gram(kernel: KernelFn) -> bool:
+    """Whether ``kernel`` takes a ``gram`` keyword (:meth:`deqfast.explicit.ExplicitNet.ck`
+    does, :meth:`deqfast.DEQ.ck` does not: its C++ assembly forms ``X Xᵀ`` tile by tile)."""
+    import inspect
+
+    try:
+        return "gram" in inspect.signature(kernel).parameters
+    except (TypeError, ValueError):  # no signature (some builtins)
+        return False
 
 
 def kernel_limits(
@@ -321,14 +333,26 @@ def kernel_limits(
     (accuracy, seconds)}``, one model after the other on the calling thread: the grid's
     ``kernel_accuracy`` and ``kernel_seconds``, when they are computed elsewhere (another
     process, say) while ``classification_grid(..., kernel_limit=False)`` runs.
+
+    The kernels that take a ``gram`` keyword (the explicit nets') share one ``X Xᵀ``, formed
+    by the first of them (its seconds include it): the same product each would form, so the
+    same kernels, bit for bit.
     """
     A, B, ctr, cte = _check_split(Xtr, ytr, Xte, yte)
     lam = check_positive(ridge, "ridge")
     if not isinstance(kernels, Mapping) or not kernels:
         raise TypeError("kernels must be a non-empty mapping of names to kernel functions")
     X = np.vstack([A, B])
+    shared: list[np.ndarray] = []
+
+    def gram() -> np.ndarray:
+        if not shared:
+            shared.append(X @ X.T)
+        return shared[0]
+
     return {
-        name: _kernel_limit(k, X, A.shape[0], ctr, cte, lam, None) for name, k in kernels.items()
+        name: _kernel_limit(k, X, A.shape[0], ctr, cte, lam, None, gram if _takes_gram(k) else None)
+        for name, k in kernels.items()
     }
 
 
