@@ -12,8 +12,20 @@ one write of each output, float64 and float32; ``--floor N`` runs only that and 
 
 Every measurement runs in a fresh subprocess so that peak RSS is its own.
 
+Peer row (``summary["peer"]``): the same exact kernels of the uncentred-ReLU DEQ computed by
+neural-tangents, when ``import neural_tangents`` works in the interpreter running the benchmark
+(otherwise the row only records why not): NT's CK and CK + NTK against deqfast's CK and all
+outputs at n = 1024, 2048, 4096, jitted, float64, compile + first call apart from the warm
+median, peak RSS, and the agreement of the values (:func:`peer`). The peer's venv, one command
+(jax 0.4.23 needs NumPy < 2 and SciPy < 1.13, whose ``scipy.linalg.tril`` it wraps):
+
+    python3 -m venv nt && nt/bin/pip install -U pip "numpy<2" "scipy<1.13" jax==0.4.23 \\
+        jaxlib==0.4.23 neural-tangents==0.6.5 scikit-build-core pybind11 cmeel-eigen==3.4.1 \\
+        && nt/bin/pip install --no-build-isolation . "numpy<2" "scipy<1.13"
+
     python benchmarks/bench_kernels.py              # full run, writes results/kernels.json
     python benchmarks/bench_kernels.py --quick      # n in {512, 1024}, no n = 16384
+    nt/bin/python benchmarks/bench_kernels.py --peer-only   # only the peer row, merged in
 """
 
 from __future__ import annotations
@@ -72,6 +84,10 @@ def numpy_picard_relu(X: np.ndarray, sigma_a2: float, sigma_b2: float, center: f
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.impl == "nt":
+        return nt_child(args)
+    if args.impl == "nt-depth":
+        return nt_depth_child(args)
     df, sample = _data(args.n)
     deq = df.DEQ(args.act, sigma_a2=SIGMA_A2, tau0=sample.stats.tau0)
     deq.equilibrium()
@@ -106,6 +122,246 @@ def child(args: argparse.Namespace) -> None:
     if args.save is not None:
         np.save(args.save, out[1])
     print(json.dumps(result))
+
+
+# -- peer: neural-tangents ---------------------------------------------------------------------
+PEER_SIZES = (1024, 2048, 4096)
+SIGMA_B2 = 1.0 - SIGMA_A2  # the DEQ's default (docs/theory.md §3)
+#: Depth of NT's unrolled network: G_L converges to G* by a factor σ_a² Ġ ≤ 0.1 per layer
+#: (relative error 1e-11 at L = 11 against deqfast's G*, see ``summary["peer"]["depth"]``).
+NT_DEPTH = 11
+
+
+def _nt_kernel_fn(depth: int):
+    """NT's ``kernel_fn`` of the depth-``depth`` unrolled DEQ with its read-out.
+
+    ``z_1 = σ_b B x``, ``z_{l+1} = σ_a A_l relu(z_l)/√m + σ_b B_l x`` (NTK parametrisation, no
+    biases, untied weights: at infinite width the tied DEQ's kernels are the infinite-depth
+    limit of these, docs/theory.md §3), then ``f = vᵀ relu(z_L)/√m``. The input ``x`` is carried
+    by nesting: ``z_{l+1} = FanOut(2) >> parallel(z_l >> Relu >> Dense(σ_a), Dense(σ_b)) >>
+    FanInSum`` (both branches read ``x``; FanInSum adds independent branches, which they are:
+    their last weights ``A_l``, ``B_l`` are independent). ``nngp`` of the output is
+    ``G_L = F_relu(S_L)`` (the read-out's ``W_std = 1``) and ``ntk`` is ``G_L + Ġ_L ∘ Θ_{z,L}``
+    with every Dense trained, ``B`` too: deqfast's ``Θ*`` (``trained="all"``).
+
+    NT's first Dense divides ``x·x'`` by the input dimension (fan-in normalisation) where the
+    DEQ has ``σ_b² x·x'``: feed it ``x √p``. Its Relu is ``E[relu(u) relu(v)]`` as deqfast's."""
+    from neural_tangents import stax
+
+    sa, sb = float(np.sqrt(SIGMA_A2)), float(np.sqrt(SIGMA_B2))
+    z = stax.Dense(512, W_std=sb)
+    for _ in range(depth - 1):
+        hidden = stax.serial(z, stax.Relu(), stax.Dense(512, W_std=sa))
+        z = stax.serial(stax.FanOut(2), stax.parallel(hidden, stax.Dense(512, W_std=sb)),
+                        stax.FanInSum())  # fmt: skip
+    return stax.serial(z, stax.Relu(), stax.Dense(1, W_std=1.0))[2]
+
+
+def _nt_setup(n: int):
+    """jax in float64, the data (``x √p``, see :func:`_nt_kernel_fn`) and the uncentred DEQ."""
+    import warnings
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    warnings.filterwarnings("ignore", message="`FanIn` layers assume independent inputs")
+    df, sample = _data(n)
+    X = np.ascontiguousarray(sample.X)
+    xs = jax.device_put(X * np.sqrt(X.shape[1]))
+    return jax, df.DEQ("relu", sigma_a2=SIGMA_A2, sigma_b2=SIGMA_B2), X, xs
+
+
+def _rel(a, b: np.ndarray, mask=None) -> float:
+    e, ref = np.abs(np.asarray(a) - b), np.abs(b)
+    if mask is not None:
+        e, ref = e[mask], ref[mask]
+    return float(e.max() / ref.max())
+
+
+def _fresh_peak() -> float:
+    """Give freed heap memory back to the kernel (glibc ``malloc_trim``) and reset the RSS
+    high-water mark: within one process the allocator keeps the pages of earlier calls, and a
+    call that reuses them would show no peak. Returns the current RSS (MiB)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return reset_peak()
+
+
+def nt_child(args: argparse.Namespace) -> None:
+    """One process per ``n``: NT's jitted CK and CK + NTK next to deqfast's CK and all outputs
+    (``S``, ``G``, ``Ġ``, ``Θ*``), interleaved. First calls (NT: compilation + run) are timed
+    on their own, then ``repeat`` rounds of the four cases: medians of wall and CPU seconds
+    (CPU: all threads of the process), largest peak RSS increase of a call (each its own,
+    :func:`_fresh_peak` before it). ``*_compile_s``: NT's first call less its warm median."""
+    jax, deq, X, xs = _nt_setup(args.n)
+    kf = _nt_kernel_fn(NT_DEPTH)
+    nt_ck = jax.jit(lambda x: kf(x, None, "nngp"))
+    nt_all = jax.jit(lambda x: kf(x, None, ("nngp", "ntk")))
+    opts = {"num_threads": args.threads, "tol": TOL, "progress": False}
+    cases = {
+        "deqfast_ck": lambda: deq.ck(X, **opts),
+        "nt_ck": lambda: jax.block_until_ready(nt_ck(xs)),
+        "deqfast_all": lambda: deq.kernels(X, trained="all", **opts),
+        "nt_ck_ntk": lambda: jax.block_until_ready(nt_all(xs)),
+    }
+    deq.ck(X[:64], **opts)  # thread pool and quadrature caches
+    res: dict = {"impl": "nt", "n": args.n, "p": X.shape[1], "threads": args.threads,
+                 "depth": NT_DEPTH, "repeats": args.repeat}  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
+    peaks: dict[str, list[float]] = {k: [] for k in cases}
+    outs = {}
+    for name, fn in cases.items():  # first calls
+        _recycle_pages(4 * args.n * args.n * 8)
+        base = _fresh_peak()
+        t = time.perf_counter()
+        outs[name] = fn()
+        res[f"{name}_first_s"] = time.perf_counter() - t
+        res[f"{name}_first_peak_mib"] = status_mib("VmHWM") - base
+        if name.startswith("deqfast"):
+            del outs[name]  # kept: NT's results, for the agreement below
+    G, Th = outs["nt_ck_ntk"]
+    ref = deq.kernels(X, trained="all", **opts)
+    off = ~np.eye(args.n, dtype=bool)
+    res["max_rel_diff_G"] = _rel(G, ref.G)
+    res["max_rel_diff_G_nngp_only"] = _rel(outs["nt_ck"], ref.G)
+    res["max_rel_diff_Theta"] = _rel(Th, ref.Theta)
+    res["max_rel_diff_Theta_offdiag"] = _rel(Th, ref.Theta, off)
+    del outs, G, Th, ref
+    load = [os.getloadavg()[0]]
+    for _ in range(args.repeat):
+        for name, fn in cases.items():
+            _recycle_pages(4 * args.n * args.n * 8)
+            base = _fresh_peak()
+            t, c = time.perf_counter(), time.process_time()
+            out = fn()
+            times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+            peaks[name].append(status_mib("VmHWM") - base)
+            del out
+        load.append(os.getloadavg()[0])
+    for name in cases:
+        res[f"{name}_warm_s"] = float(np.median(times[name]))
+        res[f"{name}_warm_cpu_s"] = float(np.median(cpu[name]))
+        res[f"{name}_warm_peak_mib"] = float(max(peaks[name]))
+    for nt in ("nt_ck", "nt_ck_ntk"):  # the first call less a warm one
+        res[f"{nt}_compile_s"] = res[f"{nt}_first_s"] - res[f"{nt}_warm_s"]
+    for what in ("ck", "all"):
+        nt = "nt_ck" if what == "ck" else "nt_ck_ntk"
+        ours = f"deqfast_{what}"
+        res[f"{what}_warm_ratio_nt_over_deqfast"] = res[f"{nt}_warm_s"] / res[f"{ours}_warm_s"]
+        res[f"{what}_first_ratio_nt_over_deqfast"] = res[f"{nt}_first_s"] / res[f"{ours}_warm_s"]
+        res[f"{what}_peak_ratio_nt_over_deqfast"] = (
+            res[f"{nt}_warm_peak_mib"] / res[f"{ours}_warm_peak_mib"]
+        )
+    one = args.n * args.n * 8 / 2**20
+    res["returned_mib"] = {"ck": one, "nt_ck_ntk": 2 * one, "deqfast_all": 4 * one}
+    res["load_1min"] = load
+    res["all_times_s"] = times
+    res["all_cpu_s"] = cpu
+    res["all_peaks_mib"] = peaks
+    print(json.dumps(res))
+
+
+def nt_depth_child(args: argparse.Namespace) -> None:
+    """NT's CK and NTK at depths 4..16 against deqfast's ``G*`` and ``Θ*`` (n = ``args.n``)."""
+    _, deq, X, xs = _nt_setup(args.n)
+    opts = {"num_threads": args.threads, "tol": TOL, "progress": False}
+    ref = deq.kernels(X, trained="all", **opts)
+    K = deq.ntk(X, **opts)
+    off = ~np.eye(args.n, dtype=bool)
+    rows = []
+    for depth in range(4, 17):
+        k = _nt_kernel_fn(depth)(xs, None, ("nngp", "ntk"))
+        rows.append(
+            {
+                "depth": depth,
+                "max_rel_diff_G": _rel(k.nngp, ref.G),
+                "max_rel_diff_Theta": _rel(k.ntk, ref.Theta),
+                "max_rel_diff_Theta_offdiag": _rel(k.ntk, ref.Theta, off),
+                "max_rel_diff_K": _rel(k.ntk, K),
+            }
+        )
+    print(json.dumps({"impl": "nt-depth", "n": args.n, "p": X.shape[1], "rows": rows}))
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    import deqfast
+
+    out = {"deqfast": getattr(deqfast, "__version__", version("deqfast"))}
+    for pkg in ("neural-tangents", "jax", "jaxlib", "numpy", "scipy"):
+        out[pkg] = version(pkg)
+    return out
+
+
+def peer(repeat: int = 7, threads: int = 2) -> dict:
+    """The peer row: neural-tangents against deqfast at :data:`PEER_SIZES` (one fresh process
+    per size, :func:`nt_child`), after a depth check at n = 256 (:func:`nt_depth_child`), or
+    the reason neural-tangents cannot be imported by this interpreter."""
+    probe = subprocess.run([sys.executable, "-c", "import neural_tangents"],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0:
+        lines = [ln for ln in probe.stderr.strip().splitlines() if ln.strip()]
+        err = lines[-1] if lines else f"exit code {probe.returncode}"
+        print(f"peer: neural-tangents not importable: {err}", flush=True)
+        return {"status": f"neural-tangents not importable: {err}"}
+
+    def child_json(impl: str, n: int) -> dict:
+        cmd = [sys.executable, __file__, "--child", impl, "relu", str(n), str(threads),
+               "--repeat", str(repeat)]  # fmt: skip
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    res: dict = {
+        "status": "ok", "versions": _versions(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "load_1min_before": os.getloadavg()[0],
+        "model": {"activation": "relu (uncentred: DEQ without tau0)", "sigma_a2": SIGMA_A2,
+                  "sigma_b2": SIGMA_B2, "nt_depth": NT_DEPTH, "p": P, "tol": TOL,
+                  "data": "GaussianMixture.paper(p).sample(n, seed=0).X",
+                  "nt_kernel": "G (nngp) and Theta* (ntk: every weight trained, B too)"},
+        "notes": "NT's ntk is deqfast's Theta* (trained='all'), not K* (depth check: "
+                 "max_rel_diff_K); Theta*'s diagonal differs by ~1e-8 because NT's ReLU "
+                 "derivative kernel takes arccos of a diagonal correlation rounded below 1 "
+                 "(its G-dot there is 1/2 - ~1e-8; deqfast's is exactly 1/2)",
+        "how": "one process per n; first calls (NT: jit compile + run) apart, then the median "
+               f"of {repeat} interleaved rounds deqfast CK, NT CK, deqfast all, NT CK+NTK; "
+               f"deqfast {threads} threads, jax all {os.cpu_count()} cores; peak RSS per call",
+    }  # fmt: skip
+    depth = child_json("nt-depth", 256)
+    res["depth"] = depth
+    errs = ", ".join(f"L={r['depth']} G {r['max_rel_diff_G']:.1e}" for r in depth["rows"])
+    print(f"peer depth check (n = 256): {errs}", flush=True)
+    res["runs"] = []
+    for n in PEER_SIZES:
+        r = child_json("nt", n)
+        res["runs"].append(r)
+        for what, nt in (("ck", "nt_ck"), ("all", "nt_ck_ntk")):
+            ours = f"deqfast_{what}"
+            print(
+                f"peer n={n} {what:3s}: deqfast {r[ours + '_warm_s']:.3f} s, NT "
+                f"{r[nt + '_warm_s']:.3f} s warm (x{r[what + '_warm_ratio_nt_over_deqfast']:.1f}),"
+                f" NT first call {r[nt + '_first_s']:.1f} s; CPU s {r[ours + '_warm_cpu_s']:.3f}"
+                f" / {r[nt + '_warm_cpu_s']:.3f}; peak RSS "
+                f"{r[ours + '_warm_peak_mib']:.0f} / {r[nt + '_warm_peak_mib']:.0f} MiB",
+                flush=True,
+            )
+        print(
+            f"peer n={n}: max rel diff G {r['max_rel_diff_G']:.1e}, Theta* "
+            f"{r['max_rel_diff_Theta']:.1e} (off-diagonal {r['max_rel_diff_Theta_offdiag']:.1e})"
+        )
+        for what in ("ck", "all"):
+            for kind in ("warm", "first", "peak"):
+                key = f"{what}_{kind}_ratio_nt_over_deqfast"
+                res[f"{key}_n{n}"] = r[key]
+    res["load_1min_after"] = os.getloadavg()[0]
+    return res
 
 
 def run(impl: str, act: str, n: int, threads: int = 2, save=None, check=None, repeat=5):
@@ -276,6 +532,7 @@ def floor(n: int = 4096, repeat: int = 5) -> dict:
         res[f"ck_pairs_per_s{suffix}"] = pairs / med[f"ck_only{suffix}"]
     res["all_times_s"] = times
     res["all_cpu_s"] = cpu
+    res["all_cpu_s"] = cpu
     print(
         f"n={n} p={P}, median of {repeat} interleaved rounds, load "
         + " -> ".join(f"{x:.1f}" for x in load)
@@ -329,6 +586,9 @@ def main() -> None:
         help="only compare the kernels at size N with the Gram + output-write floor",
     )  # fmt: skip
     ap.add_argument("--child", nargs=4, metavar=("IMPL", "ACT", "N", "THREADS"))
+    ap.add_argument("--peer-only", action="store_true",
+                    help="only the neural-tangents peer row, merged into --out")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=7, help="rounds of the peer row's timings")
     ap.add_argument("--save")
     ap.add_argument("--check")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "kernels.json"))
@@ -336,7 +596,19 @@ def main() -> None:
     if args.child:
         impl, act, n, threads = args.child
         child(argparse.Namespace(impl=impl, act=act, n=int(n), threads=int(threads),
-                                 save=args.save, check=args.check))  # fmt: skip
+                                 save=args.save, check=args.check, repeat=args.repeat))  # fmt: skip
+        return
+    if args.peer_only:
+        doc = {}
+        if os.path.exists(args.out):
+            with open(args.out) as fh:
+                doc = json.load(fh)
+        doc.setdefault("summary", {})["peer"] = peer(args.repeat)
+        doc.setdefault("machine", _machine())
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as fh:
+            json.dump(doc, fh, indent=1)
+        print(f"merged summary['peer'] into {args.out}")
         return
 
     if args.floor:
@@ -372,6 +644,7 @@ def main() -> None:
         runs.append(big)
         summary["relu_n16384_seconds"] = big["seconds"]
         summary["relu_n16384_memory_ratio"] = big["memory_ratio"]
+    summary["peer"] = peer(args.repeat)
     doc = {
         "machine": _machine(),
         "config": {"p": P, "sigma_a2": SIGMA_A2, "tol": TOL, "data": "GaussianMixture.paper(p)"},
