@@ -265,6 +265,65 @@ def test_eigen_and_blas_products_agree(rng, relu_deq):
     assert rel(Z1, Z2) < 1e-11
 
 
+@pytest.mark.parametrize(
+    ("simd", "blas", "engine"),
+    [
+        ("AVX512, FMA, AVX2, AVX, SSE, SSE2", [("openblas", "Haswell")], "eigen"),
+        ("AVX512, FMA, AVX2", [("openblas", "Haswell"), ("openblas", "Zen")], "eigen"),
+        ("AVX512, FMA, AVX2", [("openblas", "SkylakeX")], "blas"),
+        ("AVX512, FMA, AVX2", [("openblas", "Haswell"), ("openblas", "SkylakeX")], "blas"),
+        ("AVX512, FMA, AVX2", [("mkl", "SkylakeX")], "blas"),
+        ("AVX512, FMA, AVX2", [], "blas"),
+        ("FMA, AVX2, AVX, SSE, SSE2", [("openblas", "Haswell")], "blas"),
+    ],
+)
+def test_product_engine_rule(simd, blas, engine):
+    """Eigen's products only where they are the wider ones: Eigen built for AVX-512 and every
+    BLAS an OpenBLAS on narrower kernels; any other BLAS (MKL, say) is trusted."""
+    assert finite._choose_engine(simd, blas) == engine
+
+
+def test_product_engine_follows_the_environment(monkeypatch):
+    finite.product_engine.cache_clear()
+    try:
+        for value in ("eigen", " BLAS "):
+            monkeypatch.setenv(finite.GEMM_ENV, value)
+            finite.product_engine.cache_clear()
+            assert finite.product_engine() == value.strip().lower()
+        monkeypatch.setenv(finite.GEMM_ENV, "mkl")
+        finite.product_engine.cache_clear()
+        with pytest.raises(ValueError, match="DEQFAST_GEMM"):
+            finite.product_engine()
+        monkeypatch.delenv(finite.GEMM_ENV)
+        finite.product_engine.cache_clear()
+        assert finite.product_engine() in ("blas", "eigen")
+    finally:
+        finite.product_engine.cache_clear()
+
+
+@pytest.mark.parametrize("engine", ["blas", "eigen"])
+def test_forward_and_adjoint_do_not_depend_on_the_thread_count(rng, monkeypatch, engine):
+    """Each engine gives the same numbers, bit for bit, on one thread and on two: Eigen's
+    column blocks start on multiples of 64 columns (n = 300 splits at 128 on two threads)."""
+    deq = df.DEQ("tanh", sigma_a2=0.5, tau0=1.0)
+    X, W = small_problem(rng, m=256, n=300, p=16)
+    monkeypatch.setenv(finite.GEMM_ENV, engine)
+    finite.product_engine.cache_clear()
+    try:
+        for dtype in (np.float64, np.float32):
+            one, two = (
+                finite.forward(deq, X, 256, weights=W, tol=1e-5, dtype=dtype, num_threads=t)
+                for t in (1, 2)
+            )
+            np.testing.assert_array_equal(one.Z, two.Z)
+        k1, k2 = (
+            finite.empirical_ntk(deq, X, 256, weights=[W], tol=1e-6, num_threads=t) for t in (1, 2)
+        )
+        np.testing.assert_array_equal(k1, k2)
+    finally:
+        finite.product_engine.cache_clear()
+
+
 def test_forward_repr_and_seed_reproducibility(rng, relu_deq):
     X = rng.standard_normal((10, 6))
     a = finite.forward(relu_deq, X, 32, seed=7)

@@ -61,11 +61,15 @@ void for_column_blocks(Eigen::Index n, int threads, Body&& body, double work_per
   const int nb = int(std::max<Eigen::Index>(
       1, std::min<Eigen::Index>(std::min<Eigen::Index>(threads, n), Eigen::Index(std::min(chunks, 1e6)))));
   ParallelErrors errors;
+  // Block edges on multiples of 64 columns: Eigen's product kernel treats a column by its
+  // place in its block (full register panels, then a remainder kernel that sums in another
+  // order), so unaligned edges would make the products' rounding depend on the thread count.
+  auto edge = [&](int b) -> Eigen::Index { return b == nb ? n : (n * b / nb) / 64 * 64; };
 #ifdef DEQFAST_HAVE_OPENMP
 #pragma omp parallel for num_threads(nb) schedule(static, 1) if (nb > 1)
 #endif
   for (int b = 0; b < nb; ++b) {
-    const Eigen::Index j0 = n * b / nb, j1 = n * (b + 1) / nb;
+    const Eigen::Index j0 = edge(b), j1 = edge(b + 1);
     if (j1 > j0) errors.guard([&] { body(j0, j1); });
   }
   errors.rethrow();
