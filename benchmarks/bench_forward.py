@@ -45,17 +45,23 @@ Every method's final iterate is scored with the same metric,
 Writes ``benchmarks/results/forward.json``. Run: ``python benchmarks/bench_forward.py``
 (about six minutes on two idle cores, half of it the solver section); ``--solvers-only``
 runs the solver section alone and writes ``benchmarks/results/forward_solvers.json``.
+
+The solver section runs with SciPy's BLAS for the core's products (``DEQFAST_GEMM=blas``),
+the engine of its bare products; ``--solvers-only`` then adds an engine section
+(``"engines"``): Picard solves with each engine, SciPy's BLAS and Eigen's kernel, and the
+engine that ``deqfast.finite.product_engine()`` picks on this machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +205,13 @@ def solver_section(
     machine load during one solve does not decide a ratio. The bare time of a solver is
     ``median(input term) + evaluations × median(one evaluation's product)``.
     """
+    with product_engine("blas"):  # the bare products below are SciPy's ?gemm
+        return _solver_section(sample, X, weights, repeats)
+
+
+def _solver_section(
+    sample: Any, X: np.ndarray, weights: tuple[Any, ...], repeats: int
+) -> dict[str, Any]:
     cases = [(f"sigma_a2={sa2}", sa2, weights) for sa2 in SIGMA_A2]
     cases.append(
         (
@@ -369,6 +382,89 @@ def activation_section(repeats: int = REPEATS) -> dict[str, Any]:
     return {"load_before": load_before, "cells": cells, "load_after": load_note()}
 
 
+@contextlib.contextmanager
+def product_engine(name: str) -> Iterator[None]:
+    """Run the block with ``finite.product_engine()`` fixed to ``name`` (its environment
+    variable set, its cache cleared), then restore both."""
+    old = os.environ.get(finite.GEMM_ENV)
+    os.environ[finite.GEMM_ENV] = name
+    finite.product_engine.cache_clear()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(finite.GEMM_ENV, None)
+        else:
+            os.environ[finite.GEMM_ENV] = old
+        finite.product_engine.cache_clear()
+
+
+def engine_section(repeats: int = REPEATS) -> dict[str, Any]:
+    """Picard forward solves with each product engine (SciPy's BLAS, Eigen's kernel) on the
+    same problems, interleaved: the solver section's problem in float64 and float32, and the
+    shape of ``reproduce``'s ten-class features (m = 1024, n = 5000, p = 784, float32, one
+    thread, as the grid's tasks run). Medians of ``repeats`` rounds; the ratio eigen / blas,
+    and the engine ``finite.product_engine()`` picks on this machine."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    forced = os.environ.pop(finite.GEMM_ENV, None)
+    finite.product_engine.cache_clear()
+    chosen = finite.product_engine()  # the automatic choice
+    if forced is not None:
+        os.environ[finite.GEMM_ENV] = forced
+    finite.product_engine.cache_clear()
+    out: dict[str, Any] = {
+        "chosen": chosen,
+        "eigen_simd": df._core.eigen_simd,
+        "blas": [
+            {k: i.get(k) for k in ("internal_api", "version", "architecture", "filepath")}
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ],
+        "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
+        "cases": {},
+    }
+    cases = [
+        ("m=2048 n=1024 p=1280 float64, 2 threads", 2048, 1024, 1280, np.float64, None),
+        ("m=2048 n=1024 p=1280 float32, 2 threads", 2048, 1024, 1280, np.float32, None),
+        ("m=1024 n=5000 p=784 float32, 1 thread", 1024, 5000, 784, np.float32, 1),
+    ]
+    for label, m, n, p, dtype, threads in cases:
+        sample = df.GaussianMixture.paper(p).sample(n, seed=SEED)
+        X = np.ascontiguousarray(sample.X)
+        W = finite.draw_weights(m, p, seed=SEED)
+        deq = df.DEQ("relu", sigma_a2=SIGMA_A2[0], tau0=sample.stats.tau0)
+        times: dict[str, list[float]] = {"blas": [], "eigen": []}
+        evals = {}
+        for round_ in range(repeats + 1):  # round 0 warms both engines up, not recorded
+            for engine in ("blas", "eigen") if round_ % 2 else ("eigen", "blas"):
+                with product_engine(engine), threadpool_limits(limits=threads):
+                    res, t = timed(
+                        lambda d=deq, x=X, m=m, w=W, dt=dtype, th=threads: finite.forward(
+                            d, x, m, weights=w, solver="picard", tol=1e-4 if dt == np.float32
+                            else TOL, dtype=dt, num_threads=th,
+                        )
+                    )  # fmt: skip
+                if round_:
+                    times[engine].append(t)
+                evals[engine] = res.evaluations
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        out["cases"][label] = {
+            "seconds": med,
+            "seconds_all": times,
+            "evaluations": evals,
+            "eigen_over_blas": med["eigen"] / med["blas"],
+            "load": load_note()["loadavg"],
+        }
+        print(
+            f"engines {label}: blas {med['blas']:.3f} s, eigen {med['eigen']:.3f} s "
+            f"(eigen/blas {med['eigen'] / med['blas']:.2f}), {evals} evaluations; "
+            f"auto picks {chosen}",
+            flush=True,
+        )
+    return out
+
+
 def main_solvers(repeats: int = REPEATS) -> dict[str, Any]:
     sample = df.GaussianMixture.paper(P).sample(N, seed=SEED)
     X = np.ascontiguousarray(sample.X)
@@ -379,6 +475,7 @@ def main_solvers(repeats: int = REPEATS) -> dict[str, Any]:
         "setting": {"m": M, "n": N, "p": P, "tol": TOL, "activation": "relu (centred at tau*)"},
         "load_before": load_note(),
         "solvers": solver_section(sample, X, W, repeats),
+        "engines": engine_section(repeats),
         "load_after": load_note(),
     }
     OUT_SOLVERS.parent.mkdir(parents=True, exist_ok=True)

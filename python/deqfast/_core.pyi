@@ -10,7 +10,7 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['Activation', 'AssemblyStats', 'Moments', 'SampleData', 'SolverReport', 'assemble', 'deq_adjoint', 'deq_forward', 'gaussian_map', 'has_openmp', 'release_workspace', 'samples_at', 'solve_diagonal', 'workspace_bytes']
+__all__: list[str] = ['Activation', 'AssemblyStats', 'Moments', 'SampleData', 'SolverReport', 'assemble', 'deq_adjoint', 'deq_forward', 'eigen_simd', 'gaussian_map', 'has_openmp', 'release_workspace', 'samples_at', 'solve_diagonal', 'workspace_bytes']
 class Moments:
     @property
     def a0(self) -> float:
@@ -227,3 +227,4 @@ def workspace_bytes() -> int:
     Bytes of solver work arrays kept for the next solve (freed ones stay mapped, up to 1 GiB).
     """
 has_openmp: bool = True
+eigen_simd: str

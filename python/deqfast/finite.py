@@ -38,7 +38,9 @@ used are recorded in :attr:`DEQForwardResult.phases`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -70,6 +72,7 @@ __all__ = [
     "empirical_ck",
     "empirical_ntk",
     "forward",
+    "product_engine",
     "release_work_buffers",
 ]
 
@@ -305,6 +308,52 @@ def _check_report(rep: Any, what: str, opts: dict[str, Any], sigma_a2: float, st
     warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
+#: OpenBLAS core types (``openblas_get_corename``) whose GEMM kernels use AVX-512.
+_AVX512_OPENBLAS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+#: Environment variable that fixes the product engine: ``blas`` or ``eigen``.
+GEMM_ENV = "DEQFAST_GEMM"
+
+
+def _choose_engine(eigen_simd: str, blas: Sequence[tuple[str, str]]) -> str:
+    """``"eigen"`` when Eigen's kernels use AVX-512 and every BLAS loaded (``(internal_api,
+    architecture)`` pairs, as threadpoolctl reports them) is an OpenBLAS running narrower
+    kernels; ``"blas"`` otherwise (an unknown BLAS, such as MKL, is trusted)."""
+    if "AVX512" not in eigen_simd.replace(" ", "").split(",") or not blas:
+        return "blas"
+    narrow = all(
+        api == "openblas" and arch.lower() not in _AVX512_OPENBLAS for api, arch in blas
+    )  # fmt: skip
+    return "eigen" if narrow else "blas"
+
+
+@functools.lru_cache(maxsize=1)
+def product_engine() -> str:
+    """The engine of the forward's and the adjoint's matrix products: ``"blas"`` (SciPy's
+    BLAS ``?gemm``, threaded by the BLAS) or ``"eigen"`` (Eigen's product kernel compiled into
+    the core, threaded over column blocks).
+
+    SciPy's BLAS unless Eigen's kernels are AVX-512 and the BLAS, an OpenBLAS, runs narrower
+    ones (its ``OPENBLAS_CORETYPE`` set to ``Haswell`` on an AVX-512 machine, say): there
+    Eigen's products were 25-35 % faster (``benchmarks/bench_forward.py``), elsewhere the
+    BLAS's were 20-25 % faster. The choice depends only on the machine and the environment,
+    so repeated runs give the same numbers; the two engines' results differ by rounding.
+    The environment variable ``DEQFAST_GEMM`` (``blas`` or ``eigen``) fixes it; it is read
+    once per process.
+    """
+    forced = os.environ.get(GEMM_ENV, "").strip().lower()
+    if forced:
+        return check_choice(forced, GEMM_ENV, ("blas", "eigen"))
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the core calls, loaded)
+    from threadpoolctl import threadpool_info
+
+    blas = [
+        (str(i.get("internal_api", "")), str(i.get("architecture", "")))
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return _choose_engine(_core.eigen_simd, blas)
+
+
 def _run_forward(
     phi: Any,
     A: np.ndarray,
@@ -330,6 +379,7 @@ def _run_forward(
         memory=opts["memory"],
         damping=opts["damping"],
         num_threads=num_threads,
+        gemm=product_engine(),
     )
     # (m, n) Fortran-ordered = (n, m) C-ordered: rows are samples, no copy.
     return Z.T, Phi.T, rep
@@ -607,6 +657,7 @@ def empirical_ntk(
                 memory=opts["memory"],
                 damping=opts["damping"],
                 num_threads=num_threads,
+                gemm=product_engine(),
             )
             del A
             _check_report(arep, "adjoint", opts, sa2, True)
