@@ -49,7 +49,9 @@ runs the solver section alone and writes ``benchmarks/results/forward_solvers.js
 The solver section runs with SciPy's BLAS for the core's products (``DEQFAST_GEMM=blas``),
 the engine of its bare products; ``--solvers-only`` then adds an engine section
 (``"engines"``): Picard solves with each engine, SciPy's BLAS and Eigen's kernel, and the
-engine that ``deqfast.finite.product_engine()`` picks on this machine.
+engine that ``deqfast.finite.product_engine()`` picks on this machine. ``--engines-only`` runs
+that section alone and files it in ``benchmarks/results/forward_engines.json`` under the
+BLAS's core type (run it once as is and once with another ``OPENBLAS_CORETYPE``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ SIGMA_A2 = (0.2, 0.8)
 SEED = 0
 OUT = Path(__file__).resolve().parent / "results" / "forward.json"
 OUT_SOLVERS = OUT.with_name("forward_solvers.json")
+OUT_ENGINES = OUT.with_name("forward_engines.json")
 SOLVERS = ("picard", "anderson", "auto")
 STRUCTURED_SIGMA_A2 = 0.35
 REPEATS = 3  # interleaved rounds per cell of the solver section (medians reported)
@@ -629,6 +632,12 @@ if __name__ == "__main__":
         help=f"interleaved rounds per cell of the solver section (default {REPEATS})",
     )
     parser.add_argument(
+        "--engines-only",
+        action="store_true",
+        help="run only the engine section; its result is merged into "
+        "benchmarks/results/forward_engines.json under the BLAS's core type",
+    )
+    parser.add_argument(
         "--activations-only",
         action="store_true",
         help="run only the activation section (see above)",
@@ -636,6 +645,13 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.solvers_only:
         main_solvers(args.repeats)
+    elif args.engines_only:
+        eng = engine_section(args.repeats)
+        key = ",".join(sorted({str(b["architecture"]) for b in eng["blas"]})) or "unknown"
+        old = json.loads(OUT_ENGINES.read_text()) if OUT_ENGINES.exists() else {}
+        old[f"OpenBLAS {key}"] = eng
+        OUT_ENGINES.write_text(json.dumps(old, indent=2) + "\n")
+        print(f"wrote {OUT_ENGINES}")
     elif args.activations_only:
         act = activation_section(args.repeats)
         OUT_ACTIVATIONS.parent.mkdir(parents=True, exist_ok=True)

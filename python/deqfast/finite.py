@@ -10,7 +10,9 @@ state is the ``m × n`` matrix of pre-activations, one matrix product per
 evaluation of the map, plain Picard iteration or Anderson acceleration
 (Walker–Ni form), stopping on ``‖f(Z) − Z‖_F / ‖f(Z)‖_F ≤ tol``. The call
 releases the GIL and stops with ``KeyboardInterrupt`` on Ctrl-C (it polls
-Python's signal handlers between blocks of the matrix products).
+Python's signal handlers between blocks of the matrix products). The products
+run on SciPy's BLAS or on Eigen's kernel, whichever has the wider vector
+kernels on the machine (:func:`product_engine`).
 
 Random weights
 --------------
@@ -333,10 +335,12 @@ def product_engine() -> str:
     the core, threaded over column blocks).
 
     SciPy's BLAS unless Eigen's kernels are AVX-512 and the BLAS, an OpenBLAS, runs narrower
-    ones (its ``OPENBLAS_CORETYPE`` set to ``Haswell`` on an AVX-512 machine, say): there
-    Eigen's products were 25-35 % faster (``benchmarks/bench_forward.py``), elsewhere the
-    BLAS's were 20-25 % faster. The choice depends only on the machine and the environment,
-    so repeated runs give the same numbers; the two engines' results differ by rounding.
+    ones (its ``OPENBLAS_CORETYPE`` set to ``Haswell`` on an AVX-512 machine, say). On such
+    a machine Picard solves took 16-25 % less time with Eigen's products than with OpenBLAS's
+    Haswell kernels, and 21-34 % less with OpenBLAS's own AVX-512 kernels than with Eigen's
+    (``benchmarks/bench_forward.py --engines-only``, 2026-12-03). The choice depends only on
+    the machine and the environment, so repeated runs give the same numbers (on any thread
+    count); the two engines' results differ by rounding.
     The environment variable ``DEQFAST_GEMM`` (``blas`` or ``eigen``) fixes it; it is read
     once per process.
     """
