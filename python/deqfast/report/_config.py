@@ -88,6 +88,10 @@ class ReproduceConfig:
     timing_width: int = 1024
     ridge: float = 1e-2
     figure_jobs: int = 2
+    #: Workers drawing the figures of the sections computed before the classification
+    #: section while it runs: one leaves a core to the section's own tasks; the quick run's
+    #: section is too short for that to matter, and its figures decide its length.
+    early_figure_jobs: int = 1
     #: Worker processes computing the explicit-net designs while the other sections run
     #: (``0``: in the run's own process, when a section needs them; the same designs).
     design_jobs: int = 1
@@ -126,6 +130,7 @@ class ReproduceConfig:
                 designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), real_n_per_class=200,
                 real_subset_n=200, real_subsets=2,
                 real_designs=(("relu", "ck", "lrelu"), ("tanh", "ck", "clip")), design_jobs=0,
+                early_figure_jobs=2,
             )  # fmt: skip
         else:
             cfg = cls(seed=seed)

@@ -217,13 +217,14 @@ def _run(
 
     def draw_early(key: str, computed: dict[str, Any]) -> None:
         # the classification section leaves a core to spare: draw the figures of the
-        # sections computed so far meanwhile, in one worker
-        if key == "classification" and cfg.figure_jobs > 0:
+        # sections computed so far meanwhile (cfg.early_figure_jobs workers)
+        if key == "classification" and cfg.figure_jobs > 0 and cfg.early_figure_jobs > 0:
             doc = Document()
             for k, _, render in SECTIONS:
                 if k in computed:
                     render(computed[k], doc, [])
-            early.append(FigureDrawing(doc.figures, target.tmp, jobs=1, background=True))
+            jobs = cfg.early_figure_jobs
+            early.append(FigureDrawing(doc.figures, target.tmp, jobs=jobs, background=True))
 
     try:
         sections = compute_sections(cfg, Progress(progress), timings, cpu, load, draw_early)
