@@ -195,8 +195,9 @@ def nt_child(args: argparse.Namespace) -> None:
     """One process per ``n``: NT's jitted CK and CK + NTK next to deqfast's CK and all outputs
     (``S``, ``G``, ``Ġ``, ``Θ*``), interleaved. First calls (NT: compilation + run) are timed
     on their own, then ``repeat`` rounds of the four cases: medians of wall and CPU seconds
-    (CPU: all threads of the process), largest peak RSS increase of a call (each its own,
-    :func:`_fresh_peak` before it). ``*_compile_s``: NT's first call less its warm median."""
+    (CPU: all threads of the process); then two rounds for the largest peak RSS increase of
+    a call (each its own, :func:`_fresh_peak` before it). ``*_compile_s``: NT's first call
+    less its warm median."""
     jax, deq, X, xs = _nt_setup(args.n)
     kf = _nt_kernel_fn(NT_DEPTH)
     nt_ck = jax.jit(lambda x: kf(x, None, "nngp"))
@@ -233,17 +234,24 @@ def nt_child(args: argparse.Namespace) -> None:
     res["max_rel_diff_Theta_offdiag"] = _rel(Th, ref.Theta, off)
     del outs, G, Th, ref
     load = [os.getloadavg()[0]]
+    # timed rounds: warm, nothing between the calls (trimming the heap before each call, as
+    # the peak rounds below must, makes every call fault its output pages in afresh, which on
+    # this VM costs more than deqfast's whole n = 1024 CK)
     for _ in range(args.repeat):
         for name, fn in cases.items():
-            _recycle_pages(4 * args.n * args.n * 8)
-            base = _fresh_peak()
             t, c = time.perf_counter(), time.process_time()
             out = fn()
             times[name].append(time.perf_counter() - t)
             cpu[name].append(time.process_time() - c)
-            peaks[name].append(status_mib("VmHWM") - base)
             del out
         load.append(os.getloadavg()[0])
+    for _ in range(2):  # peak rounds: each call's own high-water mark
+        for name, fn in cases.items():
+            _recycle_pages(4 * args.n * args.n * 8)
+            base = _fresh_peak()
+            out = fn()
+            peaks[name].append(status_mib("VmHWM") - base)
+            del out
     for name in cases:
         res[f"{name}_warm_s"] = float(np.median(times[name]))
         res[f"{name}_warm_cpu_s"] = float(np.median(cpu[name]))
