@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--full", action="store_true",
         help="also run the ten-class MNIST random features at width 4096 (the default run "
         "stops at 1024: a DEQ forward solve on the 5,000 digits at m = 4096 costs about "
-        "170 GFLOP per map evaluation, several minutes of the run on two cores)",
+        "170 GFLOP per map evaluation; it about triples the run on two cores)",
     )  # fmt: skip
     r.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default: %(default)s)")
     r.add_argument(
