@@ -163,11 +163,12 @@ def _rescaled(phi: Any, X: np.ndarray, Y: np.ndarray, sigma_b2: float) -> float:
     (1.0 when they already are, or when ``phi`` is not homogeneous: the checks then raise)."""
     if not _homogeneous(phi):
         return 1.0
+    data = (X,) if Y is X else (X, Y)  # the symmetric kernel's rows once
     with np.errstate(over="ignore"):
-        norms = np.concatenate([np.sqrt(np.einsum("ij,ij->i", Z, Z)) for Z in (X, Y)])
+        norms = np.concatenate([np.sqrt(np.einsum("ij,ij->i", Z, Z)) for Z in data])
     if not np.all(np.isfinite(norms)):  # |x|^2 overflows: rescale by the largest entry first
-        peak = max(float(np.abs(X).max()), float(np.abs(Y).max()))
-        norms = np.concatenate([np.linalg.norm(Z / peak, axis=1) for Z in (X, Y)]) * peak
+        peak = max(float(np.abs(Z).max()) for Z in data)
+        norms = np.concatenate([np.linalg.norm(Z / peak, axis=1) for Z in data]) * peak
     lo, hi = float(norms[norms > 0].min()), float(norms.max())
     c2lo, c2hi = sigma_b2 * lo * lo, sigma_b2 * hi * hi
     if SCALE_RANGE[0] <= c2lo and c2hi <= SCALE_RANGE[1]:
