@@ -52,6 +52,14 @@ struct ForwardOptions {
 
 namespace detail {
 
+/// The end of column block b of nb over [0, n): on a multiple of 64 columns (the last at n).
+/// Eigen's product kernel treats a column by its place in its block (full register panels,
+/// then a remainder kernel that sums in another order), so edges that moved with the number
+/// of blocks would make the products' rounding depend on it (on the thread count, say).
+inline Eigen::Index column_edge(Eigen::Index n, Eigen::Index b, Eigen::Index nb) {
+  return b == nb ? n : (n * b / nb) / 64 * 64;
+}
+
 /// Run body(j0, j1) over contiguous column blocks of [0, n) in parallel, one per thread, but
 /// only as many threads as there are ~2^17 units of `work_per_col` work (a thread team costs
 /// more than it saves on small problems). An exception in a block is rethrown here.
@@ -61,15 +69,11 @@ void for_column_blocks(Eigen::Index n, int threads, Body&& body, double work_per
   const int nb = int(std::max<Eigen::Index>(
       1, std::min<Eigen::Index>(std::min<Eigen::Index>(threads, n), Eigen::Index(std::min(chunks, 1e6)))));
   ParallelErrors errors;
-  // Block edges on multiples of 64 columns: Eigen's product kernel treats a column by its
-  // place in its block (full register panels, then a remainder kernel that sums in another
-  // order), so unaligned edges would make the products' rounding depend on the thread count.
-  auto edge = [&](int b) -> Eigen::Index { return b == nb ? n : (n * b / nb) / 64 * 64; };
 #ifdef DEQFAST_HAVE_OPENMP
 #pragma omp parallel for num_threads(nb) schedule(static, 1) if (nb > 1)
 #endif
   for (int b = 0; b < nb; ++b) {
-    const Eigen::Index j0 = edge(b), j1 = edge(b + 1);
+    const Eigen::Index j0 = column_edge(n, b, nb), j1 = column_edge(n, b + 1, nb);
     if (j1 > j0) errors.guard([&] { body(j0, j1); });
   }
   errors.rethrow();
@@ -94,7 +98,7 @@ class ProductPacer {
     const Eigen::Index nb = std::min<Eigen::Index>(max_blocks, Eigen::Index(std::ceil(work / kBlockFlops)));
     Eigen::Index j0 = 0;
     for (Eigen::Index b = 1; b <= nb; ++b) {
-      const Eigen::Index j1 = b == nb ? n : (n * b / nb) / 64 * 64;
+      const Eigen::Index j1 = column_edge(n, b, nb);
       if (j1 <= j0) continue;
       block(j0, j1);
       j0 = j1;
