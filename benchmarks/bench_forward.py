@@ -386,11 +386,15 @@ def activation_section(repeats: int = REPEATS) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def product_engine(name: str) -> Iterator[None]:
-    """Run the block with ``finite.product_engine()`` fixed to ``name`` (its environment
-    variable set, its cache cleared), then restore both."""
+def product_engine(name: str | None) -> Iterator[None]:
+    """Run the block with ``finite.product_engine()`` fixed to ``name`` (``None``: its
+    automatic choice; its environment variable set or unset, its cache cleared), then
+    restore both."""
     old = os.environ.get(finite.GEMM_ENV)
-    os.environ[finite.GEMM_ENV] = name
+    if name is None:
+        os.environ.pop(finite.GEMM_ENV, None)
+    else:
+        os.environ[finite.GEMM_ENV] = name
     finite.product_engine.cache_clear()
     try:
         yield
@@ -410,12 +414,8 @@ def engine_section(repeats: int = REPEATS) -> dict[str, Any]:
     and the engine ``finite.product_engine()`` picks on this machine."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    forced = os.environ.pop(finite.GEMM_ENV, None)
-    finite.product_engine.cache_clear()
-    chosen = finite.product_engine()  # the automatic choice
-    if forced is not None:
-        os.environ[finite.GEMM_ENV] = forced
-    finite.product_engine.cache_clear()
+    with product_engine(None):
+        chosen = finite.product_engine()
     out: dict[str, Any] = {
         "chosen": chosen,
         "eigen_simd": df._core.eigen_simd,

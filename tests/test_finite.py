@@ -283,45 +283,52 @@ def test_product_engine_rule(simd, blas, engine):
     assert finite._choose_engine(simd, blas) == engine
 
 
-def test_product_engine_follows_the_environment(monkeypatch):
-    finite.product_engine.cache_clear()
-    try:
-        for value in ("eigen", " BLAS "):
+@pytest.fixture
+def set_engine(monkeypatch):
+    """``set_engine(value)``: ``DEQFAST_GEMM`` set to ``value`` (``None``: unset) and
+    ``finite.product_engine``'s cache cleared; the cache is cleared again afterwards, so the
+    process's own choice comes back."""
+
+    def set_(value):
+        if value is None:
+            monkeypatch.delenv(finite.GEMM_ENV, raising=False)
+        else:
             monkeypatch.setenv(finite.GEMM_ENV, value)
-            finite.product_engine.cache_clear()
-            assert finite.product_engine() == value.strip().lower()
-        monkeypatch.setenv(finite.GEMM_ENV, "mkl")
         finite.product_engine.cache_clear()
-        with pytest.raises(ValueError, match="DEQFAST_GEMM"):
-            finite.product_engine()
-        monkeypatch.delenv(finite.GEMM_ENV)
-        finite.product_engine.cache_clear()
-        assert finite.product_engine() in ("blas", "eigen")
-    finally:
-        finite.product_engine.cache_clear()
+
+    yield set_
+    monkeypatch.undo()
+    finite.product_engine.cache_clear()
+
+
+def test_product_engine_follows_the_environment(set_engine):
+    for value in ("eigen", " BLAS "):
+        set_engine(value)
+        assert finite.product_engine() == value.strip().lower()
+    set_engine("mkl")
+    with pytest.raises(ValueError, match="DEQFAST_GEMM"):
+        finite.product_engine()
+    set_engine(None)
+    assert finite.product_engine() in ("blas", "eigen")
 
 
 @pytest.mark.parametrize("engine", ["blas", "eigen"])
-def test_forward_and_adjoint_do_not_depend_on_the_thread_count(rng, monkeypatch, engine):
+def test_forward_and_adjoint_do_not_depend_on_the_thread_count(rng, set_engine, engine):
     """Each engine gives the same numbers, bit for bit, on one thread and on two: Eigen's
     column blocks start on multiples of 64 columns (n = 300 splits at 128 on two threads)."""
     deq = df.DEQ("tanh", sigma_a2=0.5, tau0=1.0)
     X, W = small_problem(rng, m=256, n=300, p=16)
-    monkeypatch.setenv(finite.GEMM_ENV, engine)
-    finite.product_engine.cache_clear()
-    try:
-        for dtype in (np.float64, np.float32):
-            one, two = (
-                finite.forward(deq, X, 256, weights=W, tol=1e-5, dtype=dtype, num_threads=t)
-                for t in (1, 2)
-            )
-            np.testing.assert_array_equal(one.Z, two.Z)
-        k1, k2 = (
-            finite.empirical_ntk(deq, X, 256, weights=[W], tol=1e-6, num_threads=t) for t in (1, 2)
+    set_engine(engine)
+    for dtype in (np.float64, np.float32):
+        one, two = (
+            finite.forward(deq, X, 256, weights=W, tol=1e-5, dtype=dtype, num_threads=t)
+            for t in (1, 2)
         )
-        np.testing.assert_array_equal(k1, k2)
-    finally:
-        finite.product_engine.cache_clear()
+        np.testing.assert_array_equal(one.Z, two.Z)
+    k1, k2 = (
+        finite.empirical_ntk(deq, X, 256, weights=[W], tol=1e-6, num_threads=t) for t in (1, 2)
+    )
+    np.testing.assert_array_equal(k1, k2)
 
 
 def test_forward_repr_and_seed_reproducibility(rng, relu_deq):
