@@ -330,7 +330,8 @@ def _choose_engine(eigen_simd: str, blas: Sequence[tuple[str, str]]) -> str:
 
 @functools.lru_cache(maxsize=1)
 def product_engine() -> str:
-    """The engine of the forward's and the adjoint's matrix products: ``"blas"`` (SciPy's
+    """The engine of the finite-width forward's and adjoint's matrix products
+    (:ref:`§3 <theory-3>`, "finite width"): ``"blas"`` (SciPy's
     BLAS ``?gemm``, threaded by the BLAS) or ``"eigen"`` (Eigen's product kernel compiled into
     the core, threaded over column blocks).
 
